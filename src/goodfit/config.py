@@ -1,0 +1,307 @@
+"""Configuration: strict pydantic models for every section, TOML loading and ``--set`` overrides.
+
+A config is a TOML file with the sections below (all optional except what a run needs)::
+
+    [data]            name = "digits"          # built-in name, or a path to a .npz / .csv file
+    [model]           kind = "cnn2d", channels = [32, 64], dropout = {kind = "standard", p = 0.2}
+    [optimizer]       name = "adam", lr = 1e-3  # + the optimizer's own keyword arguments
+    [schedule]        name = "cosine", interval = "step"   # + the schedule's parameters
+    [regularize]      l2 = 1e-4 ...
+    [augment]         ops = [{name = "hflip", p = 0.5}]
+    [train]           epochs = 30, batch_size = 32, seed = 0, device = "cpu"
+    [early_stopping]  patience = 10, monitor = "val_loss"
+    [checkpoint]      every = 1
+    [study]           (see goodfit.select.study)
+
+Unknown keys are rejected, types and ranges are checked, and every error names the file, the
+key and what is allowed. Sections whose keys are the keyword arguments of a registered factory
+(optimizer, schedule, augment ops, ...) are checked against that factory when the run is built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from goodfit.errors import ConfigError
+
+__all__ = [
+    "CheckpointConfig",
+    "Config",
+    "DataConfig",
+    "EarlyStoppingConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_to_toml",
+    "load_config",
+    "parse_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class _Open(BaseModel):
+    """A section whose extra keys are keyword arguments of a named factory."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DataConfig(_Strict):
+    name: str = "digits"
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    standardize: bool = True
+    label: str | None = None
+    test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(_Strict):
+    kind: Literal["mlp", "cnn1d", "cnn2d", "auto"] = "auto"
+    widths: list[int] = Field(default_factory=lambda: [128, 128])
+    channels: list[int] = Field(default_factory=lambda: [32, 64])
+    hidden: list[int] = Field(default_factory=lambda: [128])
+    kernel_size: int | None = Field(None, ge=1)
+    activation: str = "relu"
+    dropout: dict[str, Any] | float | None = None
+    norm: str | None = None
+    pool: str = "max"
+    pool_every: int = Field(1, ge=1)
+    weight_standardization: bool = False
+    spectral_norm: bool = False
+    init: str | dict[str, Any] | None = None
+
+    @field_validator("widths", "channels", "hidden")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(w < 1 for w in v):
+            raise ValueError(f"sizes must be >= 1, got {v}")
+        return v
+
+
+class OptimizerConfig(_Open):
+    name: str = "adam"
+    lr: float | None = Field(None, ge=0.0)
+    chain: list[dict[str, Any]] | None = None
+    no_decay_for_bias_and_norm: bool = True
+
+
+class ScheduleConfig(_Open):
+    name: str
+    interval: Literal["step", "epoch"] = "step"
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(32, ge=1)
+    seed: int = Field(0, ge=0)
+    device: str = "cpu"
+    val_every: int | None = Field(None, ge=1)
+    deterministic: bool = True
+    threads: int | None = Field(None, ge=1)
+
+
+class EarlyStoppingConfig(_Strict):
+    enabled: bool = True
+    monitor: str = "val_loss"
+    patience: int = Field(10, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+    mode: Literal["min", "max", "auto"] = "auto"
+    restore_best: bool = True
+    algorithm: Literal["7.1", "7.2", "7.3"] = "7.1"
+
+
+class CheckpointConfig(_Strict):
+    enabled: bool = True
+    every: int = Field(1, ge=1)
+
+
+class Config(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig | None = None
+    regularize: dict[str, Any] | None = None
+    augment: dict[str, Any] | None = None
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    early_stopping: EarlyStoppingConfig | None = None
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    study: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data (``None`` sections dropped), TOML-writable."""
+        return _drop_none(self.model_dump(mode="json"))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            section = ".".join(str(p) for p in e["loc"][:-1])
+            model: Any = Config
+            for part in e["loc"][:-1]:
+                field = model.model_fields.get(str(part))
+                ann = getattr(field, "annotation", None)
+                model = next(
+                    (
+                        a
+                        for a in getattr(ann, "__args__", (ann,))
+                        if isinstance(a, type) and issubclass(a, BaseModel)
+                    ),
+                    None,
+                )
+                if model is None:
+                    break
+            allowed = sorted(model.model_fields) if model is not None else []
+            where = f"section [{section}]" if section else "the top level"
+            msg = f"unknown key in {where}; allowed keys: {', '.join(allowed)}"
+        elif "input" in e and e["type"] not in ("missing",):
+            msg = f"{msg} (got {e['input']!r})"
+        lines.append(f"{source}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> Config:
+    """Validate a plain dict into a :class:`Config`, raising :class:`ConfigError`."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as TOML, else taken as strings).
+
+    A dict maps dotted keys to already-parsed values. Returns a new dict.
+    """
+    import copy
+
+    out = copy.deepcopy(data)
+    items = (
+        overrides.items()
+        if isinstance(overrides, dict)
+        else (_split_override(o) for o in overrides)
+    )
+    for key, value in items:
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _split_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value (e.g. optimizer.lr=0.01), got {text!r}")
+    key, _, value = text.partition("=")
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"--set: bad key {key!r} in {text!r}")
+    return key, _parse_value(value.strip())
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file, turning a missing file or a syntax error into :class:`ConfigError`."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; expected a .toml config file")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load and validate a TOML config (``None``: all defaults), applying ``--set`` overrides."""
+    data = read_toml(path) if path is not None else {}
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return parse_config(data, str(path) if path is not None else "config")
+
+
+def config_to_toml(data: dict[str, Any]) -> str:
+    """Write plain config data as TOML (tables for sections, inline tables inside arrays)."""
+    lines: list[str] = []
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    for key, value in scalars.items():
+        lines.append(f"{key} = {_toml_value(value)}")
+    for section, table in data.items():
+        if isinstance(table, dict):
+            _toml_table(section, table, lines)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _toml_table(name: str, table: dict[str, Any], lines: list[str]) -> None:
+    lines.append(f"\n[{name}]")
+    nested = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            nested[key] = value
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in nested.items():
+        _toml_table(f"{name}.{_toml_key(key)}", value, lines)
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def _toml_value(value: Any) -> str:
+    import json
+    import math
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")

@@ -1,0 +1,285 @@
+"""Model builders used by configs: :func:`mlp`, :func:`cnn1d`, :func:`cnn2d`.
+
+Each builder returns a plain ``nn.Sequential``. Regularization layers are one argument away:
+``dropout={"kind": "gaussian", "p": 0.3}`` inserts a layer of the dropout family after every hidden
+activation (conv blocks get the layer for their dimensionality), ``norm="batch"`` inserts a layer of
+the normalization family between each hidden linear/conv layer and its activation (seed 000
+§1.1.5 places BN before the nonlinearity), ``pool`` picks the CNN's pooling layer (``"max"``,
+``"avg"`` or a pooling dropout such as ``"max_pool_dropout"``), ``weight_standardization`` and
+``spectral_norm`` wrap the conv/linear layers.
+
+Example
+-------
+>>> import goodfit as gf
+>>> net = gf.nn.models.cnn2d((1, 8, 8), num_outputs=10, channels=(16, 32), norm="batch")
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+__all__ = ["ACTIVATIONS", "cnn1d", "cnn2d", "mlp"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "elu": nn.ELU,
+    "selu": nn.SELU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "silu": nn.SiLU,
+    "identity": nn.Identity,
+}
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+_POOL = {"max": {1: nn.MaxPool1d, 2: nn.MaxPool2d}, "avg": {1: nn.AvgPool1d, 2: nn.AvgPool2d}}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
+def _dropout_spec(dropout: Mapping[str, Any] | float | None) -> dict[str, Any] | None:
+    if dropout is None:
+        return None
+    if isinstance(dropout, int | float):
+        return {"kind": "standard", "p": float(dropout)} if dropout > 0 else None
+    spec = dict(dropout)
+    if "p" not in spec and spec.get("kind") not in ("additive_gaussian",):
+        raise ValueError(f"dropout needs a rate 'p', got {spec!r}")
+    spec.setdefault("kind", "standard")
+    return spec
+
+
+def _dropout_layer(spec: dict[str, Any] | None, dims: int) -> nn.Module | None:
+    if spec is None:
+        return None
+    from goodfit.nn.dropout import make_dropout
+
+    kind = spec["kind"]
+    if kind == "dropconnect":  # acts on weights: handled where the linear layers are built
+        return None
+    if kind == "spatial" and dims == 0:  # channel dropout has no channels after flattening
+        return None
+    kwargs = {k: v for k, v in spec.items() if k != "kind"}
+    return make_dropout(kind, dims=dims, **kwargs)
+
+
+def _norm_layer(kind: str | None, num_features: int, dims: int) -> nn.Module | None:
+    if kind is None or kind == "none":
+        return None
+    from goodfit.nn.norm import make_norm
+
+    return make_norm(kind, num_features, dims=dims)
+
+
+def _linear(
+    n_in: int,
+    n_out: int,
+    dropout: dict[str, Any] | None,
+    weight_standardization: bool,
+    spectral_norm: bool,
+    hidden: bool,
+) -> nn.Module:
+    if hidden and dropout is not None and dropout["kind"] == "dropconnect":
+        from goodfit.nn.dropout import DropConnectLinear
+
+        extra = {k: v for k, v in dropout.items() if k not in ("kind",)}
+        layer: nn.Module = DropConnectLinear(n_in, n_out, **extra)
+    elif hidden and weight_standardization:
+        from goodfit.nn.norm import WSLinear
+
+        layer = WSLinear(n_in, n_out)
+    else:
+        layer = nn.Linear(n_in, n_out)
+    if spectral_norm:
+        layer = nn.utils.parametrizations.spectral_norm(layer)
+    return layer
+
+
+def _dense_stack(
+    n_in: int,
+    widths: Sequence[int],
+    num_outputs: int,
+    activation: str,
+    dropout: dict[str, Any] | None,
+    norm: str | None,
+    weight_standardization: bool,
+    spectral_norm: bool,
+) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for width in widths:
+        if width < 1:
+            raise ValueError(f"layer widths must be >= 1, got {list(widths)}")
+        layers.append(_linear(n_in, width, dropout, weight_standardization, spectral_norm, True))
+        if (norm_layer := _norm_layer(norm, width, 0)) is not None:
+            layers.append(norm_layer)
+        layers.append(_activation(activation))
+        if (drop := _dropout_layer(dropout, 0)) is not None:
+            layers.append(drop)
+        n_in = width
+    layers.append(_linear(n_in, num_outputs, None, False, spectral_norm, False))
+    return layers
+
+
+def _as_shape(input_shape: int | Sequence[int]) -> tuple[int, ...]:
+    shape = (input_shape,) if isinstance(input_shape, int) else tuple(int(s) for s in input_shape)
+    if not shape or any(s < 1 for s in shape):
+        raise ValueError(f"input_shape must be positive sizes, got {input_shape!r}")
+    return shape
+
+
+def mlp(
+    input_shape: int | Sequence[int],
+    widths: Sequence[int] = (128, 128),
+    num_outputs: int = 1,
+    *,
+    activation: str = "relu",
+    dropout: Mapping[str, Any] | float | None = None,
+    norm: str | None = None,
+    weight_standardization: bool = False,
+    spectral_norm: bool = False,
+) -> nn.Sequential:
+    """Multilayer perceptron: ``[Flatten] -> (Linear -> [norm] -> act -> [dropout]) x len(widths)
+    -> Linear``.
+
+    Inputs of any shape are flattened, so ``mlp((1, 8, 8), ...)`` works on images.
+    """
+    shape = _as_shape(input_shape)
+    layers: list[nn.Module] = [nn.Flatten()] if len(shape) > 1 else []
+    layers += _dense_stack(
+        math.prod(shape),
+        widths,
+        num_outputs,
+        activation,
+        _dropout_spec(dropout),
+        norm,
+        weight_standardization,
+        spectral_norm,
+    )
+    return nn.Sequential(*layers)
+
+
+def _cnn(
+    dims: int,
+    input_shape: Sequence[int],
+    channels: Sequence[int],
+    hidden: Sequence[int],
+    num_outputs: int,
+    kernel_size: int,
+    activation: str,
+    dropout: Mapping[str, Any] | float | None,
+    norm: str | None,
+    pool: str,
+    pool_every: int,
+    weight_standardization: bool,
+    spectral_norm: bool,
+) -> nn.Sequential:
+    shape = _as_shape(input_shape)
+    if len(shape) != dims + 1:
+        raise ValueError(
+            f"cnn{dims}d needs input_shape (C, {'L' if dims == 1 else 'H, W'}), got {shape}"
+        )
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
+    if pool_every < 1:
+        raise ValueError(f"pool_every must be >= 1, got {pool_every}")
+    spec = _dropout_spec(dropout)
+    c_in, spatial = shape[0], list(shape[1:])
+    layers: list[nn.Module] = []
+    for i, c_out in enumerate(channels):
+        if c_out < 1:
+            raise ValueError(f"channels must be >= 1, got {list(channels)}")
+        if weight_standardization:
+            from goodfit.nn import norm as gf_norm
+
+            conv_cls = {1: gf_norm.WSConv1d, 2: gf_norm.WSConv2d}[dims]
+        else:
+            conv_cls = _CONV[dims]
+        conv: nn.Module = conv_cls(c_in, c_out, kernel_size, padding=kernel_size // 2)
+        if spectral_norm:
+            conv = nn.utils.parametrizations.spectral_norm(conv)
+        layers.append(conv)
+        if (norm_layer := _norm_layer(norm, c_out, dims)) is not None:
+            layers.append(norm_layer)
+        layers.append(_activation(activation))
+        if (i + 1) % pool_every == 0 and min(spatial) >= 2:
+            layers.append(_pool_layer(pool, dims, spec))
+            spatial = [s // 2 for s in spatial]
+        if spec is not None and (drop := _dropout_layer(spec, dims)) is not None:
+            layers.append(drop)
+        c_in = c_out
+    layers.append(nn.Flatten())
+    layers += _dense_stack(
+        c_in * math.prod(spatial),
+        hidden,
+        num_outputs,
+        activation,
+        spec,
+        norm,
+        False,
+        spectral_norm,
+    )
+    return nn.Sequential(*layers)
+
+
+def _pool_layer(pool: str, dims: int, dropout: dict[str, Any] | None) -> nn.Module:
+    if pool in _POOL:
+        return _POOL[pool][dims](2)
+    from goodfit.nn.dropout import make_pool_dropout
+
+    p = dropout["p"] if dropout is not None and "p" in dropout else 0.1
+    return make_pool_dropout(pool, p, kernel_size=2, dims=dims)
+
+
+def cnn1d(
+    input_shape: Sequence[int],
+    channels: Sequence[int] = (32, 64),
+    num_outputs: int = 10,
+    *,
+    hidden: Sequence[int] = (128,),
+    kernel_size: int = 5,
+    activation: str = "relu",
+    dropout: Mapping[str, Any] | float | None = None,
+    norm: str | None = None,
+    pool: str = "max",
+    pool_every: int = 1,
+    weight_standardization: bool = False,
+    spectral_norm: bool = False,
+) -> nn.Sequential:
+    """1-D CNN for (C, L) signals: conv blocks ``Conv1d -> [norm] -> act -> [pool] -> [dropout]``
+    (a pool of size 2 after every ``pool_every`` blocks), then an :func:`mlp` head."""
+    return _cnn(
+        1, input_shape, channels, hidden, num_outputs, kernel_size, activation, dropout, norm,
+        pool, pool_every, weight_standardization, spectral_norm,
+    )  # fmt: skip
+
+
+def cnn2d(
+    input_shape: Sequence[int],
+    channels: Sequence[int] = (32, 64),
+    num_outputs: int = 10,
+    *,
+    hidden: Sequence[int] = (128,),
+    kernel_size: int = 3,
+    activation: str = "relu",
+    dropout: Mapping[str, Any] | float | None = None,
+    norm: str | None = None,
+    pool: str = "max",
+    pool_every: int = 1,
+    weight_standardization: bool = False,
+    spectral_norm: bool = False,
+) -> nn.Sequential:
+    """2-D CNN for (C, H, W) images: conv blocks ``Conv2d -> [norm] -> act -> [pool] ->
+    [dropout]`` (a 2x2 pool after every ``pool_every`` blocks), then an :func:`mlp` head."""
+    return _cnn(
+        2, input_shape, channels, hidden, num_outputs, kernel_size, activation, dropout, norm,
+        pool, pool_every, weight_standardization, spectral_norm,
+    )  # fmt: skip
