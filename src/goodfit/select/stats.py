@@ -189,8 +189,8 @@ def rank_variants(
     """Rank variants by their mean fold score and compare each with the baseline.
 
     Order: best mean first in the metric's direction (ties broken by name).
-    ``margin_over_runner_up`` and ``margin_over_baseline`` are differences of means signed so that positive means "the best
-    is better" (``mean_best - mean_other`` when maximizing, ``mean_other - mean_best`` when
+    ``margin_over_runner_up`` and ``margin_over_baseline`` are differences of means signed so
+    that positive means "the best is better" (``mean_best - mean_other`` when maximizing, ``mean_other - mean_best`` when
     minimizing). ``baseline`` defaults to the first key of ``results``; every other variant is
     compared with it by :func:`compare_paired` over the same folds.
 
