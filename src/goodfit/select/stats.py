@@ -191,8 +191,9 @@ def rank_variants(
     Order: best mean first in the metric's direction (ties broken by name).
     ``margin_over_runner_up`` and ``margin_over_baseline`` are differences of means signed so
     that positive means "the best is better" (``mean_best - mean_other`` when maximizing,
-    ``mean_other - mean_best`` when minimizing). ``baseline`` defaults to the first key of ``results``; every other variant is
-    compared with it by :func:`compare_paired` over the same folds.
+    ``mean_other - mean_best`` when minimizing). ``baseline`` defaults to the first key of
+    ``results``; every other variant is compared with it by :func:`compare_paired` over the
+    same folds.
 
     Returns ``{"order", "best", "runner_up", "baseline", "higher_is_better",
     "margin_over_runner_up", "margin_over_baseline", "best_vs_baseline", "summaries",
