@@ -9,8 +9,9 @@ Rule (robust to epoch-to-epoch noise):
    ends): a median ignores single-epoch spikes that a mean would spread around.
 3. ``e*`` = the first epoch where the smoothed validation loss reaches its minimum.
 4. ``e*`` is the onset when, after it, (a) at least ``patience`` epochs were recorded, (b) the
-   smoothed validation loss ends more than ``min_rise`` (relative) above its minimum, and (c) the smoothed training loss at the last epoch is below its value
-   at ``e*`` (training still falls). Otherwise there is no onset: ``None``.
+   smoothed validation loss ends more than ``min_rise`` (relative) above its minimum, and
+   (c) the smoothed training loss at the last epoch is below its value at ``e*`` (training
+   still falls). Otherwise there is no onset: ``None``.
 
 The onset is the epoch early stopping (GBC Algorithm 7.1) would return as ``i*`` on the same
 curve with a large enough patience.
