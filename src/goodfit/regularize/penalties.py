@@ -1,0 +1,900 @@
+r"""Weight penalties: functions of a model added to the data loss.
+
+A penalty is a callable ``penalty(model) -> scalar Tensor`` that :func:`goodfit.fit` adds to the
+data loss (the history reports both separately). The general form is seed 000's multilayer
+penalty (§1.1.3)
+
+.. math:: \Omega = \sum_j \Lambda_j \, c_j \, \|W_j\|_{p_j}^{p_j},
+
+with a coefficient :math:`\Lambda_j` (a number or a schedule of the step), a constant factor
+:math:`c_j` (1/2 for GBC's :math:`\frac{\alpha}{2} w^\top w`, 1/(2m) for seed 000's batch-scaled
+L2) and a norm :math:`p_j` per group of parameters. Following seed 001 ("typically not applied on
+bias terms"), biases and normalization parameters are excluded unless
+``include_bias_and_norm=True``.
+
+Parameters are selected once, when the penalty is bound to a model (``model=`` at construction,
+:meth:`Penalty.bind`, or the first call), and each call evaluates one multi-tensor
+``torch._foreach_norm`` per group: no Python loop per parameter or element on the hot path.
+
+Selection patterns
+------------------
+A *pattern* is matched against each parameter's owning module name and all its ancestors (e.g.
+``"features"``, ``"features.0"``) and against the full parameter name (``"features.0.weight"``).
+It is a glob (:func:`fnmatch.fnmatchcase`, e.g. ``"encoder.*"``) or, with the prefix ``"re:"``,
+a regular expression that must match the whole name (``"re:layer[0-9]+"``). A *type* is a module
+class or its class name (``"Conv2d"``) and is matched against the parameter's owning module. A
+pattern or type that matches no parameter raises :class:`ValueError` naming it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from goodfit.errors import ConfigError
+from goodfit.train.callbacks import Callback
+
+__all__ = [
+    "BasePenalty",
+    "LayerRule",
+    "Penalty",
+    "PenaltyScheduleCallback",
+    "PenaltySum",
+    "Term",
+    "elastic_net",
+    "from_prior",
+    "is_bias_or_norm",
+    "l1",
+    "l2",
+    "penalty_from_config",
+    "per_layer",
+    "prior_coefficient",
+    "select_parameters",
+]
+
+Coef = float | Callable[[int], float]
+
+_TORCH_NORM_TYPES: tuple[type, ...] = tuple(
+    t
+    for t in (
+        getattr(nn.modules.batchnorm, "_NormBase", None),
+        nn.LayerNorm,
+        nn.GroupNorm,
+        getattr(nn, "RMSNorm", None),
+        nn.LocalResponseNorm,
+    )
+    if t is not None
+)
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def _is_norm_module(module: nn.Module) -> bool:
+    """True for BatchNorm/InstanceNorm/LayerNorm/GroupNorm/RMSNorm and any ``*Norm*`` class."""
+    return isinstance(module, _TORCH_NORM_TYPES) or "norm" in type(module).__name__.lower()
+
+
+def is_bias_or_norm(name: str, owner: nn.Module) -> bool:
+    """Whether a parameter is excluded by default from penalties and constraints.
+
+    True for biases (the last name component contains ``"bias"``, e.g. ``bias``,
+    ``in_proj_bias``) and for every parameter of a normalization module (BatchNorm, InstanceNorm,
+    LayerNorm, GroupNorm, RMSNorm, or any module whose class name contains ``"Norm"``). Seed 001:
+    parameter penalties are "typically not applied on bias terms".
+    """
+    return "bias" in name.rsplit(".", 1)[-1] or _is_norm_module(owner)
+
+
+def _candidates(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))] + [name]
+
+
+def _match_pattern(pattern: str, name: str) -> bool:
+    cands = _candidates(name)
+    if pattern.startswith("re:"):
+        rx = re.compile(pattern[3:])
+        return any(rx.fullmatch(c) for c in cands)
+    return any(fnmatch.fnmatchcase(c, pattern) for c in cands)
+
+
+def _match_type(kind: str | type, owner: nn.Module) -> bool:
+    if isinstance(kind, str):
+        cls = type(owner)
+        return kind in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}")
+    return isinstance(owner, kind)
+
+
+def _as_list(x: Any) -> list[Any]:
+    if x is None:
+        return []
+    if isinstance(x, (str, type)):
+        return [x]
+    return list(x)
+
+
+def _owner(modules: Mapping[str, nn.Module], name: str) -> nn.Module:
+    return modules[name.rsplit(".", 1)[0] if "." in name else ""]
+
+
+def select_parameters(
+    model: nn.Module,
+    *,
+    pattern: str | Sequence[str] | None = None,
+    type: str | type | Sequence[str | type] | None = None,
+    exclude: str | Sequence[str] = (),
+    include_bias_and_norm: bool = False,
+    allow_empty: bool = False,
+) -> list[tuple[str, nn.Parameter]]:
+    """Named parameters of ``model`` chosen by module-name pattern and/or module type.
+
+    With neither ``pattern`` nor ``type`` every parameter is a candidate; otherwise a parameter
+    is chosen when it matches any pattern or any type (see the module docstring for the matching
+    rules). Parameters matching an ``exclude`` pattern are dropped, and so are biases and
+    normalization parameters (:func:`is_bias_or_norm`) unless ``include_bias_and_norm``.
+    Shared parameters appear once. Only parameters with ``requires_grad`` are considered.
+
+    Raises
+    ------
+    ValueError
+        If a pattern, type or exclude pattern matches no parameter, or if nothing is left
+        (unless ``allow_empty``).
+    """
+    patterns, types, excludes = _as_list(pattern), _as_list(type), _as_list(exclude)
+    for p in [*patterns, *excludes]:
+        if not isinstance(p, str) or not p:
+            raise ValueError(f"patterns must be non-empty strings, got {p!r}")
+        if p.startswith("re:"):
+            try:
+                re.compile(p[3:])
+            except re.error as e:
+                raise ValueError(f"invalid regular expression in pattern {p!r}: {e}") from None
+    modules = dict(model.named_modules())
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    owners = {n: _owner(modules, n) for n, _ in named}
+
+    for p in patterns:
+        if not any(_match_pattern(p, n) for n, _ in named):
+            raise ValueError(
+                f"pattern {p!r} matches no parameter of the model; parameter names are "
+                f"{[n for n, _ in named][:12]}"
+            )
+    for t in types:
+        if not any(_match_type(t, owners[n]) for n, _ in named):
+            tname = t if isinstance(t, str) else t.__name__
+            raise ValueError(f"type {tname!r} matches no module with parameters in the model")
+    for p in excludes:
+        if not any(_match_pattern(p, n) for n, _ in named):
+            raise ValueError(f"exclude pattern {p!r} matches no parameter of the model")
+
+    chosen = []
+    for n, prm in named:
+        if (patterns or types) and not (
+            any(_match_pattern(p, n) for p in patterns)
+            or any(_match_type(t, owners[n]) for t in types)
+        ):
+            continue
+        if any(_match_pattern(p, n) for p in excludes):
+            continue
+        if not include_bias_and_norm and is_bias_or_norm(n, owners[n]):
+            continue
+        chosen.append((n, prm))
+    if not chosen and not allow_empty:
+        what = ", ".join(repr(x) for x in [*patterns, *types]) or "the model"
+        raise ValueError(
+            f"{what} selects no parameter after excluding biases/normalization parameters and "
+            f"exclude={excludes}; set include_bias_and_norm=True to penalize those"
+        )
+    return chosen
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_coef(name: str, value: Any) -> Coef:
+    if callable(value):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number >= 0 or a callable of the step, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def _check_p(name: str, p: Any) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not (p >= 1 and math.isfinite(p)):
+        raise ValueError(f"{name} must be a finite norm order >= 1, got {p!r}")
+    return float(p)
+
+
+def _check_batch_size(batch_size: Any) -> float:
+    if batch_size is None:
+        return 1.0
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return float(batch_size)
+
+
+def _eval_coef(coef: Coef, step: int, label: str) -> float:
+    if not callable(coef):
+        return coef
+    c = float(coef(step))
+    if not math.isfinite(c) or c < 0:
+        raise ValueError(f"coefficient schedule of {label} gave {c!r} at step {step}; need >= 0")
+    return c
+
+
+def _sum_pow_norms(tensors: list[Tensor], p: float) -> Tensor:
+    """sum_k ||t_k||_p^p with one multi-tensor norm call."""
+    norms = torch._foreach_norm(tensors, p)
+    if len({n.dtype for n in norms}) > 1:
+        dt = torch.result_type(*norms) if len(norms) == 2 else torch.float64
+        norms = [n.to(dt) for n in norms]
+    s = torch.stack(norms)
+    if p == 1.0:
+        return s.sum()
+    if p == 2.0:
+        return s.square().sum()
+    return s.pow(p).sum()
+
+
+# --------------------------------------------------------------------------- penalties
+
+
+class BasePenalty:
+    """Base of all penalties: ``penalty(model) -> scalar Tensor``; ``set_step`` for schedules.
+
+    ``a + b`` gives a :class:`PenaltySum`.
+    """
+
+    _step: int = 0
+
+    def __call__(self, model: nn.Module) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def set_step(self, step: int) -> None:
+        """Tell the penalty the optimizer step, for coefficients that follow a schedule."""
+        self._step = int(step)
+
+    def __add__(self, other: BasePenalty) -> PenaltySum:
+        if not isinstance(other, BasePenalty):
+            return NotImplemented
+        return PenaltySum([self, other])
+
+
+class PenaltySum(BasePenalty):
+    """Sum of penalties; ``set_step`` is forwarded to each part."""
+
+    def __init__(self, parts: Iterable[BasePenalty]) -> None:
+        flat: list[BasePenalty] = []
+        for p in parts:
+            flat.extend(p.parts if isinstance(p, PenaltySum) else [p])
+        if not flat:
+            raise ValueError("PenaltySum needs at least one penalty")
+        self.parts = flat
+
+    def __call__(self, model: nn.Module) -> Tensor:
+        total = self.parts[0](model)
+        for p in self.parts[1:]:
+            total = total + p(model)
+        return total
+
+    def set_step(self, step: int) -> None:
+        self._step = int(step)
+        for p in self.parts:
+            p.set_step(step)
+
+    def bind(self, model: nn.Module) -> PenaltySum:
+        for p in self.parts:
+            if hasattr(p, "bind"):
+                p.bind(model)
+        return self
+
+    def __repr__(self) -> str:
+        return " + ".join(repr(p) for p in self.parts)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One global term ``coef * factor * sum_W ||W||_p^p`` over all selected parameters."""
+
+    p: float
+    coef: Coef
+    factor: float = 1.0
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class LayerRule:
+    r"""Seed 000's per-layer term ``Lambda_j ||W_j||_{p_j}^{p_j}`` on modules chosen by
+    ``pattern`` (glob or ``"re:"`` regex) and/or ``type``; ``coef`` is :math:`\Lambda_j`."""
+
+    coef: Coef
+    p: float = 2.0
+    pattern: str | None = None
+    type: str | type | None = None
+
+    @classmethod
+    def coerce(cls, rule: LayerRule | Mapping[str, Any], where: str = "per_layer") -> LayerRule:
+        if isinstance(rule, LayerRule):
+            r = rule
+        else:
+            if not isinstance(rule, Mapping):
+                raise ValueError(f"{where} entries must be tables/dicts, got {rule!r}")
+            allowed = {"pattern", "type", "coef", "p"}
+            for k in rule:
+                if k not in allowed:
+                    raise ValueError(f"{where}: unknown key {k!r}; allowed: {sorted(allowed)}")
+            if "coef" not in rule:
+                raise ValueError(f"{where}: missing key 'coef'")
+            r = cls(
+                coef=rule["coef"],
+                p=rule.get("p", 2.0),
+                pattern=rule.get("pattern"),
+                type=rule.get("type"),
+            )
+        if r.pattern is None and r.type is None:
+            raise ValueError(f"{where}: give a 'pattern' or a 'type'")
+        _check_coef(f"{where}.coef", r.coef)
+        _check_p(f"{where}.p", r.p)
+        return r
+
+
+@dataclass
+class _Group:
+    label: str
+    coef: Coef
+    factor: float
+    p: float
+    names: list[str]
+    tensors: list[Tensor]
+
+
+class Penalty(BasePenalty):
+    r"""Sum of weighted p-norm terms over groups of parameters (seed 000 §1.1.3, GBC 7.1).
+
+    .. math:: \Omega(W) = \sum_{t \in terms} \lambda_t c_t \sum_{W \in G} \|W\|_{p_t}^{p_t}
+              + \sum_j \Lambda_j \|W_j\|_{p_j}^{p_j}
+
+    The global ``terms`` act on every selected parameter (``G``) not claimed by a per-layer rule;
+    each per-layer rule (:class:`LayerRule`) claims the parameters it matches (the first matching
+    rule wins) and applies seed 000's :math:`\Lambda_j\|W_j\|_{p_j}^{p_j}` to them *instead of*
+    the global terms. Coefficients may be callables of the step (see :meth:`set_step` and
+    :class:`PenaltyScheduleCallback`).
+
+    Parameters
+    ----------
+    terms : sequence of Term
+    per_layer : sequence of LayerRule or dicts ``{pattern|type, coef, p=2}``
+    exclude : module-name patterns whose parameters are never penalized
+    include_bias_and_norm : penalize biases and normalization parameters too (default False)
+    model : bind now, so that bad patterns raise at construction
+
+    Examples
+    --------
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> rules = [{"pattern": "0", "coef": 1e-3}]
+    >>> pen = Penalty([Term(p=2, coef=1e-4, factor=0.5)], per_layer=rules)
+    >>> float(pen(net)) > 0
+    True
+    """
+
+    def __init__(
+        self,
+        terms: Sequence[Term] = (),
+        *,
+        per_layer: Sequence[LayerRule | Mapping[str, Any]] = (),
+        exclude: str | Sequence[str] = (),
+        include_bias_and_norm: bool = False,
+        model: nn.Module | None = None,
+    ) -> None:
+        if not isinstance(include_bias_and_norm, bool):
+            raise ValueError(
+                f"include_bias_and_norm must be true or false, got {include_bias_and_norm!r}"
+            )
+        self.terms = [
+            Term(
+                p=_check_p(f"{t.label or 'term'}.p", t.p),
+                coef=_check_coef(t.label or "coef", t.coef),
+                factor=t.factor,
+                label=t.label or f"l{t.p:g}",
+            )
+            for t in terms
+        ]
+        self.rules = [
+            LayerRule.coerce(r, f"per_layer[{i}]") for i, r in enumerate(_as_list(per_layer))
+        ]
+        if not self.terms and not self.rules:
+            raise ValueError("a Penalty needs at least one term or per_layer rule")
+        self.exclude = _as_list(exclude)
+        self.include_bias_and_norm = include_bias_and_norm
+        self._model_id: int | None = None
+        self._groups: list[_Group] = []
+        if model is not None:
+            self.bind(model)
+
+    # -- binding ---------------------------------------------------------------------------
+    def bind(self, model: nn.Module) -> Penalty:
+        """Select and group the parameters of ``model`` (done once; re-run after surgery)."""
+        kw = {"exclude": self.exclude, "include_bias_and_norm": self.include_bias_and_norm}
+        claimed: set[int] = set()
+        groups: list[_Group] = []
+        for i, r in enumerate(self.rules):
+            sel = select_parameters(model, pattern=r.pattern, type=r.type, **kw)
+            sel = [(n, p) for n, p in sel if id(p) not in claimed]
+            if not sel:
+                raise ValueError(
+                    f"per_layer[{i}] (pattern={r.pattern!r}, type={r.type!r}) selects no "
+                    "parameter not already claimed by an earlier per_layer rule"
+                )
+            claimed.update(id(p) for _, p in sel)
+            what = r.pattern if r.pattern is not None else getattr(r.type, "__name__", r.type)
+            groups.append(
+                _Group(
+                    label=f"per_layer[{i}]:{what}",
+                    coef=r.coef,
+                    factor=1.0,
+                    p=r.p,
+                    names=[n for n, _ in sel],
+                    tensors=[p for _, p in sel],
+                )
+            )
+        if self.terms:
+            sel = select_parameters(model, allow_empty=True, **kw)
+            sel = [(n, p) for n, p in sel if id(p) not in claimed]
+            if sel:
+                for t in self.terms:
+                    groups.append(
+                        _Group(
+                            label=t.label,
+                            coef=t.coef,
+                            factor=t.factor,
+                            p=t.p,
+                            names=[n for n, _ in sel],
+                            tensors=[p for _, p in sel],
+                        )
+                    )
+        self._groups = groups
+        self._model_id = id(model)
+        self._model_ref = model  # keeps id() valid while bound
+        return self
+
+    def selected(self, model: nn.Module | None = None) -> dict[str, list[str]]:
+        """Names of the parameters each term acts on, e.g. ``{"l2": ["0.weight", ...]}``."""
+        if model is not None and id(model) != self._model_id:
+            self.bind(model)
+        return {g.label: list(g.names) for g in self._groups}
+
+    # -- evaluation ------------------------------------------------------------------------
+    def coefficients(self) -> dict[str, float]:
+        """Current value of every coefficient (after the schedule, at the current step)."""
+        return {g.label: _eval_coef(g.coef, self._step, g.label) for g in self._groups}
+
+    def __call__(self, model: nn.Module) -> Tensor:
+        if id(model) != self._model_id:
+            self.bind(model)
+        total: Tensor | None = None
+        for g in self._groups:
+            c = _eval_coef(g.coef, self._step, g.label) * g.factor
+            if c == 0.0:
+                continue
+            v = _sum_pow_norms(g.tensors, g.p) * c
+            total = v if total is None else total + v
+        if total is None:
+            ref = next(iter(model.parameters()), None)
+            return torch.zeros((), device=None if ref is None else ref.device)
+        return total
+
+    def __repr__(self) -> str:
+        parts = [f"{t.label}(coef={t.coef!r}, p={t.p:g}, factor={t.factor:g})" for t in self.terms]
+        parts += [repr(r) for r in self.rules]
+        return f"Penalty({', '.join(parts)})"
+
+
+_SEL_DOC = r"""exclude : module-name patterns never penalized (glob or ``"re:"`` regex)
+    include_bias_and_norm : also penalize biases and normalization parameters (default False)
+    per_layer : per-layer rules ``{pattern|type, coef, p}`` that replace the global terms on the
+        parameters they match (seed 000's :math:`\Lambda_j\|W_j\|_{p_j}^{p_j}`)
+    model : bind now (bad patterns raise at construction)"""
+
+
+def l1(
+    coef: Coef,
+    *,
+    exclude: str | Sequence[str] = (),
+    include_bias_and_norm: bool = False,
+    per_layer: Sequence[LayerRule | Mapping[str, Any]] = (),
+    model: nn.Module | None = None,
+) -> Penalty:
+    r"""L1 (Lasso): :math:`\Omega = \lambda \|W\|_1` (seed 000 §1.1.3; GBC 7.1.2
+    :math:`\alpha\|w\|_1`, gradient :math:`\alpha\,\mathrm{sign}(w)`).
+
+    Parameters
+    ----------
+    coef : lambda >= 0, or a callable ``step -> lambda``
+    {sel}
+    """
+    return Penalty(
+        [Term(p=1.0, coef=_check_coef("l1", coef), factor=1.0, label="l1")],
+        per_layer=per_layer,
+        exclude=exclude,
+        include_bias_and_norm=include_bias_and_norm,
+        model=model,
+    )
+
+
+def l2(
+    coef: Coef,
+    *,
+    batch_size: int | None = None,
+    exclude: str | Sequence[str] = (),
+    include_bias_and_norm: bool = False,
+    per_layer: Sequence[LayerRule | Mapping[str, Any]] = (),
+    model: nn.Module | None = None,
+) -> Penalty:
+    r"""L2 (ridge / Tikhonov): :math:`\Omega = \frac{\alpha}{2}\|W\|_2^2` (GBC eq. 7.2), or with
+    ``batch_size=m`` seed 000's :math:`\frac{\lambda}{2m}\|W\|_2^2` (§1.1.3).
+
+    The gradient is :math:`\alpha w` (GBC 7.3), so SGD on it is weight decay (GBC 7.5). For
+    linear regression with data loss :math:`\frac{1}{2}\|Xw-y\|^2` the minimizer is the ridge
+    solution :math:`(X^\top X + \alpha I)^{-1}X^\top y` (GBC 7.17; the slide's 7.15 omits the
+    1/2 on the data term). With a batch-mean data loss :math:`\frac{1}{2m}\|Xw-y\|^2` and
+    ``batch_size=m`` it is the same solution with :math:`\alpha=\lambda`, whatever ``m``.
+
+    Parameters
+    ----------
+    coef : alpha (or lambda) >= 0, or a callable ``step -> coef``
+    batch_size : m in seed 000's lambda/(2m); None means m = 1 (GBC's alpha/2)
+    {sel}
+    """
+    m = _check_batch_size(batch_size)
+    return Penalty(
+        [Term(p=2.0, coef=_check_coef("l2", coef), factor=0.5 / m, label="l2")],
+        per_layer=per_layer,
+        exclude=exclude,
+        include_bias_and_norm=include_bias_and_norm,
+        model=model,
+    )
+
+
+def elastic_net(
+    *,
+    l1: Coef | None = None,
+    l2: Coef | None = None,
+    lam: Coef | None = None,
+    alpha: float | None = None,
+    l1_ratio: float | None = None,
+    batch_size: int | None = None,
+    exclude: str | Sequence[str] = (),
+    include_bias_and_norm: bool = False,
+    per_layer: Sequence[LayerRule | Mapping[str, Any]] = (),
+    model: nn.Module | None = None,
+) -> Penalty:
+    r"""Elastic net (Zou & Hastie 2005), in one of three parameterizations.
+
+    * ``l1=, l2=`` (seed 000 §1.1.3): :math:`\frac{\lambda_2}{2m}\|W\|_2^2 + \lambda_1\|W\|_1`,
+      ``m = batch_size`` (default 1).
+    * ``lam=, alpha=`` (seed 001, slide "Elastic Net"):
+      :math:`\lambda(\alpha\|w\|_2^2 + (1-\alpha)\|w\|_1)`, :math:`\alpha\in[0,1]` weighs the
+      L2 part (no 1/2).
+    * ``lam=, l1_ratio=`` (scikit-learn/glmnet):
+      :math:`\lambda(r\|w\|_1 + \frac{1-r}{2}\|w\|_2^2)`, :math:`r\in[0,1]`.
+
+    Parameters
+    ----------
+    l1, l2 : seed 000 coefficients (>= 0 or callables of the step)
+    lam : overall strength lambda for the two ratio forms (>= 0 or a callable)
+    alpha : seed 001's L2 share in [0, 1]
+    l1_ratio : scikit-learn's L1 share in [0, 1]
+    batch_size : m of the seed 000 form
+    {sel}
+    """
+    seed000 = l1 is not None or l2 is not None
+    ratio_forms = [x is not None for x in (alpha, l1_ratio)]
+    if seed000 and (lam is not None or any(ratio_forms)):
+        raise ValueError(
+            "elastic_net: give either l1=/l2= (seed 000) or lam= with alpha= or l1_ratio="
+        )
+    if not seed000 and sum(ratio_forms) != 1:
+        raise ValueError("elastic_net: give l1=/l2=, or lam= with exactly one of alpha=, l1_ratio=")
+    sel = {
+        "per_layer": per_layer,
+        "exclude": exclude,
+        "include_bias_and_norm": include_bias_and_norm,
+        "model": model,
+    }
+    if seed000:
+        m = _check_batch_size(batch_size)
+        terms = []
+        if l2 is not None:
+            terms.append(Term(p=2.0, coef=_check_coef("l2", l2), factor=0.5 / m, label="l2"))
+        if l1 is not None:
+            terms.append(Term(p=1.0, coef=_check_coef("l1", l1), factor=1.0, label="l1"))
+        return Penalty(terms, **sel)
+    if batch_size is not None:
+        raise ValueError("elastic_net: batch_size only applies to the l1=/l2= (seed 000) form")
+    if lam is None:
+        raise ValueError("elastic_net: lam= is required with alpha= or l1_ratio=")
+    lam_c = _check_coef("lam", lam)
+    name, r = ("alpha", alpha) if alpha is not None else ("l1_ratio", l1_ratio)
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {r!r}")
+    r = float(r)
+    w2, w1 = (r, 1.0 - r) if name == "alpha" else (0.5 * (1.0 - r), r)
+    return Penalty(
+        [
+            Term(p=2.0, coef=lam_c, factor=w2, label="l2"),
+            Term(p=1.0, coef=lam_c, factor=w1, label="l1"),
+        ],
+        **sel,
+    )
+
+
+def per_layer(
+    rules: Sequence[LayerRule | Mapping[str, Any]],
+    *,
+    exclude: str | Sequence[str] = (),
+    include_bias_and_norm: bool = False,
+    model: nn.Module | None = None,
+) -> Penalty:
+    r"""Seed 000's multilayer penalty :math:`\sum_j \Lambda_j \|W_j\|_{p_j}^{p_j}` (§1.1.3).
+
+    Each rule ``{pattern|type, coef, p=2}`` selects layer(s) ``W_j`` by module-name pattern or
+    module type; ``coef`` is :math:`\Lambda_j` (no 1/2 factor: ``p=2, coef=a/2`` equals
+    ``l2(a)`` on that layer). Its gradient is :math:`\Lambda_j p_j |w|^{p_j-1}\mathrm{sign}(w)`.
+    """
+    return Penalty(
+        [],
+        per_layer=rules,
+        exclude=exclude,
+        include_bias_and_norm=include_bias_and_norm,
+        model=model,
+    )
+
+
+def prior_coefficient(kind: str, scale: float, n_data: int = 1) -> float:
+    r"""The L2/L1 coefficient of a MAP prior (seed 000 §1.1.3 note: L2 <-> Gaussian prior,
+    L1 <-> Laplace prior; :math:`L_{MAP} = L - \log P(W)`).
+
+    * ``"gaussian"``, :math:`w\sim N(0,\sigma^2)`: :math:`-\log p(w) = \frac{w^2}{2\sigma^2}+C`,
+      so the penalty is ``l2(alpha)`` (:math:`\frac{\alpha}{2}\|w\|^2`) with
+      :math:`\alpha = 1/(\sigma^2 N)`.
+    * ``"laplace"``, :math:`p(w)=\frac{1}{2b}e^{-|w|/b}`: :math:`-\log p(w) = |w|/b + C`, so the
+      penalty is ``l1(lam)`` with :math:`\lambda = 1/(b N)`.
+
+    ``N = n_data`` rescales the prior to a data loss that is a *mean* over N examples (the MAP
+    objective divided by N); use ``n_data=1`` when the data loss is a sum.
+    """
+    if kind not in ("gaussian", "laplace"):
+        raise ValueError(f"prior kind must be 'gaussian' or 'laplace', got {kind!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise ValueError(f"prior scale must be > 0, got {scale!r}")
+    if isinstance(n_data, bool) or not isinstance(n_data, int) or n_data < 1:
+        raise ValueError(f"n_data must be an integer >= 1, got {n_data!r}")
+    if kind == "gaussian":
+        return 1.0 / (float(scale) ** 2 * n_data)
+    return 1.0 / (float(scale) * n_data)
+
+
+def from_prior(
+    kind: str,
+    scale: float,
+    *,
+    n_data: int = 1,
+    exclude: str | Sequence[str] = (),
+    include_bias_and_norm: bool = False,
+    model: nn.Module | None = None,
+) -> Penalty:
+    r"""The penalty equal to :math:`-\log P(W)` (up to a constant, divided by ``n_data``) for a
+    zero-mean ``"gaussian"`` (std ``scale``) or ``"laplace"`` (scale ``b``) prior on every
+    selected weight: ``l2(1/(scale**2 n_data))`` or ``l1(1/(scale n_data))``; see
+    :func:`prior_coefficient` (seed 000 §1.1.3, MAP view)."""
+    c = prior_coefficient(kind, scale, n_data)
+    sel = {"exclude": exclude, "include_bias_and_norm": include_bias_and_norm, "model": model}
+    return l2(c, **sel) if kind == "gaussian" else l1(c, **sel)
+
+
+for _f in (l1, l2, elastic_net):
+    _f.__doc__ = (_f.__doc__ or "").replace("{sel}", _SEL_DOC)
+
+
+class PenaltyScheduleCallback(Callback):
+    """Tells a penalty the optimizer step before each batch, so scheduled coefficients move.
+
+    ``penalty.set_step(trainer.step)`` in ``on_batch_start`` (``trainer.step`` = optimizer steps
+    done, so step 0 is the first batch). Example: ``l2(lambda s: 1e-4 * min(1, s / 1000))``.
+    """
+
+    def __init__(self, penalty: BasePenalty) -> None:
+        if not hasattr(penalty, "set_step"):
+            raise ValueError(f"penalty has no set_step method: {penalty!r}")
+        self.penalty = penalty
+
+    def on_batch_start(self, trainer: Any) -> None:
+        self.penalty.set_step(trainer.step)
+
+
+# --------------------------------------------------------------------------- config
+
+_CONFIG_KEYS = {
+    "l1",
+    "l2",
+    "l2_scale_by_batch",
+    "elastic",
+    "per_layer",
+    "exclude",
+    "include_bias_and_norm",
+    "prior",
+    "tying",
+    "constraints",
+}
+
+
+def _number(key: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"regularize.{key} must be a number, got {v!r}")
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"regularize.{key} must be a finite number >= 0, got {v!r}")
+    return float(v)
+
+
+def _bool(key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"regularize.{key} must be true or false, got {v!r}")
+    return v
+
+
+def penalty_from_config(
+    cfg: Mapping[str, Any] | None,
+    model: nn.Module,
+    *,
+    batch_size: int | None = None,
+    n_data: int | None = None,
+) -> BasePenalty | None:
+    r"""Build the penalty of a ``[regularize]`` config table, bound to ``model``.
+
+    Keys (all optional; ``constraints`` is read by
+    :func:`goodfit.regularize.constraints.constraints_from_config`):
+
+    ``l1 = 1e-5``
+        :math:`\lambda_1\|W\|_1` (:func:`l1`).
+    ``l2 = 1e-4``
+        :math:`\frac{\alpha}{2}\|W\|_2^2` (:func:`l2`, GBC 7.2).
+    ``l2_scale_by_batch = false``
+        if true, ``l2`` (and ``elastic.l2``) become seed 000's :math:`\frac{\lambda}{2m}` with
+        ``m = batch_size`` (the keyword argument, which the caller takes from the training
+        config).
+    ``elastic = {l1 = .., l2 = ..}`` | ``{lam = .., alpha = ..}`` | ``{lam = .., l1_ratio = ..}``
+        :func:`elastic_net` in seed 000's, seed 001's or scikit-learn's form.
+    ``per_layer = [{pattern = "features.*", coef = 1e-3, p = 2}, {type = "Conv2d", coef = ..}]``
+        seed 000's :math:`\Lambda_j\|W_j\|_{p_j}^{p_j}`, replacing the global terms on the
+        parameters each rule matches (:class:`Penalty`).
+    ``exclude = ["head.*"]``
+        module-name patterns never penalized.
+    ``include_bias_and_norm = false``
+        penalize biases and normalization parameters too.
+    ``prior = {kind = "gaussian" | "laplace", scale = 0.1, n_data = 60000}``
+        the MAP-equivalent L2/L1 term (:func:`from_prior`); ``n_data`` defaults to the
+        ``n_data`` keyword (training-set size) or 1.
+    ``tying = [{a = "net_a", b = "net_b", coef = 0.1}]``
+        :func:`goodfit.regularize.tying.tying_penalty` between two submodules (by name).
+
+    Returns None when the table configures no penalty. Unknown keys and bad values raise
+    :class:`goodfit.errors.ConfigError` (a ValueError) naming the key.
+    """
+    try:
+        return _penalty_from_config(cfg, model, batch_size, n_data)
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _penalty_from_config(
+    cfg: Mapping[str, Any] | None,
+    model: nn.Module,
+    batch_size: int | None,
+    n_data: int | None,
+) -> BasePenalty | None:
+    if cfg is None:
+        return None
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"[regularize] must be a table, got {cfg!r}")
+    for k in cfg:
+        if k not in _CONFIG_KEYS:
+            raise ValueError(f"regularize: unknown key {k!r}; allowed: {sorted(_CONFIG_KEYS)}")
+    scale_by_batch = _bool("l2_scale_by_batch", cfg.get("l2_scale_by_batch", False))
+    include = _bool("include_bias_and_norm", cfg.get("include_bias_and_norm", False))
+    exclude = cfg.get("exclude", [])
+    if isinstance(exclude, str) or not all(isinstance(e, str) for e in _as_list(exclude)):
+        raise ValueError(f"regularize.exclude must be a list of patterns, got {exclude!r}")
+    if scale_by_batch and batch_size is None:
+        raise ValueError("regularize.l2_scale_by_batch = true needs the training batch_size")
+    m = float(batch_size) if scale_by_batch else 1.0
+    if scale_by_batch:
+        _check_batch_size(batch_size)
+
+    terms: list[Term] = []
+    if "l1" in cfg:
+        terms.append(Term(p=1.0, coef=_number("l1", cfg["l1"]), factor=1.0, label="l1"))
+    if "l2" in cfg:
+        terms.append(Term(p=2.0, coef=_number("l2", cfg["l2"]), factor=0.5 / m, label="l2"))
+    if "elastic" in cfg:
+        el = cfg["elastic"]
+        if not isinstance(el, Mapping):
+            raise ValueError(f"regularize.elastic must be a table, got {el!r}")
+        for k in el:
+            if k not in ("l1", "l2", "lam", "alpha", "l1_ratio"):
+                raise ValueError(
+                    f"regularize.elastic: unknown key {k!r}; allowed: l1, l2, lam, alpha, l1_ratio"
+                )
+        for k in ("l1", "l2", "lam"):
+            if k in el:
+                _number(f"elastic.{k}", el[k])
+        try:
+            en = elastic_net(
+                **dict(el), batch_size=batch_size if scale_by_batch and "l2" in el else None
+            )
+        except ValueError as e:
+            raise ValueError(f"regularize.elastic: {e}") from None
+        terms += [Term(t.p, t.coef, t.factor, f"elastic_{t.label}") for t in en.terms]
+    if "prior" in cfg:
+        pr = cfg["prior"]
+        if not isinstance(pr, Mapping):
+            raise ValueError(f"regularize.prior must be a table, got {pr!r}")
+        for k in pr:
+            if k not in ("kind", "scale", "n_data"):
+                raise ValueError(
+                    f"regularize.prior: unknown key {k!r}; allowed: kind, scale, n_data"
+                )
+        if "kind" not in pr or "scale" not in pr:
+            raise ValueError("regularize.prior needs 'kind' and 'scale'")
+        try:
+            c = prior_coefficient(pr["kind"], pr["scale"], pr.get("n_data", n_data or 1))
+        except ValueError as e:
+            raise ValueError(f"regularize.prior: {e}") from None
+        if pr["kind"] == "gaussian":
+            terms.append(Term(p=2.0, coef=c, factor=0.5, label="prior_gaussian"))
+        else:
+            terms.append(Term(p=1.0, coef=c, factor=1.0, label="prior_laplace"))
+    rules = cfg.get("per_layer", [])
+    if not isinstance(rules, (list, tuple)):
+        raise ValueError(f"regularize.per_layer must be a list of tables, got {rules!r}")
+    rules = [LayerRule.coerce(r, f"regularize.per_layer[{i}]") for i, r in enumerate(rules)]
+
+    parts: list[BasePenalty] = []
+    terms = [t for t in terms if not (isinstance(t.coef, float) and t.coef * t.factor == 0.0)]
+    if terms or rules:
+        try:
+            parts.append(
+                Penalty(
+                    terms,
+                    per_layer=rules,
+                    exclude=exclude,
+                    include_bias_and_norm=include,
+                    model=model,
+                )
+            )
+        except ValueError as e:
+            raise ValueError(f"regularize: {e}") from None
+    tying = cfg.get("tying", [])
+    if not isinstance(tying, (list, tuple)):
+        raise ValueError(f"regularize.tying must be a list of tables, got {tying!r}")
+    if tying:
+        from goodfit.regularize.tying import tying_from_config
+
+        parts += [
+            tying_from_config(t, model, where=f"regularize.tying[{i}]") for i, t in enumerate(tying)
+        ]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else PenaltySum(parts)
