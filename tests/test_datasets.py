@@ -116,12 +116,11 @@ def test_builtin_split_fixed_and_disjoint(name):
     b = load_dataset(name, standardize=False)
     for t in ("X_train", "y_train", "X_test", "y_test"):
         assert torch.equal(getattr(a, t), getattr(b, t)), t
-    # disjoint: no sample is in both parts (all built-ins have distinct samples, checked by
-    # the total count of distinct rows equalling n_train + n_test)
+    # disjoint: no sample is in both parts (every built-in has distinct samples, so the
+    # number of distinct rows in each part equals its size)
     rows_tr, rows_te = _rows(a.X_train), _rows(a.X_test)
-    if name != "digits":  # digits holds a few exact duplicate images in sklearn's data itself
-        assert len(rows_tr) == a.n_train and len(rows_te) == a.n_test
-        assert not rows_tr & rows_te
+    assert len(rows_tr) == a.n_train and len(rows_te) == a.n_test
+    assert not rows_tr & rows_te
 
 
 @pytest.mark.parametrize(
@@ -196,6 +195,7 @@ def test_mnist1d_matches_package_and_is_cached(mnist1d_run):
     np.testing.assert_allclose(ds.X_test[:, 0].numpy(), ref["x_test"], rtol=1e-6, atol=1e-6)
     assert np.array_equal(ds.y_train.numpy(), ref["y"])
     assert np.array_equal(ds.y_test.numpy(), ref["y_test"])
+    assert not _rows(ds.X_train) & _rows(ds.X_test)
     # exactly one cache file, no temporary files left behind
     assert len(mnist1d_run["files"]) == 1 and mnist1d_run["files"][0].endswith(".npz")
     second = mnist1d_run["second"]
