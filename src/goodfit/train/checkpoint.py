@@ -23,7 +23,7 @@ CHECKPOINT_NAME = "last.pt"
 
 def capture_rng_state(loader_generator: torch.Generator | None = None) -> dict[str, Any]:
     """The RNG states of torch (CPU and CUDA), NumPy, Python and the loader's generator."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
     version, py_state, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

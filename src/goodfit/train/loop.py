@@ -262,17 +262,21 @@ class Trainer:
         reporter = _Reporter(self.progress, self.epochs, start_epoch, self.description)
         self._call("on_fit_start")
         try:
-            for self.epoch in range(start_epoch, self.epochs):
+            for epoch in range(start_epoch, self.epochs):
+                self.epoch = epoch
                 if self.should_stop:
                     break
                 self._run_epoch(X, y, val, reporter)
-                if self.checkpoint_dir is not None and (
-                    (self.epoch + 1) % self.checkpoint_every == 0
-                    or self.epoch + 1 == self.epochs
-                    or self.should_stop
+                if (
+                    self.checkpoint_dir is not None
+                    and (
+                        (self.epoch + 1) % self.checkpoint_every == 0
+                        or self.epoch + 1 == self.epochs
+                        or self.should_stop
+                    )
+                    and self._params_finite()
                 ):
-                    if self._params_finite():
-                        save_checkpoint(self._checkpoint_state(), self.checkpoint_dir)
+                    save_checkpoint(self._checkpoint_state(), self.checkpoint_dir)
         except DivergenceError:
             self.request_stop("diverged")
             raise

@@ -1,0 +1,370 @@
+"""From a validated :class:`goodfit.config.Config` to the objects of a run.
+
+Each ``build_*`` function turns one config section into plain PyTorch/goodfit objects; a wrong
+value raises :class:`goodfit.errors.ConfigError` naming the section, the key and what is allowed.
+The Python API never needs this module: it is the config's thin front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from goodfit.config import Config, DataConfig, ModelConfig, OptimizerConfig
+from goodfit.errors import ConfigError, DataError
+from goodfit.train.callbacks import Callback, EarlyStopping
+
+__all__ = [
+    "PreparedData",
+    "build_augment",
+    "build_callbacks",
+    "build_model",
+    "build_optimizer",
+    "build_penalty",
+    "build_schedule",
+    "call_with_config",
+    "prepare_data",
+]
+
+_NORM_TYPES = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.modules.instancenorm._InstanceNorm,
+)
+
+
+def call_with_config(section: str, factory: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``factory(*args, **kwargs)`` turning a bad key or value into a :class:`ConfigError`
+    that names ``section``, the key and the allowed keys."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # builtins without signature
+        sig = None
+    if sig is not None and not any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()
+    ):
+        allowed = [
+            n
+            for n, p in sig.parameters.items()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ][len(args) :]
+        for key in kwargs:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                raise ConfigError(
+                    f"[{section}] unknown key {key!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    + f"; allowed keys: {', '.join(allowed) or '(none)'}"
+                )
+    try:
+        return factory(*args, **kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, KeyError) as err:
+        raise ConfigError(f"[{section}] {err}") from None
+
+
+def _choose(section: str, key: str, name: str, registry: dict[str, Any]) -> Any:
+    if name in registry:
+        return registry[name]
+    hint = difflib.get_close_matches(name, list(registry), n=1)
+    raise ConfigError(
+        f"[{section}] {key} = {name!r} is not known"
+        + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        + f"; allowed: {', '.join(sorted(registry))}"
+    )
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """A dataset split into train / validation / test tensors, standardized with statistics of
+    the training part only."""
+
+    dataset: Any
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    test: tuple[torch.Tensor, torch.Tensor]
+
+
+def load_raw_dataset(cfg: DataConfig) -> Any:
+    """The configured dataset, *not* standardized (statistics are fitted per split later)."""
+    from goodfit.data.datasets import load_dataset
+
+    options = dict(cfg.options)
+    if cfg.label is not None:
+        options["label"] = cfg.label
+    try:
+        return load_dataset(cfg.name, standardize=False, test_fraction=cfg.test_fraction, **options)
+    except DataError:
+        raise
+    except TypeError as err:
+        raise ConfigError(f"[data] {err}") from None
+    except ValueError as err:
+        raise ConfigError(f"[data] {err}") from None
+
+
+def split_indices(
+    dataset: Any, val_fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Holdout split of the training part into (sub)train and validation indices (stratified
+    for classification), using scikit-learn's ``train_test_split``."""
+    n = dataset.n_train
+    if val_fraction <= 0:
+        return torch.arange(n), None
+    from sklearn.model_selection import train_test_split
+
+    y = dataset.y_train.numpy() if dataset.task == "classification" else None
+    idx = list(range(n))
+    try:
+        tr, va = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=y)
+    except ValueError:  # too few samples of a class to stratify
+        tr, va = train_test_split(idx, test_size=val_fraction, random_state=seed)
+    return torch.as_tensor(sorted(tr)), torch.as_tensor(sorted(va))
+
+
+def prepare_data(
+    cfg: DataConfig,
+    seed: int = 0,
+    *,
+    dataset: Any = None,
+    train_idx: torch.Tensor | None = None,
+    val_idx: torch.Tensor | None = None,
+) -> PreparedData:
+    """Load (or take) the dataset, split train/validation, standardize on the train part only.
+
+    ``train_idx``/``val_idx`` (e.g. a cross-validation fold) override the holdout split.
+    """
+    dataset = dataset if dataset is not None else load_raw_dataset(cfg)
+    if train_idx is None:
+        train_idx, val_idx = split_indices(dataset, cfg.val_fraction, seed)
+    if cfg.standardize:
+        from goodfit.data.datasets import fit_standardizer
+
+        stats = fit_standardizer(dataset.X_train[train_idx])
+        X_train, X_test = stats(dataset.X_train), stats(dataset.X_test)
+    else:
+        X_train, X_test = dataset.X_train, dataset.X_test
+    y_train = dataset.y_train
+    val = (X_train[val_idx], y_train[val_idx]) if val_idx is not None else None
+    return PreparedData(
+        dataset=dataset,
+        train=(X_train[train_idx], y_train[train_idx]),
+        val=val,
+        test=(X_test, dataset.y_test),
+    )
+
+
+# -- model ---------------------------------------------------------------------------------------
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    """Build the configured builder (``mlp``/``cnn1d``/``cnn2d``; ``auto`` picks by the input's
+    shape) and apply ``init``."""
+    from goodfit.nn import models
+
+    kind = cfg.kind
+    if kind == "auto":
+        kind = {1: "mlp", 2: "cnn1d", 3: "cnn2d"}.get(len(input_shape), "mlp")
+    common: dict[str, Any] = {
+        "activation": cfg.activation,
+        "dropout": cfg.dropout,
+        "norm": cfg.norm,
+        "weight_standardization": cfg.weight_standardization,
+        "spectral_norm": cfg.spectral_norm,
+    }
+    try:
+        if kind == "mlp":
+            model = models.mlp(input_shape, cfg.widths, num_outputs, **common)
+        else:
+            if cfg.kernel_size is not None:
+                common["kernel_size"] = cfg.kernel_size
+            builder = models.cnn1d if kind == "cnn1d" else models.cnn2d
+            model = builder(
+                input_shape,
+                cfg.channels,
+                num_outputs,
+                hidden=cfg.hidden,
+                pool=cfg.pool,
+                pool_every=cfg.pool_every,
+                **common,
+            )
+    except (ValueError, TypeError, KeyError) as err:
+        raise ConfigError(f"[model] {err}") from None
+    if cfg.init is not None:
+        from goodfit import init as gf_init
+
+        spec = {"scheme": cfg.init} if isinstance(cfg.init, str) else dict(cfg.init)
+        if "scheme" not in spec:
+            raise ConfigError("[model] init needs a 'scheme', e.g. init = \"he_normal\"")
+        scheme = spec.pop("scheme")
+        spec.setdefault("nonlinearity", cfg.activation)
+        call_with_config("model.init", gf_init.apply, model, scheme, **spec)
+    return model
+
+
+# -- optimizer -----------------------------------------------------------------------------------
+
+
+def _torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
+    out = {}
+    for name in dir(torch.optim):
+        obj = getattr(torch.optim, name)
+        if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer):
+            if obj is not torch.optim.Optimizer:
+                out[name.lower()] = obj
+    return out
+
+
+def param_groups(model: nn.Module, no_decay_for_bias_and_norm: bool) -> list[dict[str, Any]]:
+    """Two parameter groups: weights, and biases + normalization parameters with no weight
+    decay (seed 001: the penalty is "not applied on bias")."""
+    if not no_decay_for_bias_and_norm:
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            if isinstance(module, _NORM_TYPES) or name.endswith("bias") or p.ndim <= 1:
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    groups = [{"params": decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """A goodfit named optimizer, an explicit ``chain`` of transforms, or any ``torch.optim``
+    optimizer by (case-insensitive) class name, e.g. ``name = "torch.SGD"`` or ``"lbfgs"``."""
+    from goodfit import optim as gf_optim
+
+    kwargs = cfg.kwargs()
+    if cfg.lr is not None:
+        kwargs["lr"] = cfg.lr
+    weight_decay = kwargs.get("weight_decay", 0.0)
+    groups = param_groups(model, cfg.no_decay_for_bias_and_norm and bool(weight_decay))
+    if cfg.chain is not None:
+        if kwargs:
+            raise ConfigError(
+                f"[optimizer] with a chain, give hyperparameters inside the chain's transforms; "
+                f"unexpected keys: {', '.join(kwargs)}"
+            )
+        transform = call_with_config("optimizer.chain", gf_optim.chain_from_spec, cfg.chain)
+        return gf_optim.Optimizer(groups, transform)
+    name = cfg.name
+    registry = getattr(gf_optim, "OPTIMIZERS", {})
+    second_order = getattr(gf_optim, "SECOND_ORDER", {})
+    if name in second_order:
+        raise ConfigError(
+            f"[optimizer] {name!r} is a full-batch second-order solver; it is run by "
+            "`goodfit train` for regression configs, not as a minibatch optimizer"
+        )
+    if not name.startswith("torch.") and name in registry:
+        return call_with_config("optimizer", registry[name], groups, **kwargs)
+    torch_opts = _torch_optimizers()
+    key = name.removeprefix("torch.").lower()
+    if key in torch_opts:
+        return call_with_config("optimizer", torch_opts[key], groups, **kwargs)
+    allowed = sorted(set(registry) | set(second_order)) + [
+        f"torch.{c.__name__}" for c in torch_opts.values()
+    ]
+    hint = difflib.get_close_matches(name, allowed, n=1)
+    raise ConfigError(
+        f"[optimizer] name = {name!r} is not known"
+        + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        + f"; allowed: {', '.join(allowed)}"
+    )
+
+
+# -- schedule, penalty, augmentation, callbacks --------------------------------------------------
+
+
+def build_schedule(cfg: Config, steps_per_epoch: int) -> Callable[[int], float] | None:
+    """The configured learning-rate schedule as a function of the step (or epoch)."""
+    if cfg.schedule is None:
+        return None
+    from goodfit import schedules
+
+    base_lr = cfg.optimizer.lr if cfg.optimizer.lr is not None else 1e-3
+    return call_with_config(
+        "schedule",
+        schedules.schedule_from_config,
+        cfg.schedule.name,
+        cfg.schedule.kwargs(),
+        base_lr=base_lr,
+        steps_per_epoch=steps_per_epoch,
+        epochs=cfg.train.epochs,
+    )
+
+
+def build_penalty(cfg: Config, model: nn.Module) -> Callable[[nn.Module], torch.Tensor] | None:
+    if not cfg.regularize:
+        return None
+    from goodfit import regularize
+
+    return call_with_config(
+        "regularize", regularize.penalty_from_config, dict(cfg.regularize), model
+    )
+
+
+def build_augment(cfg: Config, input_shape: tuple[int, ...], num_classes: int | None) -> Any:
+    if not cfg.augment:
+        return None
+    from goodfit.data import augment
+
+    return call_with_config(
+        "augment",
+        augment.pipeline_from_config,
+        dict(cfg.augment),
+        input_shape=input_shape,
+        num_classes=num_classes,
+    )
+
+
+def build_callbacks(
+    cfg: Config, model: nn.Module, steps_per_epoch: int, has_val: bool
+) -> list[Callback]:
+    """Early stopping, schedule, constraints and reporting callbacks from the config."""
+    callbacks: list[Callback] = []
+    schedule = build_schedule(cfg, steps_per_epoch)
+    if schedule is not None:
+        from goodfit.train.schedule_callbacks import ScheduleCallback
+
+        callbacks.append(ScheduleCallback(schedule, interval=cfg.schedule.interval))
+    if cfg.regularize:
+        from goodfit import regularize
+
+        callbacks += call_with_config(
+            "regularize", regularize.callbacks_from_config, dict(cfg.regularize), model
+        )
+    es = cfg.early_stopping
+    if es is not None and es.enabled:
+        if not has_val:
+            raise ConfigError(
+                "[early_stopping] needs validation data: set data.val_fraction > 0 "
+                "(e.g. 0.2) or disable early stopping"
+            )
+        callbacks.append(
+            call_with_config(
+                "early_stopping",
+                EarlyStopping,
+                monitor=es.monitor,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                mode=es.mode,
+                restore_best=es.restore_best,
+            )
+        )
+    return callbacks

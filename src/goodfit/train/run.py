@@ -1,0 +1,239 @@
+"""Run one config end to end (what ``goodfit train`` does): build, fit, evaluate, write outputs.
+
+The run folder receives ``config.toml`` (the resolved config), ``history.jsonl`` (one line per
+epoch), ``summary.json`` (final and best metrics, test metrics, ``best_epoch``,
+``wall_seconds``), ``checkpoints/last.pt`` and, with a schedule, ``lr.png``. Files are written
+atomically, and a folder that already holds a run is never overwritten unless resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from goodfit.build import (
+    build_augment,
+    build_callbacks,
+    build_model,
+    build_optimizer,
+    build_penalty,
+    build_schedule,
+    prepare_data,
+)
+from goodfit.config import Config, config_to_toml
+from goodfit.errors import ConfigError
+from goodfit.train.loop import evaluate, fit, seed_everything
+
+__all__ = ["RunResult", "atomic_write_text", "run_config", "summarize_history"]
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What :func:`run_config` returns: the summary (as written to ``summary.json``), the trained
+    model and its history records."""
+
+    summary: dict[str, Any]
+    model: torch.nn.Module
+    records: list[dict[str, Any]]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def summarize_history(records: list[dict[str, Any]], best_epoch: int | None) -> dict[str, Any]:
+    """``final_*`` metrics from the last epoch and ``best_*`` from the best epoch (early
+    stopping's, else the epoch of lowest validation loss)."""
+    out: dict[str, Any] = {}
+    if not records:
+        return out
+    keys = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "penalty")
+    for key in keys:
+        if key in records[-1]:
+            out[f"final_{key}"] = records[-1][key]
+    if best_epoch is None:
+        with_val = [r for r in records if isinstance(r.get("val_loss"), float)]
+        best_epoch = min(with_val, key=lambda r: r["val_loss"])["epoch"] if with_val else None
+    if best_epoch:
+        best = next((r for r in records if r["epoch"] == best_epoch), None)
+        if best is not None:
+            out["best_epoch"] = best_epoch
+            for key in keys:
+                if key in best:
+                    out[f"best_{key}"] = best[key]
+    return out
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool) -> None:
+    if resume:
+        if not (out_dir / "checkpoints" / "last.pt").exists():
+            raise ConfigError(
+                f"--resume {out_dir}: no checkpoint there (expected {out_dir}/checkpoints/last.pt)"
+            )
+        return
+    if out_dir.exists() and any(
+        (out_dir / name).exists() for name in ("summary.json", "checkpoints", "history.jsonl")
+    ):
+        raise ConfigError(
+            f"output folder {out_dir} already holds a run; continue it with --resume {out_dir} "
+            "or choose another --out"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def run_config(
+    cfg: Config,
+    out_dir: str | Path | None,
+    *,
+    resume: bool = False,
+    progress: Any = None,
+    data: Any = None,
+    write_plots: bool = True,
+) -> RunResult:
+    """Train the configured model and write the run folder; returns a :class:`RunResult`.
+
+    ``out_dir=None`` trains without writing anything (used by studies for in-memory runs).
+    ``data`` may be a prepared :class:`goodfit.build.PreparedData` (e.g. a CV fold).
+    """
+    t0 = time.perf_counter()
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        _prepare_out_dir(out, resume)
+        if not resume:
+            atomic_write_text(out / "config.toml", config_to_toml(cfg.to_dict()))
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
+    torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
+    seed = cfg.train.seed
+    seed_everything(seed)
+    prepared = data if data is not None else prepare_data(cfg.data, seed)
+    ds = prepared.dataset
+    model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
+    n_train = len(prepared.train[0])
+    steps_per_epoch = max(1, math.ceil(n_train / cfg.train.batch_size))
+
+    from goodfit import optim as gf_optim
+
+    second_order = getattr(gf_optim, "SECOND_ORDER", {})
+    if cfg.optimizer.name in second_order:
+        summary, records = _run_second_order(cfg, model, prepared, out)
+    else:
+        optimizer = build_optimizer(cfg.optimizer, model)
+        callbacks = build_callbacks(cfg, model, steps_per_epoch, prepared.val is not None)
+        penalty = build_penalty(cfg, model)
+        augment = build_augment(cfg, ds.input_shape, ds.num_classes)
+        history = fit(
+            model,
+            prepared.train,
+            prepared.val,
+            optimizer=optimizer,
+            epochs=cfg.train.epochs,
+            batch_size=cfg.train.batch_size,
+            task=ds.task,
+            penalty=penalty,
+            augment=augment,
+            callbacks=callbacks,
+            seed=seed,
+            val_every=cfg.train.val_every,
+            progress=progress,
+            checkpoint_dir=(out / "checkpoints")
+            if out is not None and cfg.checkpoint.enabled
+            else None,
+            checkpoint_every=cfg.checkpoint.every,
+            resume=resume,
+            device=cfg.train.device,
+        )
+        summary = {
+            **summarize_history(history.records, history.summary.get("best_epoch")),
+            **{k: v for k, v in history.summary.items() if k != "wall_seconds"},
+        }
+        if out is not None:
+            history.to_jsonl(out / "history.jsonl")
+            schedule = build_schedule(cfg, steps_per_epoch)
+            if schedule is not None and write_plots:
+                from goodfit.schedules import plot_schedule
+
+                unit = steps_per_epoch if cfg.schedule.interval == "step" else 1
+                plot_schedule(schedule, cfg.train.epochs * unit, path=out / "lr.png")
+        summary["train_seconds"] = history.summary.get("wall_seconds")
+        records = history.records
+    test = evaluate(model, *prepared.test, task=ds.task, prefix="test_")
+    summary.update(test)
+    summary["n_parameters"] = sum(p.numel() for p in model.parameters())
+    summary["dataset"] = ds.name
+    summary["wall_seconds"] = time.perf_counter() - t0
+    if out is not None:
+        atomic_write_text(out / "summary.json", json.dumps(_json_safe(summary), indent=2) + "\n")
+    return RunResult(summary, model, records)
+
+
+def _run_second_order(
+    cfg: Config, model: Any, prepared: Any, out: Path | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from goodfit import optim as gf_optim
+    from goodfit.build import call_with_config
+
+    if prepared.dataset.task != "regression":
+        raise ConfigError(
+            f"[optimizer] {cfg.optimizer.name!r} solves least-squares problems: it needs a "
+            "regression dataset; use a first-order optimizer (e.g. adam) for classification"
+        )
+    X, y = prepared.train
+    model.double()
+    kwargs = cfg.optimizer.kwargs()
+    result = call_with_config(
+        "optimizer",
+        gf_optim.fit_least_squares,
+        model,
+        X.double(),
+        y.double(),
+        method=cfg.optimizer.name,
+        **kwargs,
+    )
+    model.float()
+    records = []
+    for i, loss in enumerate(getattr(result, "history", []) or []):
+        records.append({"epoch": i + 1, "train_loss": float(loss)})
+    if prepared.val is not None:
+        val = evaluate(model, *prepared.val, task="regression", prefix="val_")
+        if records:
+            records[-1].update(val)
+    if out is not None:
+        from goodfit.train.history import History
+
+        History(records).to_jsonl(out / "history.jsonl")
+    summary = summarize_history(records, None)
+    summary.update(
+        converged=bool(result.converged),
+        n_iter=int(result.n_iter),
+        n_fev=int(result.n_fev),
+        n_jev=int(result.n_jev),
+    )
+    return summary, records
