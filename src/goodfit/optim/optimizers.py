@@ -1,0 +1,426 @@
+"""Named optimizers as chains of transforms, and the ``torch.optim.Optimizer`` adapter.
+
+Every factory returns a :class:`Optimizer` whose defaults equal its ``torch.optim`` namesake
+(eps outside the square root, torch's AMSGrad/AdaMax/NAdam forms); the notes' variants are one
+keyword away (``eps_inside``, ``bias_correction``, ``momentum_decay=None``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from goodfit.optim import transforms as T
+from goodfit.optim.transforms import (
+    Context,
+    GradientTransformation,
+    apply_updates,
+    validate_hyperparams,
+)
+
+__all__ = [
+    "OPTIMIZERS",
+    "TRANSFORMS",
+    "Optimizer",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamw",
+    "amsgrad",
+    "chain_from_spec",
+    "gd",
+    "heavy_ball",
+    "nadam",
+    "rmsprop",
+    "sgd",
+]
+
+_GROUP_STATE = "goodfit.group_state.{}"
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Run a :class:`~goodfit.optim.GradientTransformation` as a ``torch.optim.Optimizer``.
+
+    Each step, for every param group: the parameters with a gradient (others are skipped) are
+    updated by ``p <- p + transform(g)``, where the transform reads its hyperparameters from the
+    group (defaults: ``transform.hyperparams``, overridable per group, e.g. ``weight_decay=0`` for
+    biases; ``lr`` lives in the group so torch ``lr_scheduler``s and ``GradScaler`` work).
+
+    State: per-parameter tensors in ``self.state[p]`` (keys = the transform's state keys), and per
+    group the step count and scalar state (e.g. the noise RNG state) in
+    ``self.state["goodfit.group_state.<i>"]``; all tensors/numbers, so ``state_dict()`` loads with
+    ``torch.load(weights_only=True)`` and ``load_state_dict`` resumes a run exactly. The step
+    count ``t`` is per group; a parameter first receiving a gradient late starts its state then.
+
+    Parameters
+    ----------
+    params : iterable of Tensor or of dict
+        Parameters or param groups (dicts with ``"params"`` and hyperparameter overrides).
+    transform : GradientTransformation
+        The update rule, e.g. ``chain(scale_by_adam(), scale_by_lr(1e-3))``.
+    **defaults
+        Extra group defaults (override ``transform.hyperparams``).
+
+    Examples
+    --------
+    >>> import torch, goodfit as gf
+    >>> w = torch.nn.Parameter(torch.ones(3))
+    >>> tx = gf.optim.chain(gf.optim.scale_by_adam(), gf.optim.scale_by_lr(0.1))
+    >>> opt = gf.optim.Optimizer([w], tx)
+    """
+
+    def __init__(
+        self, params: Iterable[Any], transform: GradientTransformation, **defaults: Any
+    ) -> None:
+        if not isinstance(transform, GradientTransformation):
+            raise TypeError(
+                f"transform must be a GradientTransformation, got {type(transform).__name__}"
+            )
+        hp = dict(transform.hyperparams)
+        hp.update(defaults)
+        validate_hyperparams(hp)
+        self.transform = transform
+        self._list_keys = tuple(k for k, v in transform.init([]).items() if isinstance(v, list))
+        super().__init__(params, hp)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (torch semantics), validating its hyperparameters and parameters."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        validate_hyperparams({k: v for k, v in group.items() if k != "params"})
+        for p in group["params"]:
+            if p.is_complex():
+                raise ValueError(
+                    "goodfit optimizers do not support complex parameters; use torch.view_as_real"
+                )
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every param group; ``closure`` (re-evaluating the loss) is optional."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for i, group in enumerate(self.param_groups):
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            for p in group["params"]:
+                g = p.grad
+                if g is None:
+                    continue
+                if g.is_sparse:
+                    raise RuntimeError("goodfit optimizers do not support sparse gradients")
+                params.append(p)
+                grads.append(g)
+            if params:
+                self._step_group(i, group, params, grads)
+        return loss
+
+    def _step_group(self, i: int, group: dict, params: list[Tensor], grads: list[Tensor]) -> None:
+        state = self.state
+        gkey = _GROUP_STATE.format(i)
+        missing = [p for p in params if not state.get(p)]
+        if missing:
+            init = self.transform.init(missing)
+            for k in self._list_keys:
+                for p, v in zip(missing, init[k], strict=True):
+                    state[p][k] = v
+            if gkey not in state:
+                state[gkey] = {
+                    "step": 0,
+                    **{k: v for k, v in init.items() if k not in self._list_keys},
+                }
+        scalars = state[gkey]
+        t = scalars["step"] + 1
+        st: dict[str, Any] = {k: v for k, v in scalars.items() if k != "step"}
+        for k in self._list_keys:
+            st[k] = [state[p][k] for p in params]
+        ctx = Context(group, t)
+        updates = self.transform.update(grads, st, params, ctx)
+        apply_updates(params, updates, ctx)
+        new = {"step": t}
+        for k, v in st.items():
+            if k not in self._list_keys:
+                new[k] = v
+        state[gkey] = new
+
+
+# ---------------------------------------------------------------------------------- factories
+def _groups_have(params: Any, key: str) -> tuple[Any, bool]:
+    params = list(params)
+    found = any(isinstance(g, dict) and g.get(key, 0) for g in params)
+    return params, found
+
+
+def gd(params: Iterable[Any], lr: float = 1e-3, weight_decay: float = 0.0) -> Optimizer:
+    """Gradient descent ``w <- w - eta g`` (seed 002 batch/stochastic GD; GBC Alg. 8.1).
+
+    ``weight_decay`` adds ``alpha w`` to the gradient (GBC eq. 7.5).
+    """
+    return Optimizer(params, T.chain(T.add_l2(weight_decay), T.scale_by_lr(lr)))
+
+
+def sgd(
+    params: Iterable[Any],
+    lr: float = 1e-3,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    dampening: float = 0.0,
+) -> Optimizer:
+    """SGD with optional momentum (GBC Alg. 8.2, seed 002) or Nesterov (GBC Alg. 8.3, seed 003).
+
+    Exactly ``torch.optim.SGD`` (buffer ``b <- mu b + (1 - dampening) g``; Nesterov ``g + mu b``;
+    ``w <- w - lr (.)``; coupled ``weight_decay``).
+    """
+    params, any_mom = _groups_have(params, "momentum")
+    parts = [T.add_l2(weight_decay)]
+    if momentum > 0 or any_mom or nesterov:
+        parts.append(T.trace(momentum, nesterov=nesterov, dampening=dampening))
+    parts.append(T.scale_by_lr(lr))
+    return Optimizer(params, T.chain(*parts), **({} if len(parts) == 3 else {"momentum": momentum}))
+
+
+def heavy_ball(
+    params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0
+) -> Optimizer:
+    """Heavy-ball method (seed 000 §1.2.3.3).
+
+    ``W^t = W^{t-1} - eta g + beta (W^{t-1} - W^{t-2})``.
+    """
+    tx = T.chain(T.add_l2(weight_decay), T.scale_by_lr(lr), T.heavy_ball_momentum(momentum))
+    return Optimizer(params, tx)
+
+
+def adagrad(
+    params: Iterable[Any],
+    lr: float = 1e-2,
+    eps: float = 1e-10,
+    weight_decay: float = 0.0,
+    initial_accumulator_value: float = 0.0,
+    eps_inside: bool = False,
+) -> Optimizer:
+    """AdaGrad (GBC Alg. 8.4; ``torch.optim.Adagrad``): ``w <- w - lr g / (sqrt(G) + eps)``.
+
+    ``eps_inside=True`` gives seed 002's ``lr g / sqrt(G + eps)`` (seed 002 uses eps = 1e-6).
+    """
+    tx = T.chain(
+        T.add_l2(weight_decay),
+        T.scale_by_adagrad(
+            eps, eps_inside=eps_inside, initial_accumulator_value=initial_accumulator_value
+        ),
+        T.scale_by_lr(lr),
+    )
+    return Optimizer(params, tx)
+
+
+def rmsprop(
+    params: Iterable[Any],
+    lr: float = 1e-2,
+    decay: float = 0.99,
+    eps: float = 1e-8,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    centered: bool = False,
+    weight_decay: float = 0.0,
+    eps_inside: bool = False,
+) -> Optimizer:
+    """RMSProp (GBC Alg. 8.5; ``torch.optim.RMSprop`` with ``alpha=decay``).
+
+    ``momentum`` adds torch's buffer ``b <- mu b + g / (sqrt(r) + eps)``; ``nesterov=True`` makes it
+    GBC Alg. 8.6 (RMSProp with Nesterov momentum) in look-ahead-free form. ``eps_inside=True``
+    uses ``sqrt(r + eps)`` as GBC 8.5 and seeds 000/002/003.
+    """
+    params, any_mom = _groups_have(params, "momentum")
+    parts = [
+        T.add_l2(weight_decay),
+        T.scale_by_rms(decay, eps, centered=centered, eps_inside=eps_inside),
+    ]
+    if momentum > 0 or any_mom or nesterov:
+        parts.append(T.trace(momentum, nesterov=nesterov))
+    parts.append(T.scale_by_lr(lr))
+    return Optimizer(params, T.chain(*parts), **({} if len(parts) == 4 else {"momentum": momentum}))
+
+
+def adadelta(
+    params: Iterable[Any],
+    lr: float = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+) -> Optimizer:
+    """Adadelta (seed 000 §1.2.3.3; ``torch.optim.Adadelta``): no learning rate needed (lr=1)."""
+    tx = T.chain(T.add_l2(weight_decay), T.scale_by_adadelta(rho, eps), T.scale_by_lr(lr))
+    return Optimizer(params, tx)
+
+
+def adam(
+    params: Iterable[Any],
+    lr: float = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    amsgrad: bool = False,
+    weight_decay: float = 0.0,
+    eps_inside: bool = False,
+    bias_correction: bool = True,
+) -> Optimizer:
+    """Adam (seed 000, seed 002, GBC Alg. 8.7; ``torch.optim.Adam``; coupled ``weight_decay``).
+
+    ``eps_inside=True``: GBC 8.7 / seed 003 ``m^ / sqrt(v^ + eps)``.
+    """
+    tx = T.chain(
+        T.add_l2(weight_decay),
+        T.scale_by_adam(
+            b1, b2, eps, eps_inside=eps_inside, amsgrad=amsgrad, bias_correction=bias_correction
+        ),
+        T.scale_by_lr(lr),
+    )
+    return Optimizer(params, tx)
+
+
+def adamw(
+    params: Iterable[Any],
+    lr: float = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+    amsgrad: bool = False,
+    eps_inside: bool = False,
+) -> Optimizer:
+    """AdamW (``torch.optim.AdamW``): Adam + decoupled decay ``w <- w - lr (u + lambda w)``."""
+    tx = T.chain(
+        T.scale_by_adam(b1, b2, eps, eps_inside=eps_inside, amsgrad=amsgrad),
+        T.add_decayed_weights(weight_decay),
+        T.scale_by_lr(lr),
+    )
+    return Optimizer(params, tx)
+
+
+def amsgrad(
+    params: Iterable[Any],
+    lr: float = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    bias_correction: bool = True,
+) -> Optimizer:
+    """AMSGrad (seeds 000/002): ``v^_t = max(v^_{t-1}, v_t)``; torch's ``Adam(amsgrad=True)``.
+
+    ``bias_correction=False``: seed 000 exactly, ``W <- W - eta m_t / (sqrt(v^_t) + eps)``.
+    """
+    return adam(
+        params,
+        lr,
+        b1,
+        b2,
+        eps,
+        amsgrad=True,
+        weight_decay=weight_decay,
+        bias_correction=bias_correction,
+    )
+
+
+def adamax(
+    params: Iterable[Any],
+    lr: float = 2e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> Optimizer:
+    """AdaMax (seed 000, GBC; ``torch.optim.Adamax``).
+
+    ``W <- W - eta m^ / max(b2 u, |g| + eps)``.
+    """
+    tx = T.chain(T.add_l2(weight_decay), T.scale_by_adamax(b1, b2, eps), T.scale_by_lr(lr))
+    return Optimizer(params, tx)
+
+
+def nadam(
+    params: Iterable[Any],
+    lr: float = 2e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum_decay: float | None = 4e-3,
+    decoupled_weight_decay: bool = False,
+    eps_inside: bool = False,
+) -> Optimizer:
+    """NAdam (``torch.optim.NAdam``); ``momentum_decay=None, eps_inside=True`` is seed 000's form
+    ``W <- W - eta / sqrt(v^ + eps) (b1 m^ + (1 - b1) g / (1 - b1^t))``."""
+    adapt = T.scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, eps_inside=eps_inside)
+    if decoupled_weight_decay:
+        tx = T.chain(adapt, T.add_decayed_weights(weight_decay), T.scale_by_lr(lr))
+    else:
+        tx = T.chain(T.add_l2(weight_decay), adapt, T.scale_by_lr(lr))
+    return Optimizer(params, tx)
+
+
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
+    "sgd": sgd,
+    "gd": gd,
+    "heavy_ball": heavy_ball,
+    "adagrad": adagrad,
+    "rmsprop": rmsprop,
+    "adadelta": adadelta,
+    "adam": adam,
+    "adamw": adamw,
+    "amsgrad": amsgrad,
+    "adamax": adamax,
+    "nadam": nadam,
+}
+
+TRANSFORMS: dict[str, Callable[..., GradientTransformation]] = {
+    "identity": T.identity,
+    "scale": T.scale,
+    "scale_by_lr": T.scale_by_lr,
+    "trace": T.trace,
+    "velocity": T.velocity,
+    "heavy_ball_momentum": T.heavy_ball_momentum,
+    "scale_by_adagrad": T.scale_by_adagrad,
+    "scale_by_rms": T.scale_by_rms,
+    "scale_by_adadelta": T.scale_by_adadelta,
+    "scale_by_adam": T.scale_by_adam,
+    "scale_by_adamax": T.scale_by_adamax,
+    "scale_by_nadam": T.scale_by_nadam,
+    "clip_by_value": T.clip_by_value,
+    "clip_by_global_norm": T.clip_by_global_norm,
+    "add_noise": T.add_noise,
+    "add_decayed_weights": T.add_decayed_weights,
+    "add_l2": T.add_l2,
+    "add_l1": T.add_l1,
+    "add_proximal_l1": T.add_proximal_l1,
+}
+
+
+def chain_from_spec(spec: list[dict[str, Any]]) -> GradientTransformation:
+    """Build a chain from a config list, e.g. ``[{"name": "scale_by_adam", "b1": 0.9},
+    {"name": "scale_by_lr", "lr": 1e-3}]``.
+
+    Unknown names raise ``ValueError`` listing the allowed ones; unknown keywords ``TypeError``;
+    bad values ``ValueError``.
+    """
+    if not isinstance(spec, (list, tuple)) or not spec:
+        raise ValueError(
+            f"chain spec must be a non-empty list of {{'name': ...}} tables, got {spec!r}"
+        )
+    parts = []
+    for i, item in enumerate(spec):
+        if not isinstance(item, dict) or "name" not in item:
+            raise ValueError(f"chain[{i}] must be a table with a 'name' key, got {item!r}")
+        kw = dict(item)
+        name = kw.pop("name")
+        if name not in TRANSFORMS:
+            raise ValueError(
+                f"chain[{i}]: unknown transform {name!r}; allowed: {', '.join(sorted(TRANSFORMS))}"
+            )
+        parts.append(TRANSFORMS[name](**kw))
+    return T.chain(*parts)
