@@ -3,8 +3,62 @@
 Composable initialization, first- and second-order optimization, learning-rate schedules and
 regularization for PyTorch, and ``goodfit study``, which answers "which of these makes my model
 fit well, and why?" with cross-validated numbers, a bias/variance diagnosis and a report.
+
+>>> import goodfit as gf
+>>> opt = gf.optim.adam(model.parameters(), lr=1e-3)            # doctest: +SKIP
+>>> history = gf.fit(model, (X, y), val=(Xv, yv), optimizer=opt, epochs=20)  # doctest: +SKIP
+
+Submodules are imported on first use, so ``import goodfit`` stays fast.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from goodfit._version import __version__
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:  # pragma: no cover
+    from goodfit import (  # noqa: F401
+        callbacks,
+        data,
+        diagnose,
+        init,
+        nn,
+        optim,
+        regularize,
+        report,
+        schedules,
+        select,
+    )
+    from goodfit.train.loop import evaluate, fit  # noqa: F401
+
+__all__ = [
+    "__version__",
+    "callbacks",
+    "data",
+    "diagnose",
+    "evaluate",
+    "fit",
+    "init",
+    "nn",
+    "optim",
+    "regularize",
+    "report",
+    "schedules",
+    "select",
+]
+
+_SUBMODULES = {
+    "data", "diagnose", "init", "nn", "optim", "regularize", "report", "schedules", "select",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"goodfit.{name}")
+    if name == "callbacks":
+        return importlib.import_module("goodfit.callbacks")
+    if name in ("fit", "evaluate"):
+        return getattr(importlib.import_module("goodfit.train.loop"), name)
+    raise AttributeError(f"module 'goodfit' has no attribute {name!r}")

@@ -1,0 +1,10 @@
+"""goodfit.nn: the dropout and normalization families as modules, and the model builders.
+
+Where torch has a layer (BatchNorm, LayerNorm, GroupNorm, InstanceNorm, Dropout2d, AlphaDropout,
+spectral norm) goodfit uses it; these modules add what torch lacks.
+"""
+
+from goodfit.nn import functional, models
+from goodfit.nn.dropout import *  # noqa: F403
+from goodfit.nn.models import cnn1d, cnn2d, mlp
+from goodfit.nn.norm import *  # noqa: F403
