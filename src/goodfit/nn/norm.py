@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -125,17 +126,19 @@ class BiasedVarBatchNorm(_BatchNorm):
     def forward(self, input: Tensor) -> Tensor:
         if not (self.training and self.track_running_stats and self.running_var is not None):
             return super().forward(input)
-        old = self.running_var.clone()
-        out = super().forward(input)  # torch: r = (1 - w) r + w * m/(m-1) s2
-        w = self.momentum
-        if w is None:
-            w = 1.0 / float(self.num_batches_tracked)
+        self._check_input_dim(input)
+        self.num_batches_tracked.add_(1)
+        w = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        # torch's op updates a copy with r = (1 - w) r + w * m/(m-1) s2 (and saves it for
+        # backward, so the copy is never touched again); we then store (1 - w) r + w * s2.
+        torch_var = self.running_var.clone()
+        out = F.batch_norm(
+            input, self.running_mean, torch_var, self.weight, self.bias, True, w, self.eps
+        )
         m = input.numel() // input.shape[1]
-        if m > 1:
-            with torch.no_grad():
-                keep = old.mul_(1.0 - w)
-                # w * s2 = (r_torch - (1 - w) r_old) (m - 1) / m
-                self.running_var.sub_(keep).mul_((m - 1) / m).add_(keep)
+        with torch.no_grad():
+            keep = self.running_var * (1.0 - w)
+            self.running_var.copy_((torch_var - keep) * ((m - 1) / m) + keep)
         return out
 
     def extra_repr(self) -> str:
