@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_VARIANCE_THRESHOLD",
     "DIAGNOSES",
     "SEED_TABLE",
+    "TABLE",
     "diagnose",
     "diagnose_variants",
 ]
@@ -71,6 +72,13 @@ SEED_TABLE: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
 
 _BIAS_REMEDIES = list(SEED_TABLE[0][3])
 _VARIANCE_REMEDIES = [r.replace("User early", "Use early") for r in SEED_TABLE[1][3]]
+
+#: :data:`SEED_TABLE` for display, with the seed's typo "User early stopping" corrected.
+TABLE: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    SEED_TABLE[0],
+    (*SEED_TABLE[1][:3], tuple(_VARIANCE_REMEDIES)),
+    SEED_TABLE[2],
+)
 
 #: Diagnosis key -> (label, cause as in the table, remedies in words).
 DIAGNOSES: dict[str, tuple[str, str, list[str]]] = {

@@ -1,0 +1,513 @@
+"""The study report: one self-contained ``report.html`` (inline CSS, plots inlined as base64 PNG,
+no script, no external resource), built from the study's ``results`` dict.
+
+``results`` schema (version 1)
+------------------------------
+A JSON-serializable dict; the study runner writes the same dict as ``results.json``. Keys marked
+(opt) may be absent.
+
+.. code-block:: text
+
+    {
+      "schema_version": 1,
+      "title": str (opt),                       # report heading
+      "dataset": {"name": str, ...} (opt),      # shown as key/value pairs (n_train, n_test, ...)
+      "metric": str,                            # ranking metric, a key of every fold's "scores",
+                                                # e.g. "val_accuracy" or "val_loss"
+      "higher_is_better": bool (opt),           # default: inferred from the metric's name
+      "baseline": str (opt),                    # default: the first variant
+      "reference_error": float | null (opt),    # bias/variance reference; null: best variant's
+      "thresholds": {"bias": float, "variance": float} (opt),   # default 0.02 / 0.02
+      "splits": {"kind": str, "params": {...}, "seed": int} (opt),
+      "variants": {                             # in display order
+        "<variant>": {
+          "overrides": {"<dotted.key>": value, ...} (opt),
+          "description": str (opt),
+          "folds": [                            # one entry per finished run (fold)
+            {
+              "fold": int,                      # same ids across variants (paired tests)
+              "scores": {"val_accuracy": float, "val_loss": float,
+                         "train_accuracy": float, "train_loss": float,
+                         "test_accuracy": float, ...},   # final/best-epoch numbers
+              "history": [{"epoch": int, "train_loss": float, "val_loss": float,
+                           "train_accuracy": float, "val_accuracy": float, "lr": float, ...}],
+              "best_epoch": int (opt), "wall_seconds": float (opt),
+              "gradient_flow": GradientFlowCallback.to_dict() (opt)
+            }, ...
+          ]
+        }, ...
+      },
+      "schedule": {"name": str (opt), "steps": [int], "lr": [float]} (opt),
+      "config": dict | str (opt),               # the resolved config (dict, or TOML text)
+      "environment": {"python": str, "torch": str, "goodfit": str, "device": str,
+                      "platform": str, "wall_seconds": float, ...} (opt),
+      "analysis": dict (opt)                    # analyze_results(results); computed if absent
+    }
+
+For the bias/variance diagnosis the errors are ``1 - accuracy`` from ``train_accuracy`` and
+``val_accuracy`` (mean over folds) when present, else ``train_loss`` / ``val_loss`` (then the
+thresholds are in loss units). ``train_accuracy`` should be measured in eval mode on the training
+data; the loop's running training accuracy (dropout and augmentation active) overstates the
+training error.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from goodfit.diagnose.bias_variance import (
+    DEFAULT_BIAS_THRESHOLD,
+    DEFAULT_VARIANCE_THRESHOLD,
+    TABLE,
+    diagnose_variants,
+)
+from goodfit.diagnose.overfitting import overfitting_onset
+from goodfit.select.stats import ALPHA, higher_is_better, rank_variants, summarize
+
+__all__ = ["SCHEMA_VERSION", "analyze_results", "render_report", "write_report"]
+
+SCHEMA_VERSION = 1
+
+
+# -- analysis -------------------------------------------------------------------------------------
+def _fold_scores(results: Mapping[str, Any], metric: str) -> dict[str, dict[int, float]]:
+    out: dict[str, dict[int, float]] = {}
+    for name, variant in results["variants"].items():
+        scores = {}
+        for i, fold in enumerate(variant.get("folds", [])):
+            value = fold.get("scores", {}).get(metric)
+            if value is not None and math.isfinite(value):
+                scores[int(fold.get("fold", i))] = float(value)
+        out[name] = scores
+    return out
+
+
+def _mean_score(variant: Mapping[str, Any], key: str) -> float | None:
+    vals = [f.get("scores", {}).get(key) for f in variant.get("folds", [])]
+    vals = [float(v) for v in vals if v is not None and math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def analyze_results(results: Mapping[str, Any]) -> dict[str, Any]:
+    """Statistics and diagnosis of a study's ``results`` (schema in the module docstring).
+
+    Returns a JSON-ready dict: ``metric``, ``higher_is_better``, ``folds`` (fold ids used: those
+    every variant finished), ``ranking`` (:func:`goodfit.select.stats.rank_variants`),
+    ``metrics`` (``{metric: {variant: summarize(...)}}`` for every score key),
+    ``diagnosis`` (:func:`goodfit.diagnose.bias_variance.diagnose_variants`) and
+    ``diagnosis_basis`` ("accuracy" or "loss"), ``onsets`` (overfitting onset per fold),
+    ``gradient_flags`` (per variant), ``verdict`` (one paragraph of plain text).
+    """
+    variants = results.get("variants") or {}
+    if not variants:
+        raise ValueError("results['variants'] must name at least one variant, got none")
+    metric = results.get("metric")
+    if not metric:
+        raise ValueError("results['metric'] must name the ranking metric, e.g. 'val_accuracy'")
+    hib = results.get("higher_is_better")
+    hib = higher_is_better(metric) if hib is None else bool(hib)
+    per_variant = _fold_scores(results, metric)
+    empty = [n for n, s in per_variant.items() if not s]
+    if empty:
+        raise ValueError(f"variants {empty} have no fold with a finite {metric!r} score")
+    common = sorted(set.intersection(*(set(s) for s in per_variant.values())))
+    if not common:
+        raise ValueError("the variants share no finished fold, so they cannot be compared")
+    baseline = results.get("baseline") or next(iter(variants))
+    ranking = rank_variants(
+        {n: [s[f] for f in common] for n, s in per_variant.items()},
+        hib,
+        baseline=baseline,
+        alpha=ALPHA,
+    )
+    keys: dict[str, None] = {}
+    for v in variants.values():
+        for fold in v.get("folds", []):
+            keys.update(dict.fromkeys(fold.get("scores", {})))
+    metrics: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        per = _fold_scores(results, key)
+        metrics[key] = {n: summarize(list(s.values())) for n, s in per.items() if s}
+
+    basis = "accuracy"
+    errors: dict[str, tuple[float, float]] = {}
+    for name, v in variants.items():
+        tr, va = _mean_score(v, "train_accuracy"), _mean_score(v, "val_accuracy")
+        if tr is not None and va is not None:
+            errors[name] = (1.0 - tr, 1.0 - va)
+    if len(errors) != len(variants):
+        basis, errors = "loss", {}
+        for name, v in variants.items():
+            tr, va = _mean_score(v, "train_loss"), _mean_score(v, "val_loss")
+            if tr is not None and va is not None:
+                errors[name] = (tr, va)
+    thresholds = results.get("thresholds") or {}
+    diagnosis = (
+        diagnose_variants(
+            errors,
+            results.get("reference_error"),
+            bias_threshold=thresholds.get("bias", DEFAULT_BIAS_THRESHOLD),
+            variance_threshold=thresholds.get("variance", DEFAULT_VARIANCE_THRESHOLD),
+        )
+        if errors
+        else {}
+    )
+    onsets = {
+        name: [overfitting_onset(f.get("history", [])) for f in v.get("folds", [])]
+        for name, v in variants.items()
+    }
+    flags = {
+        name: [
+            dict(flag, fold=f.get("fold", i))
+            for i, f in enumerate(v.get("folds", []))
+            for flag in (f.get("gradient_flow") or {}).get("flags", [])
+        ]
+        for name, v in variants.items()
+    }
+    analysis = {
+        "metric": metric,
+        "higher_is_better": hib,
+        "folds": common,
+        "ranking": ranking,
+        "metrics": metrics,
+        "diagnosis": diagnosis,
+        "diagnosis_basis": basis,
+        "onsets": onsets,
+        "gradient_flags": flags,
+    }
+    analysis["verdict"] = _verdict(analysis)
+    return analysis
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    if x != 0 and (abs(x) < 10**-digits or abs(x) >= 1e6):
+        return f"{x:.2e}"
+    return f"{x:.{digits}f}"
+
+
+def _pval(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _verdict(a: Mapping[str, Any]) -> str:
+    r = a["ranking"]
+    best, metric = r["best"], a["metric"]
+    s = r["summaries"][best]
+    text = f"Best variant: {best} with {metric} {_fmt(s['mean'])}"
+    if s["std"] is not None:
+        text += f" ± {_fmt(s['std'])} (95% CI {_fmt(s['ci_low'])} to {_fmt(s['ci_high'])})"
+    text += f" over {s['n']} folds."
+    if r["runner_up"] is not None:
+        text += f" Margin over the runner-up {r['runner_up']}: {_fmt(r['margin_over_runner_up'])}."
+    if best != r["baseline"]:
+        c = r["best_vs_baseline"]
+        sig = "significant" if c["significant"] else "not significant"
+        text += (
+            f" Margin over the baseline {r['baseline']}: {_fmt(r['margin_over_baseline'])} "
+            f"(paired t-test p = {_pval(c['t_pvalue'])}, {sig} at {ALPHA})."
+        )
+    else:
+        text += " The baseline itself is best."
+    d = a["diagnosis"].get(best)
+    if d:
+        text += f" Diagnosis of {best}: {d['label']}."
+        if d["diagnosis"] != "good_fit":
+            text += " Remedies: " + "; ".join(d["remedies"]) + "."
+    return text
+
+
+# -- rendering -----------------------------------------------------------------------------------
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+ margin:0;background:#f6f7f9;color:#1d2330;line-height:1.45}
+main{max-width:1120px;margin:0 auto;padding:24px 28px 48px;background:#fff;min-height:100vh;
+ box-shadow:0 0 0 1px #e3e6eb}
+h1{font-size:1.6rem;margin:0 0 4px}h2{font-size:1.2rem;margin:32px 0 10px;
+ border-bottom:2px solid #e3e6eb;padding-bottom:4px}h3{font-size:1rem;margin:18px 0 6px}
+.sub{color:#5b6475;font-size:.9rem}
+.verdict{background:#eef6ee;border-left:5px solid #2e7d32;padding:12px 16px;margin:16px 0;
+ font-size:1.02rem}
+table{border-collapse:collapse;width:100%;font-size:.88rem;margin:8px 0}
+th,td{border-bottom:1px solid #e3e6eb;padding:5px 8px;text-align:left;vertical-align:top}
+th{background:#f1f3f6;font-weight:600}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr.best td{background:#f0f8f0;font-weight:600}
+.sig{color:#2e7d32;font-weight:700}.worse{color:#c62828;font-weight:700}
+.tag{display:inline-block;padding:1px 7px;border-radius:9px;font-size:.8rem;font-weight:600}
+.good_fit{background:#e3f2e3;color:#1b5e20}.high_bias{background:#fff3e0;color:#e65100}
+.high_variance{background:#fde7e9;color:#b71c1c}
+.high_bias_high_variance{background:#f3e5f5;color:#6a1b9a}
+img{max-width:100%;height:auto;display:block;margin:8px 0;border:1px solid #eceef2}
+pre{background:#f6f8fa;border:1px solid #e3e6eb;padding:10px;overflow:auto;font-size:.8rem;
+ max-height:420px}
+.grid{display:grid;grid-template-columns:1fr;gap:6px}
+.note{color:#5b6475;font-size:.84rem}ul{margin:4px 0 4px 20px;padding:0}
+table.kv{width:auto;min-width:360px}table.kv th{width:160px}
+code{background:#f1f3f6;padding:0 3px;border-radius:3px}
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _kv_table(d: Mapping[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v) if isinstance(v, float) else v)}</td></tr>"
+        for k, v in d.items()
+    )
+    return f'<table class="kv">{rows}</table>'
+
+
+def _scores_table(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
+    r, metric = a["ranking"], a["metric"]
+    extra = [k for k in a["metrics"] if k != metric and k.startswith(("test_", "val_"))][:3]
+    head = (
+        "<tr><th>#</th><th>variant</th>"
+        f"<th>{_e(metric)} mean ± std</th><th>95% CI</th><th>Δ vs baseline</th>"
+        "<th>paired t p</th><th>Wilcoxon p</th><th></th>"
+        + "".join(f"<th>{_e(k)} mean ± std</th>" for k in extra)
+        + "</tr>"
+    )
+    rows = []
+    for rank, name in enumerate(r["order"], start=1):
+        s = r["summaries"][name]
+        c = r["comparisons"].get(name)
+        if c is None:
+            delta, tp, wp, mark = "baseline", "–", "–", ""
+        else:
+            delta = ("+" if (c["mean_diff"] or 0) >= 0 else "") + _fmt(c["mean_diff"])
+            tp, wp = _pval(c["t_pvalue"]), _pval(c["wilcoxon_pvalue"])
+            mark = ""
+            if c["significant"]:
+                cls = "sig" if c["better"] else "worse"
+                word = "better" if c["better"] else "worse"
+                mark = f'<span class="{cls}" title="paired t-test p &lt; {ALPHA}">* {word}</span>'
+                if c["wilcoxon_significant"]:
+                    mark += f' <span class="{cls}" title="Wilcoxon p &lt; {ALPHA}">†</span>'
+        ci = f"{_fmt(s['ci_low'])} – {_fmt(s['ci_high'])}" if s["ci_low"] is not None else "–"
+        cells = [
+            f'<td class="num">{rank}</td><td>{_e(name)}</td>',
+            f'<td class="num">{_fmt(s["mean"])} ± {_fmt(s["std"])}</td>',
+            f'<td class="num">{ci}</td><td class="num">{_e(delta)}</td>',
+            f'<td class="num">{tp}</td><td class="num">{wp}</td><td>{mark}</td>',
+        ]
+        for k in extra:
+            m = a["metrics"][k].get(name)
+            cells.append(
+                f'<td class="num">{_fmt(m["mean"])} ± {_fmt(m["std"])}</td>'
+                if m
+                else '<td class="num">–</td>'
+            )
+        cls = ' class="best"' if name == r["best"] else ""
+        rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    n = len(a["folds"])
+    note = (
+        f'<p class="note">Mean and sample standard deviation (ddof = 1) over the {n} folds every '
+        "variant finished; 95% CI from Student's t with n − 1 degrees of freedom. Δ and p-values "
+        f"compare each variant with the baseline <b>{_e(r['baseline'])}</b> fold by fold "
+        f"(two-sided paired t-test; Wilcoxon signed-rank). <b>*</b>: t-test p &lt; {ALPHA}; "
+        f"<b>†</b>: Wilcoxon p &lt; {ALPHA} too (with 5 folds its exact p-value cannot go "
+        "below 0.0625).</p>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>{note}"
+
+
+def _diagnosis_section(a: Mapping[str, Any]) -> str:
+    d = a["diagnosis"]
+    if not d:
+        return "<p>No training/validation scores to diagnose.</p>"
+    basis = a["diagnosis_basis"]
+    unit = "error (1 − accuracy)" if basis == "accuracy" else "loss"
+    first = next(iter(d.values()))
+    rows = []
+    for name, x in d.items():
+        remedies = "".join(f"<li>{_e(t)}</li>" for t in x["remedies"])
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td class='num'>{_fmt(x['train_error'])}</td>"
+            f"<td class='num'>{_fmt(x['val_error'])}</td><td class='num'>{_fmt(x['bias'])}</td>"
+            f"<td class='num'>{_fmt(x['variance'])}</td>"
+            f"<td><span class='tag {_e(x['diagnosis'])}'>{_e(x['label'])}</span></td>"
+            f"<td><ul>{remedies}</ul></td></tr>"
+        )
+    seed_rows = "".join(
+        f"<tr><td>{_e(t)}</td><td>{_e(v)}</td><td>{_e(c)}</td><td>{_e('; '.join(s))}</td></tr>"
+        for t, v, c, s in TABLE
+    )
+    return (
+        f"<p>Training and validation {unit}, mean over folds, against the reference error "
+        f"<b>{_fmt(first['reference_error'])}</b>. Bias = train − reference (high above "
+        f"{_fmt(first['bias_threshold'])}); variance = validation − train (high above "
+        f"{_fmt(first['variance_threshold'])}).</p>"
+        "<table><tr><th>variant</th><th>train</th><th>validation</th><th>bias</th>"
+        "<th>variance</th><th>diagnosis</th><th>recommended remedies</th></tr>"
+        + "".join(rows)
+        + "</table><h3>The rule (seed 001, “Overfitting Challenge (What to do?)”)</h3>"
+        "<table><tr><th>Training Error</th><th>Valid Error</th><th>Cause</th><th>Solution</th>"
+        f"</tr>{seed_rows}</table>"
+        '<p class="note">High training and validation error at once with a large gap is not a '
+        "row of the table: it is reported as “high bias and high variance” with both rows' "
+        "remedies.</p>"
+    )
+
+
+def _onset_section(a: Mapping[str, Any], results: Mapping[str, Any]) -> str:
+    rows = []
+    for name, onsets in a["onsets"].items():
+        folds = results["variants"][name].get("folds", [])
+        best = [f.get("best_epoch") for f in folds]
+        found = [o for o in onsets if o is not None]
+        text = ", ".join("–" if o is None else str(o) for o in onsets) if onsets else "no folds"
+        summary = (
+            f"{len(found)} of {len(onsets)} folds overfit (median onset epoch "
+            f"{sorted(found)[len(found) // 2]})"
+            if found
+            else "no overfitting detected"
+        )
+        best_txt = ", ".join("–" if b is None else str(b) for b in best)
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td>{_e(summary)}</td><td>{_e(text)}</td>"
+            f"<td>{_e(best_txt)}</td></tr>"
+        )
+    return (
+        "<table><tr><th>variant</th><th>summary</th><th>onset epoch per fold</th>"
+        "<th>best epoch per fold</th></tr>" + "".join(rows) + "</table>"
+        '<p class="note">Onset: the first epoch where the validation loss (centred moving median '
+        "of 5 epochs) reaches its minimum and then rises by more than 1% while the training loss "
+        "still falls, with at least 3 epochs after it.</p>"
+    )
+
+
+def _gradient_section(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
+    from goodfit.diagnose.gradient_flow import plot_gradient_flow
+
+    parts = []
+    for name, v in results["variants"].items():
+        for i, fold in enumerate(v.get("folds", [])):
+            gf = fold.get("gradient_flow")
+            if gf and gf.get("steps"):
+                fid = fold.get("fold", i)
+                title = f"{name}, fold {fid}: per-layer gradient norm"
+                parts.append(f"<h3>{_e(name)} (fold {_e(fid)})</h3>")
+                parts.append(_img(plot_gradient_flow(gf, title=title), title))
+                break  # one fold per variant is enough to see the flow
+    if not parts:
+        return ""
+    flag_rows = [
+        f"<tr><td>{_e(n)}</td><td>{_e(f.get('fold'))}</td><td>{_e(f.get('epoch'))}</td>"
+        f"<td>{_e(f.get('layer'))}</td><td>{_e(f.get('kind'))}</td>"
+        f"<td class='num'>{_fmt(f.get('value'))}</td></tr>"
+        for n, flags in a["gradient_flags"].items()
+        for f in flags[:50]
+    ]
+    flags_html = (
+        "<table><tr><th>variant</th><th>fold</th><th>epoch</th><th>layer</th><th>flag</th>"
+        "<th>norm</th></tr>" + "".join(flag_rows) + "</table>"
+        if flag_rows
+        else "<p>No vanishing or exploding gradients flagged.</p>"
+    )
+    return "<h2>Gradient flow</h2>" + "".join(parts) + flags_html
+
+
+def render_report(results: Mapping[str, Any]) -> str:
+    """The report as one HTML string (see :func:`write_report`)."""
+    from goodfit.report import plots
+
+    a = results.get("analysis") or analyze_results(results)
+    r, metric = a["ranking"], a["metric"]
+    title = results.get("title") or "goodfit study"
+    created = results.get("created") or _dt.datetime.now().isoformat(timespec="seconds")
+    splits = results.get("splits") or {}
+    split_txt = ""
+    if splits:
+        params = ", ".join(f"{k}={v}" for k, v in (splits.get("params") or {}).items())
+        split_txt = f"splits: {splits.get('kind', '?')}({params}), seed {splits.get('seed', '–')}"
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>",
+        f"<h1>{_e(title)}</h1>",
+        f'<div class="sub">{_e(created)} · {len(results["variants"])} variants · '
+        f"{len(a['folds'])} folds · {_e(split_txt)}</div>",
+        f'<div class="verdict">{_e(a["verdict"])}</div>',
+    ]
+    if results.get("dataset"):
+        out.append("<h2>Data</h2>" + _kv_table(results["dataset"]))
+    out.append("<h2>Cross-validated scores</h2>" + _scores_table(results, a))
+    fold_png = plots.fold_scores(
+        {n: r["summaries"][n]["values"] for n in results["variants"]},
+        metric=metric,
+        baseline=r["baseline"],
+        best=r["best"],
+    )
+    out.append(_img(fold_png, f"{metric} per fold, box and strip plot"))
+    out.append("<h2>Diagnosis: bias and variance</h2>" + _diagnosis_section(a))
+    out.append("<h2>Overfitting onset</h2>" + _onset_section(a, results))
+    out.append("<h2>Learning curves</h2>")
+    for name, v in results["variants"].items():
+        histories = [f.get("history", []) for f in v.get("folds", [])]
+        if not any(histories):
+            continue
+        overrides = v.get("overrides") or {}
+        desc = v.get("description") or ", ".join(f"{k} = {val}" for k, val in overrides.items())
+        out.append(f"<h3>{_e(name)}</h3>")
+        if desc:
+            out.append(f'<div class="note">{_e(desc)}</div>')
+        png = plots.learning_curves(
+            histories, title=f"{name}: train vs validation", onsets=a["onsets"].get(name, [])
+        )
+        out.append(_img(png, f"learning curves of {name}"))
+    out.append(_gradient_section(results, a))
+    sched = results.get("schedule")
+    if sched and sched.get("steps"):
+        name = sched.get("name") or "learning-rate schedule"
+        out.append("<h2>Learning-rate schedule</h2>")
+        out.append(_img(plots.schedule_plot(sched["steps"], sched["lr"], title=name), name))
+    config = results.get("config")
+    if config:
+        text = config if isinstance(config, str) else json.dumps(config, indent=2, default=str)
+        out.append(f"<h2>Resolved configuration</h2><pre>{_e(text)}</pre>")
+    env = results.get("environment")
+    if env:
+        out.append("<h2>Environment</h2>" + _kv_table(env))
+    out.append(
+        '<p class="note">Generated by goodfit. This file is self-contained: no scripts, no '
+        "network resources.</p></main></body></html>"
+    )
+    return "\n".join(p for p in out if p)
+
+
+def write_report(results: Mapping[str, Any], path: str | Path) -> Path:
+    """Write the study report as ONE self-contained HTML file.
+
+    Contents: title and verdict; the table of cross-validated scores (mean ± std, 95% CI, paired
+    tests against the baseline with significance marks); box + strip plot of fold scores;
+    bias/variance diagnosis with seed 001's remedies; overfitting onset; learning curves per
+    variant; gradient flow and the learning-rate schedule when present; the resolved config and
+    the environment. All user strings are HTML-escaped; plots are inline ``data:`` PNGs.
+    ``results`` follows the schema in the module docstring; ``results["analysis"]`` is used when
+    present, else computed with :func:`analyze_results`. Returns the path written.
+    """
+    path = Path(path)
+    text = render_report(results)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
