@@ -1,0 +1,329 @@
+"""User data files (``.npz``, ``.csv``): reading, validation, task inference and the fixed split.
+
+Loaders here return a :class:`_Raw` bundle of NumPy arrays (no standardization), shared with the
+built-in loaders of :mod:`goodfit.data.datasets`, which also use :func:`_split`. See that
+module's docstring for the file formats. Malformed data raises
+:class:`goodfit.errors.DataError` naming the file, array/column and value.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from goodfit.errors import DataError
+
+Task = Literal["classification", "regression"]
+_TASKS = ("classification", "regression")
+
+
+@dataclasses.dataclass
+class _Raw:
+    """Arrays and metadata from a loader (built-in or file), before standardization."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    task: Task
+    num_classes: int | None
+    description: str
+    source: str
+    feature_names: tuple[str, ...] | None = None
+    classes: tuple[Any, ...] | None = None
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _split(
+    X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, stratify: bool, where: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed train/test split by ``sklearn.model_selection.train_test_split(random_state=seed)``,
+    stratified for classification when every class has >= 2 samples."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(y)
+    n_test = math.ceil(test_fraction * n)
+    if n_test < 1 or n - n_test < 1:
+        raise DataError(
+            f"{where}: {n} samples are too few for a train/test split with "
+            f"test_fraction={test_fraction}"
+        )
+    strat = None
+    if stratify:
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() >= 2 and n_test >= len(counts) and n - n_test >= len(counts):
+            strat = y
+        else:
+            warnings.warn(
+                f"{where}: a class has fewer than 2 samples (or the split is too small); "
+                "making an unstratified split",
+                stacklevel=3,
+            )
+    Xtr, Xte, ytr, yte = train_test_split(
+        X, y, test_size=test_fraction, random_state=seed, stratify=strat
+    )
+    return Xtr, ytr, Xte, yte
+
+
+def _check_pos_int(name: str, key: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name}: {key} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+_FILE_OPTIONS = {".npz": ("task", "num_classes"), ".csv": ("task", "num_classes", "label",
+                                                           "delimiter")}  # fmt: skip
+
+
+def _check_X(X: np.ndarray, where: str, key: str) -> np.ndarray:
+    if X.dtype == object or X.dtype.kind in "USVO":
+        raise DataError(f"{where}: {key} must be numeric, got dtype {X.dtype}")
+    if X.dtype.kind == "c":
+        raise DataError(f"{where}: {key} must be real, got complex dtype {X.dtype}")
+    if X.ndim == 0:
+        raise DataError(f"{where}: {key} must have a sample axis, got a scalar")
+    if X.shape[0] == 0:
+        raise DataError(f"{where}: {key} is empty (0 samples)")
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.size == 0:
+        raise DataError(f"{where}: {key} has no features (shape {X.shape})")
+    X = X.astype(np.float64)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        first = int(np.argwhere(bad.reshape(len(X), -1).any(axis=1))[0, 0])
+        raise DataError(
+            f"{where}: {key} contains {int(bad.sum())} non-finite value(s) (NaN/Inf), "
+            f"first in sample {first}"
+        )
+    return X
+
+
+def _check_y(y: np.ndarray, where: str, key: str) -> np.ndarray:
+    if y.dtype == object:
+        raise DataError(f"{where}: {key} has dtype object; use numbers or strings")
+    if y.ndim == 0:
+        raise DataError(f"{where}: {key} must have a sample axis, got a scalar")
+    if y.shape[0] == 0:
+        raise DataError(f"{where}: {key} is empty (0 samples)")
+    if y.dtype.kind in "fc":
+        bad = ~np.isfinite(y)
+        if bad.any():
+            first = int(np.argwhere(bad.reshape(len(y), -1).any(axis=1))[0, 0])
+            raise DataError(
+                f"{where}: {key} contains {int(bad.sum())} NaN/Inf label(s), first in sample "
+                f"{first}"
+            )
+    elif y.dtype.kind not in "biuUS":
+        raise DataError(f"{where}: {key} has unsupported dtype {y.dtype}")
+    return y
+
+
+def _is_integral(y: np.ndarray) -> bool:
+    if y.dtype.kind in "biu":
+        return True
+    return y.dtype.kind == "f" and bool(np.all(y == np.round(y)))
+
+
+def _infer_task(y_all: np.ndarray, n: int) -> Task:
+    if y_all.ndim > 1 and y_all.shape[1] != 1:
+        return "regression"
+    flat = y_all.reshape(len(y_all))
+    if flat.dtype.kind in "US":
+        return "classification"
+    if _is_integral(flat) and len(np.unique(flat)) <= min(50, max(2, n // 2)):
+        return "classification"
+    return "regression"
+
+
+def _finish_user(
+    where: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray | None,
+    y_test: np.ndarray | None,
+    names: tuple[str, str],
+    seed: int,
+    test_fraction: float,
+    task: str | None,
+    num_classes: Any,
+    feature_names: tuple[str, ...] | None,
+) -> _Raw:
+    xk, yk = names
+    X = _check_X(X, where, xk)
+    y = _check_y(y, where, yk)
+    if len(X) != len(y):
+        raise DataError(f"{where}: {xk} has {len(X)} samples but {yk} has {len(y)}")
+    if X_test is not None and y_test is not None:
+        X_test = _check_X(X_test, where, xk + "_test")
+        y_test = _check_y(y_test, where, yk + "_test")
+        if len(X_test) != len(y_test):
+            raise DataError(
+                f"{where}: {xk}_test has {len(X_test)} samples but {yk}_test has {len(y_test)}"
+            )
+        if X_test.shape[1:] != X.shape[1:]:
+            raise DataError(
+                f"{where}: {xk}_test has per-sample shape {X_test.shape[1:]} but {xk} has "
+                f"{X.shape[1:]}"
+            )
+        if (y_test.ndim > 1) != (y.ndim > 1) or y_test.shape[1:] != y.shape[1:]:
+            raise DataError(
+                f"{where}: {yk}_test has per-sample shape {y_test.shape[1:]} but {yk} has "
+                f"{y.shape[1:]}"
+            )
+        if (y_test.dtype.kind in "US") != (y.dtype.kind in "US"):
+            raise DataError(f"{where}: {yk} and {yk}_test must both be strings or both numbers")
+    y_all = y if y_test is None else np.concatenate([y, y_test])
+    if task is None:
+        task = _infer_task(y_all, len(y_all))
+    elif task not in _TASKS:
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+
+    classes: tuple[Any, ...] | None = None
+    k: int | None = None
+    if task == "classification":
+        if y_all.ndim > 1 and not (y_all.ndim == 2 and y_all.shape[1] == 1):
+            raise DataError(
+                f"{where}: classification labels {yk} must be one per sample, got shape {y.shape}"
+            )
+        y_all = y_all.reshape(len(y_all))
+        if y_all.dtype.kind not in "US" and not _is_integral(y_all):
+            bad = int(np.argwhere(y_all != np.round(y_all))[0, 0])
+            raise DataError(
+                f"{where}: classification labels must be integers, but {yk} has "
+                f"{y_all[bad].item()!r} (sample {bad}); use task='regression' for real targets"
+            )
+        if num_classes is not None:
+            k = _check_pos_int(where, "num_classes", num_classes, 2)
+            if y_all.dtype.kind in "US":
+                raise DataError(f"{where}: num_classes={k} needs integer labels, got strings")
+            lo, hi = y_all.min(), y_all.max()
+            if lo < 0 or hi >= k:
+                v = (lo if lo < 0 else hi).item()
+                raise DataError(
+                    f"{where}: label {v!r} in {yk} is out of range for num_classes={k} "
+                    f"(allowed 0..{k - 1})"
+                )
+            codes = y_all.astype(np.int64)
+            classes = tuple(range(k))
+        else:
+            uniq, codes = np.unique(y_all, return_inverse=True)
+            if len(uniq) < 2:
+                raise DataError(
+                    f"{where}: classification needs at least 2 classes, {yk} has only "
+                    f"{uniq.tolist()}"
+                )
+            k = len(uniq)
+            classes = tuple(u.item() if hasattr(u, "item") else u for u in uniq)
+        codes = codes.reshape(-1).astype(np.int64)
+        y, y_test = codes[: len(y)], (None if y_test is None else codes[len(y) :])
+    else:
+        if y_all.dtype.kind in "US":
+            raise DataError(f"{where}: regression targets {yk} must be numbers, got strings")
+        y = y.astype(np.float64).reshape(len(y), -1)
+        if y_test is not None:
+            y_test = y_test.astype(np.float64).reshape(len(y_test), -1)
+
+    if X_test is None or y_test is None:
+        X, y, X_test, y_test = _split(X, y, test_fraction, seed, task == "classification", where)
+    return _Raw(
+        X, y, X_test, y_test, task, k, f"user data from {where}", where, feature_names,  # type: ignore[arg-type]
+        classes,
+    )  # fmt: skip
+
+
+def _load_npz(path: Path, seed: int, test_fraction: float, options: dict) -> _Raw:
+    where = str(path)
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{where}: not a readable .npz file (not a zip archive of arrays)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as exc:
+        raise DataError(f"{where}: cannot read arrays without pickle ({exc})") from None
+    except Exception as exc:
+        raise DataError(f"{where}: not a readable .npz file ({exc})") from None
+    found = ", ".join(arrays) or "none"
+    for key in ("X", "y"):
+        if key not in arrays:
+            raise DataError(f"{where}: missing array {key!r} (found: {found}); need X and y")
+    if ("X_test" in arrays) != ("y_test" in arrays):
+        have, miss = ("X_test", "y_test") if "X_test" in arrays else ("y_test", "X_test")
+        raise DataError(f"{where}: has {have!r} but no {miss!r}; give both or neither")
+    return _finish_user(
+        where, arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test"),
+        ("X", "y"), seed, test_fraction, options.get("task"), options.get("num_classes"), None,
+    )  # fmt: skip
+
+
+def _load_csv(path: Path, seed: int, test_fraction: float, options: dict) -> _Raw:
+    where = str(path)
+    delimiter = options.get("delimiter", ",")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [r for r in csv.reader(fh, delimiter=delimiter) if r]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{where}: cannot read CSV ({exc})") from None
+    if not rows:
+        raise DataError(f"{where}: empty file (need a header row and data rows)")
+    header = [h.strip() for h in rows[0]]
+    body = rows[1:]
+    if not body:
+        raise DataError(f"{where}: no data rows after the header")
+    for i, r in enumerate(body):
+        if len(r) != len(header):
+            raise DataError(
+                f"{where}: row {i + 2} has {len(r)} fields but the header has {len(header)}"
+            )
+    label = options.get("label")
+    if label is None:
+        label = "label" if "label" in header else header[-1]
+    if label not in header:
+        raise DataError(
+            f"{where}: no label column {label!r} (columns: {', '.join(header)}); "
+            "set the option label = '<column>'"
+        )
+    if len(header) < 2:
+        raise DataError(f"{where}: needs at least one feature column besides {label!r}")
+    j = header.index(label)
+    cells = np.array(body, dtype=str)
+    feat_cols = [c for c in range(len(header)) if c != j]
+    feats = np.char.strip(cells[:, feat_cols])
+    X = np.empty(feats.shape, dtype=np.float64)
+    for c in range(feats.shape[1]):
+        col = feats[:, c]
+        col = np.where(col == "", "nan", col)
+        try:
+            X[:, c] = col.astype(np.float64)
+        except ValueError:
+            for i, v in enumerate(col):
+                try:
+                    float(v)
+                except ValueError:
+                    raise DataError(
+                        f"{where}: column {header[feat_cols[c]]!r} row {i + 2}: "
+                        f"{str(v)!r} is not a number"
+                    ) from None
+            raise  # pragma: no cover
+    y_str = np.char.strip(cells[:, j])
+    if (y_str == "").any():
+        first = int(np.argwhere(y_str == "")[0, 0])
+        raise DataError(f"{where}: label column {label!r} is empty in row {first + 2}")
+    try:
+        y: np.ndarray = y_str.astype(np.float64)
+        if _is_integral(y) and np.isfinite(y).all():
+            y = y.astype(np.int64)
+    except ValueError:
+        y = y_str
+    return _finish_user(
+        where, X, y, None, None, ("features", f"label column {label!r}"), seed, test_fraction,
+        options.get("task"), options.get("num_classes"),
+        tuple(header[c] for c in feat_cols),
+    )  # fmt: skip
