@@ -365,3 +365,67 @@ def test_preview_writes_png(tmp_path, layout):
     path = A.preview(pipe, x, torch.arange(6), tmp_path / "grid.png", n=4)
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+# ----------------------------------------------------------------------------- through fit()
+class _Recorder(torch.nn.Module):
+    """A linear classifier that records every input batch and whether it was in training mode."""
+
+    def __init__(self, features: int, classes: int) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(features, classes))
+        self.seen: list[tuple[bool, torch.Tensor]] = []
+
+    def forward(self, x):
+        self.seen.append((self.training, x.detach().clone()))
+        return self.net(x)
+
+
+def _rows_in(batch, pool):
+    """For each row of ``batch``: does it equal (exactly) some row of ``pool``?"""
+    eq = (batch.flatten(1)[:, None, :] == pool.flatten(1)[None, :, :]).all(-1)
+    return eq.any(1)
+
+
+def test_fit_applies_pipeline_to_training_batches_only():
+    fit = pytest.importorskip("goodfit.train.loop").fit
+    X, y = images(n=24, h=4, w=4), torch.arange(24) % 3
+    Xv, yv = images(n=9, h=4, w=4, seed=1), torch.arange(9) % 3
+    model = _Recorder(16, 3)
+    pipe = A.AugmentPipeline([A.hflip(p=1.0)])
+    fit(
+        model,
+        (X, y),
+        (Xv, yv),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        epochs=2,
+        batch_size=8,
+        augment=pipe,
+        progress=False,
+    )
+    train_in = torch.cat([x for training, x in model.seen if training])
+    eval_in = torch.cat([x for training, x in model.seen if not training])
+    assert len(train_in) == 2 * 24 and len(eval_in) >= 9
+    # every training input is a flipped training sample, never an original one (X is not
+    # mirror-symmetric: continuous random pixels); every evaluation input is an untouched sample
+    assert _rows_in(train_in, X.flip(-1)).all() and not _rows_in(train_in, X).any()
+    assert _rows_in(eval_in, Xv).all()
+
+
+def test_fit_trains_on_mixup_soft_targets():
+    fit = pytest.importorskip("goodfit.train.loop").fit
+    X, y = images(n=32, h=4, w=4), torch.arange(32) % 4
+    model = _Recorder(16, 4)
+    pipe = A.AugmentPipeline([A.MixUp(alpha=0.4), A.CutMix(alpha=1.0, p=0.5)], num_classes=4)
+    hist = fit(
+        model,
+        (X, y),
+        (X, y),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        epochs=2,
+        batch_size=16,
+        augment=pipe,
+        progress=False,
+    )
+    record = hist.records[-1]
+    assert np.isfinite(record["train_loss"]) and np.isfinite(record["val_loss"])
