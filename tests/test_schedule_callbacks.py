@@ -11,7 +11,11 @@ from goodfit import schedules as S
 from goodfit.errors import ConfigError
 from goodfit.train.callbacks import Callback
 from goodfit.train.loop import fit
-from goodfit.train.schedule_callbacks import ReduceLROnPlateau, ScheduleCallback
+from goodfit.train.schedule_callbacks import (
+    ReduceLROnPlateau,
+    ScheduleCallback,
+    callback_from_config,
+)
 
 
 class FakeTrainer:
@@ -230,3 +234,26 @@ def test_exact_resume_through_fit(tmp_path, which):
     assert resumed_h["val_loss"] == full_h["val_loss"]
     assert not any(math.isnan(v) for v in full_h["lr"])
     assert len(set(full_h["lr"])) >= 3  # the rate really moved
+
+
+# ------------------------------------------------------------------------------------------
+# config
+
+
+def test_callback_from_config():
+    kw = {"base_lr": 0.1, "steps_per_epoch": 10, "epochs": 3}
+    cb = callback_from_config("cosine", {"interval": "epoch", "end_value": 0.01}, **kw)
+    assert isinstance(cb, ScheduleCallback) and cb.interval == "epoch"
+    assert [cb.schedule(e) for e in range(4)] == [S.cosine(0.1, 3, 0.01)(e) for e in range(4)]
+    cb = callback_from_config("linear", {"end_value": 0.0}, interval="step", **kw)
+    assert cb.interval == "step" and cb.schedule(30) == 0.0 and cb.schedule(15) == 0.05
+    cb = callback_from_config("reduce_on_plateau", {"patience": 3, "factor": 0.5}, **kw)
+    assert isinstance(cb, ReduceLROnPlateau) and (cb.patience, cb.factor) == (3, 0.5)
+    with pytest.raises(TypeError, match="'patient'"):
+        callback_from_config("reduce_on_plateau", {"patient": 3}, **kw)
+    with pytest.raises(ValueError, match="interval must be left out"):
+        callback_from_config("reduce_on_plateau", {"interval": "step"}, **kw)
+    with pytest.raises(ValueError, match="interval given twice"):
+        callback_from_config("cosine", {"interval": "step"}, interval="epoch", **kw)
+    with pytest.raises(TypeError, match="'warmup_epochs'"):
+        callback_from_config("cosine", {"warmup_epochs": 1}, **kw)

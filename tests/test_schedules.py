@@ -503,3 +503,8 @@ def test_plot_schedule_writes_png_and_draws_values(tmp_path):
     ax = other.add_subplot()
     assert S.plot_schedule(s, [0, 10, 20], ax=ax) is other
     assert list(ax.lines[0].get_xdata()) == [0, 10, 20]
+
+
+def test_plot_schedule_xlabel():
+    fig = S.plot_schedule(S.cosine(0.1, 10), 11, xlabel="epoch")
+    assert fig.axes[0].get_xlabel() == "epoch"

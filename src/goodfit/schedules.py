@@ -870,10 +870,13 @@ def plot_schedule(
     steps: int | Sequence[int],
     path: Any = None,
     ax: Any = None,
+    *,
+    xlabel: str = "step",
 ) -> Figure:
     """Draw ``schedule`` over ``range(steps)`` (or the given steps); save to ``path`` if given.
 
     Draws into ``ax`` when given, else into a new ``matplotlib.figure.Figure``; returns the figure.
+    ``xlabel="epoch"`` for a schedule stepped per epoch.
     """
     from matplotlib.figure import Figure
 
@@ -883,8 +886,8 @@ def plot_schedule(
         ax = fig.add_subplot()
     else:
         fig = ax.figure
-    ax.plot(xs, [schedule(s) for s in xs], lw=1.5)
-    ax.set_xlabel("step")
+    ax.plot(xs, [schedule(s) for s in xs], lw=1.5, drawstyle="steps-post")  # held over a step
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("learning rate")
     ax.set_title(repr(schedule) if isinstance(schedule, Schedule) else "learning-rate schedule")
     ax.grid(alpha=0.3)
