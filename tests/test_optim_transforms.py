@@ -251,7 +251,7 @@ def test_proximal_l1_equals_soft_thresholding_with_exact_zeros():
 
 
 def test_proximal_l1_converges_to_lasso_closed_form():
-    """min 0.5 ||w - a||^2 + l1 ||w||_1 has the closed form soft(a, l1); ISTA with lr < 1 reaches it."""
+    """Closed form: min 0.5 ||w - a||^2 + l1 ||w||_1 is soft(a, l1); ISTA (lr < 1) reaches it."""
     a = torch.tensor([3.0, -0.5, 0.2, -2.0, 0.0], dtype=torch.float64)
     l1 = 1.0
     w = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
