@@ -13,7 +13,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from goodfit.regularize.penalties import BasePenalty, Coef, _check_coef, _eval_coef
+from goodfit.regularize.penalties import (
+    BasePenalty,
+    Coef,
+    _check_coef,
+    _eval_coef,
+    _sum_pow_norms,
+)
 
 __all__ = ["TyingPenalty", "share_parameters", "tying_from_config", "tying_penalty"]
 
@@ -55,7 +61,7 @@ class TyingPenalty(BasePenalty):
     def __call__(self, model: nn.Module | None = None) -> Tensor:
         c = _eval_coef(self.coef, self._step, "tying")
         diffs = torch._foreach_sub(self._a, self._b)
-        return torch.stack(torch._foreach_norm(diffs, 2)).square().sum() * c
+        return _sum_pow_norms(diffs, 2.0) * c
 
     def __repr__(self) -> str:
         return f"TyingPenalty(coef={self.coef!r}, parameters={self.names})"
