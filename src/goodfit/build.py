@@ -219,9 +219,9 @@ def _torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
     out = {}
     for name in dir(torch.optim):
         obj = getattr(torch.optim, name)
-        if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer):
-            if obj is not torch.optim.Optimizer:
-                out[name.lower()] = obj
+        is_optimizer = isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)
+        if is_optimizer and obj is not torch.optim.Optimizer:
+            out[name.lower()] = obj
     return out
 
 
@@ -292,8 +292,10 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optim
 
 
 def build_schedule(cfg: Config, steps_per_epoch: int) -> Callable[[int], float] | None:
-    """The configured learning-rate schedule as a function of the step (or epoch)."""
-    if cfg.schedule is None:
+    """The configured learning-rate schedule as a function of the step (or of the epoch when
+    ``interval = "epoch"``); ``None`` without a schedule or for the reactive
+    ``reduce_on_plateau``."""
+    if cfg.schedule is None or cfg.schedule.name == "reduce_on_plateau":
         return None
     from goodfit import schedules
 
@@ -306,16 +308,25 @@ def build_schedule(cfg: Config, steps_per_epoch: int) -> Callable[[int], float] 
         base_lr=base_lr,
         steps_per_epoch=steps_per_epoch,
         epochs=cfg.train.epochs,
+        interval=cfg.schedule.interval,
     )
 
 
-def build_penalty(cfg: Config, model: nn.Module) -> Callable[[nn.Module], torch.Tensor] | None:
+def build_penalty(
+    cfg: Config, model: nn.Module, n_data: int | None = None
+) -> Callable[[nn.Module], torch.Tensor] | None:
+    """The ``[regularize]`` penalty bound to ``model`` (``None`` when it has no penalty term)."""
     if not cfg.regularize:
         return None
     from goodfit import regularize
 
     return call_with_config(
-        "regularize", regularize.penalty_from_config, dict(cfg.regularize), model
+        "regularize",
+        regularize.penalty_from_config,
+        dict(cfg.regularize),
+        model,
+        batch_size=cfg.train.batch_size,
+        n_data=n_data,
     )
 
 
@@ -334,27 +345,56 @@ def build_augment(cfg: Config, input_shape: tuple[int, ...], num_classes: int | 
 
 
 def build_callbacks(
-    cfg: Config, model: nn.Module, steps_per_epoch: int, has_val: bool
+    cfg: Config,
+    model: nn.Module,
+    steps_per_epoch: int,
+    has_val: bool,
+    *,
+    task: str | None = None,
 ) -> list[Callback]:
     """Early stopping, schedule, constraints and reporting callbacks from the config."""
     callbacks: list[Callback] = []
-    schedule = build_schedule(cfg, steps_per_epoch)
-    if schedule is not None:
-        from goodfit.train.schedule_callbacks import ScheduleCallback
+    if cfg.schedule is not None:
+        from goodfit.train.schedule_callbacks import callback_from_config
 
-        callbacks.append(ScheduleCallback(schedule, interval=cfg.schedule.interval))
+        if cfg.schedule.name == "reduce_on_plateau" and not has_val:
+            raise ConfigError(
+                "[schedule] reduce_on_plateau watches a validation metric: set "
+                "data.val_fraction > 0"
+            )
+        base_lr = cfg.optimizer.lr if cfg.optimizer.lr is not None else 1e-3
+        callbacks.append(
+            call_with_config(
+                "schedule",
+                callback_from_config,
+                cfg.schedule.name,
+                cfg.schedule.kwargs(),
+                base_lr=base_lr,
+                steps_per_epoch=steps_per_epoch,
+                epochs=cfg.train.epochs,
+                interval=cfg.schedule.interval,
+            )
+        )
     if cfg.regularize:
         from goodfit import regularize
 
-        callbacks += call_with_config(
-            "regularize", regularize.callbacks_from_config, dict(cfg.regularize), model
+        constraints = call_with_config(
+            "regularize", regularize.constraints_from_config, dict(cfg.regularize), model
         )
+        if constraints:
+            callbacks.append(regularize.ConstraintCallback(constraints))
     es = cfg.early_stopping
     if es is not None and es.enabled:
         if not has_val:
             raise ConfigError(
                 "[early_stopping] needs validation data: set data.val_fraction > 0 "
                 "(e.g. 0.2) or disable early stopping"
+            )
+        allowed = ["val_loss", "val_accuracy"] if task != "regression" else ["val_loss"]
+        if es.monitor not in allowed:
+            raise ConfigError(
+                f"[early_stopping] monitor = {es.monitor!r} is not a validation metric of this "
+                f"task; allowed: {', '.join(allowed)}"
             )
         callbacks.append(
             call_with_config(

@@ -116,6 +116,7 @@ def run_config(
     progress: Any = None,
     data: Any = None,
     write_plots: bool = True,
+    extra_callbacks: list[Any] | None = None,
 ) -> RunResult:
     """Train the configured model and write the run folder; returns a :class:`RunResult`.
 
@@ -146,7 +147,10 @@ def run_config(
         summary, records = _run_second_order(cfg, model, prepared, out)
     else:
         optimizer = build_optimizer(cfg.optimizer, model)
-        callbacks = build_callbacks(cfg, model, steps_per_epoch, prepared.val is not None)
+        callbacks = build_callbacks(
+            cfg, model, steps_per_epoch, prepared.val is not None, task=ds.task
+        )
+        callbacks += extra_callbacks or []
         penalty = build_penalty(cfg, model)
         augment = build_augment(cfg, ds.input_shape, ds.num_classes)
         history = fit(
@@ -180,8 +184,13 @@ def run_config(
             if schedule is not None and write_plots:
                 from goodfit.schedules import plot_schedule
 
-                unit = steps_per_epoch if cfg.schedule.interval == "step" else 1
-                plot_schedule(schedule, cfg.train.epochs * unit, path=out / "lr.png")
+                per_step = cfg.schedule.interval == "step"
+                plot_schedule(
+                    schedule,
+                    cfg.train.epochs * (steps_per_epoch if per_step else 1),
+                    path=out / "lr.png",
+                    xlabel="step" if per_step else "epoch",
+                )
         summary["train_seconds"] = history.summary.get("wall_seconds")
         records = history.records
     test = evaluate(model, *prepared.test, task=ds.task, prefix="test_")
