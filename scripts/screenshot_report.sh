@@ -68,16 +68,23 @@ if ! grep -q "</html>" "$dom"; then
   echo "error: --dump-dom returned no document" >&2
   status=1
 fi
-# Console errors from the page ("CONSOLE(...)" lines at ERROR level, uncaught exceptions) and
-# failed resource loads (anything the page tried to fetch that is not inlined).
-if grep -E "CONSOLE|Uncaught|ERR_(FILE_NOT_FOUND|NAME_NOT_RESOLVED|INTERNET_DISCONNECTED|CONNECTION|BLOCKED|FAILED)|Failed to load resource" "$log" \
-  | grep -v -E "INFO:CONSOLE" >"${log}.err"; then
-  if [[ -s "${log}.err" ]]; then
-    echo "error: console errors while rendering $report:" >&2
-    cat "${log}.err" >&2
-    status=1
-  fi
+# Console output from the page: headless Chromium logs every console message and uncaught
+# exception as "INFO:CONSOLE(...)" whatever its level, and the report has no script at all,
+# so any CONSOLE line is an error; so are failed resource loads.
+if grep -E "CONSOLE|Uncaught|Failed to load resource|net::ERR_" "$log" >"${log}.err"; then
+  echo "error: console errors while rendering $report:" >&2
+  cat "${log}.err" >&2
+  status=1
 fi
+# External resources (the report must open from disk with no network): any src/href/url()
+# in the rendered DOM that is not a data: URI or an in-page anchor.
+if grep -o -i -E "(src|href)=[\"']?[^\"' >]+|url\([^)]*\)" "$dom" \
+  | grep -v -i -E "^(src|href)=[\"']?(data:|#)|^url\([\"']?data:" >"${log}.ext"; then
+  echo "error: external resources referenced by $report:" >&2
+  sort -u "${log}.ext" | head -20 >&2
+  status=1
+fi
+rm -f "${log}.ext"
 rm -f "${log}.err"
 if [[ $status -eq 0 ]]; then
   echo "ok: rendered $report -> $shot (no console errors)"
