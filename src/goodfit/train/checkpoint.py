@@ -80,6 +80,7 @@ def save_checkpoint(
     target = directory / name
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:
+        os.chmod(tmp, _default_mode())
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)
             handle.flush()
@@ -89,6 +90,14 @@ def save_checkpoint(
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _default_mode() -> int:
+    """Permissions a plain ``open(path, "w")`` would give (0o666 minus the umask), since
+    ``mkstemp`` creates files readable by the owner only."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from goodfit.build import (
 )
 from goodfit.config import Config, config_to_toml
 from goodfit.errors import ConfigError
+from goodfit.train.checkpoint import _default_mode
 from goodfit.train.loop import evaluate, fit, seed_everything
 
 __all__ = ["RunResult", "atomic_write_text", "run_config", "summarize_history"]
@@ -50,6 +51,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _default_mode())
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.replace(tmp, path)
