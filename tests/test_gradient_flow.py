@@ -157,7 +157,17 @@ def test_state_dict_round_trip_and_to_dict():
     for a, b in zip(other.norms, cb.norms, strict=True):
         assert a == pytest.approx(b)
     d = cb.to_dict()
-    assert set(d) == {"layers", "steps", "norms", "flags", "every"}
+    assert set(d) == {
+        "layers",
+        "steps",
+        "norms",
+        "flags",
+        "every",
+        "vanish_threshold",
+        "explode_factor",
+        "max_norm",
+    }
+    assert d["every"] == 2 and d["vanish_threshold"] == 1e-7 and d["explode_factor"] == 100.0
 
 
 def test_bad_arguments():

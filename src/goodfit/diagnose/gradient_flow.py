@@ -217,8 +217,8 @@ class GradientFlowCallback(Callback):
         self.flags = [dict(f) for f in state["flags"]]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record: ``{"layers", "steps", "norms", "flags", "every"}`` (non-finite
-        norms become ``None``)."""
+        """JSON-ready record: ``{"layers", "steps", "norms", "flags", "every",
+        "vanish_threshold", "explode_factor", "max_norm"}`` (non-finite norms become ``None``)."""
 
         def clean(x: float) -> float | None:
             return x if math.isfinite(x) else None
@@ -229,6 +229,9 @@ class GradientFlowCallback(Callback):
             "norms": [[clean(v) for v in row] for row in self.norms],
             "flags": [dict(f) for f in self.flags],
             "every": self.every,
+            "vanish_threshold": self.vanish_threshold,
+            "explode_factor": self.explode_factor,
+            "max_norm": self.max_norm,
         }
 
 

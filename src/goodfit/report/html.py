@@ -251,7 +251,8 @@ tr.best td{background:#f0f8f0;font-weight:600}
 img{max-width:100%;height:auto;display:block;margin:8px 0;border:1px solid #eceef2}
 pre{background:#f6f8fa;border:1px solid #e3e6eb;padding:10px;overflow:auto;font-size:.8rem;
  max-height:420px}
-.grid{display:grid;grid-template-columns:1fr;gap:6px}
+.grid2{display:grid;grid-template-columns:1fr 1fr;gap:10px}
+.grid2 figure{margin:0}.grid2 figcaption{font-weight:600;font-size:.9rem}
 .note{color:#5b6475;font-size:.84rem}ul{margin:4px 0 4px 20px;padding:0}
 table.kv{width:auto;min-width:360px}table.kv th{width:160px}
 code{background:#f1f3f6;padding:0 3px;border-radius:3px}
@@ -397,15 +398,19 @@ def _onset_section(a: Mapping[str, Any], results: Mapping[str, Any]) -> str:
 def _gradient_section(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
     from goodfit.diagnose.gradient_flow import plot_gradient_flow
 
-    parts = []
+    parts: list[str] = []
+    first: dict[str, Any] = {}
     for name, v in results["variants"].items():
         for i, fold in enumerate(v.get("folds", [])):
             gf = fold.get("gradient_flow")
             if gf and gf.get("steps"):
+                first = first or gf
                 fid = fold.get("fold", i)
                 title = f"{name}, fold {fid}: per-layer gradient norm"
-                parts.append(f"<h3>{_e(name)} (fold {_e(fid)})</h3>")
-                parts.append(_img(plot_gradient_flow(gf, title=title), title))
+                img = _img(plot_gradient_flow(gf, title=title), title)
+                parts.append(
+                    f"<figure><figcaption>{_e(name)} (fold {_e(fid)})</figcaption>{img}</figure>"
+                )
                 break  # one fold per variant is enough to see the flow
     if not parts:
         return ""
@@ -417,12 +422,21 @@ def _gradient_section(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
         for f in flags[:50]
     ]
     flags_html = (
-        "<table><tr><th>variant</th><th>fold</th><th>epoch</th><th>layer</th><th>flag</th>"
+        "<h3>Flags</h3><table><tr><th>variant</th><th>fold</th><th>epoch</th><th>layer</th>"
+        "<th>flag</th>"
         "<th>norm</th></tr>" + "".join(flag_rows) + "</table>"
         if flag_rows
         else "<p>No vanishing or exploding gradients flagged.</p>"
     )
-    return "<h2>Gradient flow</h2>" + "".join(parts) + flags_html
+    return (
+        "<h2>Gradient flow</h2>"
+        '<p class="note">Per-layer gradient L2 norm (log scale) in the first fold of each '
+        "variant that recorded it; vanishing: a layer's mean norm over an epoch at most "
+        f"{_e(first.get('vanish_threshold', 1e-7))} times the largest layer's; exploding: "
+        f"non-finite, or above {_e(first.get('explode_factor', 100.0))}× the layer's first-epoch "
+        "median norm (a “cliff”, seed 001).</p>"
+        f'<div class="grid2">{"".join(parts)}</div>' + flags_html
+    )
 
 
 def render_report(results: Mapping[str, Any]) -> str:

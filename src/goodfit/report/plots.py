@@ -156,13 +156,10 @@ def schedule_plot(
     title: str = "learning-rate schedule",
     path: str | Path | None = None,
 ) -> bytes:
-    """Learning rate against the optimizer step (log scale when it spans > 2 decades)."""
+    """Learning rate against the optimizer step (linear axes)."""
     fig = _figure(6.0, 3.0)
     ax = fig.add_subplot()
     ax.plot(list(steps), list(lrs), color=TRAIN_COLOR, lw=1.6)
-    positive = [v for v in lrs if v > 0]
-    if positive and max(positive) / min(positive) > 100:
-        ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
     ax.set_title(title, fontsize=11)
