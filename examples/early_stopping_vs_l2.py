@@ -55,7 +55,11 @@ def main(eps: float = 0.01, tau: int = 50) -> None:
     nn.init.zeros_(l2net.weight)
     pen = R.l2(alpha)
     lbfgs = torch.optim.LBFGS(
-        l2net.parameters(), max_iter=500, tolerance_grad=1e-14, line_search_fn="strong_wolfe"
+        l2net.parameters(),
+        max_iter=500,
+        tolerance_grad=1e-14,
+        tolerance_change=1e-16,
+        line_search_fn="strong_wolfe",
     )
 
     def closure() -> torch.Tensor:
