@@ -159,5 +159,15 @@ def test_unknown_kind_and_params():
         make_splits("kfold", 1, seed=0)
 
 
+def test_n_splits_validates_up_front():
+    with pytest.raises(TypeError, match="folds"):
+        n_splits("kfold", 100, folds=5)
+    with pytest.raises(ValueError, match=r"val_fraction must be in \(0, 1\)"):
+        n_splits("holdout", 100, val_fraction=2.0)
+    with pytest.raises(ValueError, match="k must be between 2 and 100"):
+        n_splits("stratified_kfold", 100, k=101)
+    assert n_splits("stratified_kfold", 100, k=5, shuffle=False) == 5
+
+
 def test_registry_names_are_snake_case():
     assert all(name == name.lower() and " " not in name for name in SPLITTERS)

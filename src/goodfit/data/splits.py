@@ -15,6 +15,7 @@ Example
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -278,14 +279,22 @@ def make_splits(
 
 def n_splits(kind: str, n_samples: int, **params: Any) -> int:
     """Number of fits ``make_splits(kind, n_samples, **params)`` would return, without building
-    them (for progress bars and up-front checks). Raises like :func:`make_splits` on bad params,
-    including the leave-p-out guard."""
+    them (for progress bars and up-front checks before any training). Raises like
+    :func:`make_splits`: ``TypeError`` for an unknown parameter, ``ValueError`` for a bad value,
+    including the leave-p-out guard. (Labels are not needed: class counts are not checked.)"""
     if kind not in SPLITTERS:
         raise ValueError(f"splits kind must be one of {sorted(SPLITTERS)}, got {kind!r}")
+    try:
+        inspect.signature(SPLITTERS[kind]).bind(n_samples, None, **params)
+    except TypeError as err:
+        raise TypeError(f"splits kind {kind!r}: {err}") from None
     n = _check_n(n_samples)
+    if "val_fraction" in params and params["val_fraction"] is not None:
+        _check_fraction("val_fraction", params["val_fraction"])
     if kind in ("kfold", "stratified_kfold"):
         return _check_int("k", params.get("k", 10), 2, n, why=f" (at most n_samples={n})")
     if kind == "holdout":
+        _check_int("small_data_threshold", params.get("small_data_threshold", 0), 0)
         return 1
     if kind == "repeated_random":
         return _check_int("n_repeats", params.get("n_repeats", 10), 1)
