@@ -421,7 +421,7 @@ class Penalty(BasePenalty):
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     >>> rules = [{"pattern": "0", "coef": 1e-3}]
     >>> pen = Penalty([Term(p=2, coef=1e-4, factor=0.5)], per_layer=rules)
-    >>> float(pen(net)) > 0
+    >>> float(pen(net).detach()) > 0
     True
     """
 
