@@ -4,9 +4,11 @@ albumentations (per image, OpenCV) and torchvision v2 (per batch) where it impor
 Pipeline: horizontal flip (p=0.5) + affine (rotation +-10 deg, shift +-10 %, scale 0.9-1.1,
 shear +-5 deg) + colour jitter (brightness/contrast 0.2; saturation 0.2 and hue 0.05 on RGB) +
 random erasing (p=0.5), on float32 batches 256x1x28x28 and 256x3x32x32 in [0, 1], on CPU.
-One process, ``torch.set_num_threads(2)`` and ``cv2.setNumThreads(2)``, warm-up, median of
-several runs. albumentations gets its preferred layout (a list of HxWxC numpy arrays) for free;
-goodfit gets the (N, C, H, W) tensor a training loop holds.
+One process, ``torch.set_num_threads(2)`` (``--threads``) and ``cv2.setNumThreads(2)``,
+warm-up, median of several runs. On an oversubscribed machine torch's 2-thread timings collapse
+(its workers wait on each other); compare with ``--threads 1`` there. albumentations gets its
+preferred layout (a list of HxWxC numpy arrays) for free; goodfit gets the (N, C, H, W) tensor
+a training loop holds.
 
 Run: ``.venv/bin/python benchmarks/augment.py [--repeats 7]``. Needs the benchmark-only
 packages ``albumentations`` and ``opencv-python-headless`` (the ``bench`` extra).
@@ -103,8 +105,9 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     try:
         import cv2
@@ -140,7 +143,10 @@ def main() -> None:
             t_tv = median_seconds(lambda tv=tv, x=x: tv(x), args.repeats)
             rows.append((shape, "torchvision v2 (per image)", n / t_tv, t_tv / t_gf))
 
-    print(f"augmentation pipeline throughput, CPU, torch threads = 2, median of {args.repeats}")
+    print(
+        f"augmentation pipeline throughput, CPU, torch threads = {args.threads}, "
+        f"median of {args.repeats}"
+    )
     print(f"{'batch':<18} {'library':<28} {'images/s':>10} {'goodfit speed-up':>17}")
     for shape, lib, ips, ratio in rows:
         sh = "x".join(str(s) for s in shape)

@@ -95,6 +95,31 @@ def test_multiplicative_noise_matches_its_formula():
     torch.testing.assert_close(out, x * (1 + 0.2 * eps))
 
 
+def test_hue_shift_equals_kornia_adjust_hue():
+    import kornia.enhance
+
+    x = images(n=8, c=3)
+    x[0] = 0.5  # grey: no hue
+    x[1, 1] = x[1, 0]  # ties between the maximal channels
+    rad = (torch.rand(8, generator=torch.Generator().manual_seed(0)) - 0.5) * 2 * torch.pi
+    # the two differ only by float32 rounding of the same closed-form map
+    torch.testing.assert_close(
+        A.hue_shift(x, rad), kornia.enhance.adjust_hue(x, rad), atol=1e-5, rtol=0
+    )
+
+
+def test_color_jitter_equals_kornia_color_jitter():
+    import kornia.augmentation
+
+    x = images(n=16, c=3)
+    torch.manual_seed(4)
+    ours = A.color_jitter(0.2, 0.2, 0.3, 0.1, p=0.8)(x)
+    torch.manual_seed(4)
+    ref = kornia.augmentation.ColorJitter(0.2, 0.2, 0.3, 0.1, p=0.8)(x)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+    assert not torch.allclose(ours, x)
+
+
 # ----------------------------------------------------------------------------- identities
 def _all_ops_with_p0():
     for name, factory in A.AUGMENTATIONS.items():
