@@ -501,6 +501,9 @@ def preview(
         k = int(v.argmax())
         return f"y={k} ({float(v[k]):.2f})"
 
+    # one grey scale for the whole grid, so brightness/contrast changes stay visible
+    lo = float(min(xs.min(), xa.min()))
+    hi = float(max(xs.max(), xa.max()))
     for row, (data, lab, title) in enumerate(((xs, ys, "original"), (xa, ya, "augmented"))):
         data = data.detach().float().cpu()
         for i in range(n):
@@ -510,7 +513,7 @@ def preview(
                 if sample.shape[0] == 3:
                     ax.imshow(sample.permute(1, 2, 0).clamp(0, 1).numpy())
                 else:
-                    ax.imshow(sample[0].numpy(), cmap="gray")
+                    ax.imshow(sample[0].numpy(), cmap="gray", vmin=lo, vmax=hi)
                 ax.set_xticks([])
                 ax.set_yticks([])
             else:
