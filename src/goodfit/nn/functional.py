@@ -385,51 +385,118 @@ def switchable_norm(
 
     Input (N, C, *spatial); (N, C) is allowed when "in" is not among the components.
     """
-    n, c = x.shape[0], x.shape[1]
-    red = tuple(range(2, x.dim()))
-    shape = (n, c) + (1,) * len(red)
-    if red:
-        var_in, mean_in = torch.var_mean(x, dim=red, keepdim=True, correction=0)
-        m_sp = x[0, 0].numel()
-    else:
+    nred = x.dim() - 2
+    for comp in components:
+        check_choice(comp, "components", ("in", "ln", "bn"))
+    if nred == 0:
         if "in" in components:
             raise ValueError("instance statistics need at least one spatial dim; input is (N, C)")
-        mean_in, var_in = x.view(shape), torch.zeros_like(x).view(shape)
-        m_sp = 1
+        stats = (torch.zeros_like(x), x)
+        scale, shift = _sn_scale_shift(
+            stats, 1, mean_logits, var_logits, weight, bias, running_mean, running_var,
+            training, momentum, eps, components,
+        )  # fmt: skip
+        return torch.addcmul(shift, x, scale)
+
+    def small(stats, ml, vl, w, b):
+        return _sn_scale_shift(
+            stats, x[0, 0].numel(), ml, vl, w, b, running_mean, running_var, training,
+            momentum, eps, components,
+        )  # fmt: skip
+
+    return _SwitchableNormFn.apply(x, small, mean_logits, var_logits, weight, bias)
+
+
+def _sn_scale_shift(
+    stats, m_sp, mean_logits, var_logits, weight, bias, running_mean, running_var, training,
+    momentum, eps, components,
+):  # fmt: skip
+    """Per-(n, c) scale and shift of Switchable Norm from the instance statistics (small graph)."""
+    var_in, mean_in = stats
+    n, c = mean_in.shape[0], mean_in.shape[1]
+    view = (1, c) + (1,) * (mean_in.dim() - 2)
     mw = torch.softmax(mean_logits, 0)
     vw = torch.softmax(var_logits, 0)
-    mean = 0.0
-    var = 0.0
-    sq_in = None
+    mean: Tensor | float = 0.0
+    var: Tensor | float = 0.0
+    sq_in = var_in + mean_in * mean_in  # E[x^2] per instance, to pool LN / BN statistics
     for i, comp in enumerate(components):
         if comp == "in":
             mu, v = mean_in, var_in
         elif comp == "ln":
-            sq_in = var_in + mean_in * mean_in if sq_in is None else sq_in
             mu = mean_in.mean(1, keepdim=True)
             v = sq_in.mean(1, keepdim=True) - mu * mu
-        elif comp == "bn":
-            if training or running_mean is None:
-                sq_in = var_in + mean_in * mean_in if sq_in is None else sq_in
-                mu = mean_in.mean(0, keepdim=True)
-                v = sq_in.mean(0, keepdim=True) - mu * mu
-                if training and running_mean is not None and running_var is not None:
-                    m = n * m_sp
-                    with torch.no_grad():
-                        running_mean.lerp_(mu.reshape(c).to(running_mean.dtype), momentum)
-                        unbiased = v.reshape(c) * (m / max(m - 1, 1))
-                        running_var.lerp_(unbiased.to(running_var.dtype), momentum)
-            else:
-                mu = running_mean.view((1, c) + (1,) * len(red))
-                v = running_var.view((1, c) + (1,) * len(red))
+        elif training or running_mean is None or running_var is None:
+            mu = mean_in.mean(0, keepdim=True)
+            v = sq_in.mean(0, keepdim=True) - mu * mu
+            if training and running_mean is not None and running_var is not None:
+                m = n * m_sp
+                with torch.no_grad():
+                    running_mean.lerp_(mu.reshape(c).to(running_mean.dtype), momentum)
+                    unbiased = v.reshape(c) * (m / max(m - 1, 1))
+                    running_var.lerp_(unbiased.to(running_var.dtype), momentum)
         else:
-            raise ValueError(f"components must be drawn from ['in', 'ln', 'bn'], got {comp!r}")
+            mu, v = running_mean.view(view), running_var.view(view)
         mean = mean + mw[i] * mu
         var = var + vw[i] * v
     scale = torch.rsqrt(var + eps)
     if weight is not None:
-        scale = scale * weight.view((1, c) + (1,) * len(red))
+        scale = scale * weight.view(view)
     shift = -mean * scale
     if bias is not None:
-        shift = shift + bias.view((1, c) + (1,) * len(red))
-    return torch.addcmul(shift, x, scale)
+        shift = shift + bias.view(view)
+    return scale, shift
+
+
+class _SwitchableNormFn(torch.autograd.Function):
+    """Switchable Norm with a hand-written backward over the large tensor.
+
+    Forward: instance statistics (one reduction), the small per-(n, c) graph giving ``scale`` and
+    ``shift`` (kept for autograd), ``y = x * scale + shift``. Backward: ``A = sum g``,
+    ``B = sum g x`` per (n, c); autograd on the small graph gives the parameter gradients and
+    ``dL/dmu_in``, ``dL/dvar_in``; then ``dx = g scale + dmu/m + 2 dvar (x - mu)/m`` in two fused
+    passes (autograd through ``var_mean`` + ``addcmul`` needs about six).
+    """
+
+    @staticmethod
+    def forward(ctx, x, small, mean_logits, var_logits, weight, bias):
+        red = tuple(range(2, x.dim()))
+        var_in, mean_in = torch.var_mean(x, dim=red, keepdim=True, correction=0)
+        params = (mean_logits, var_logits, weight, bias)
+        with torch.enable_grad():
+            leaves = [var_in.requires_grad_(), mean_in.requires_grad_()]
+            leaves += [None if t is None else t.detach().requires_grad_() for t in params]
+            scale, shift = small((leaves[0], leaves[1]), *leaves[2:])
+        ctx.small = (scale, shift, leaves)
+        ctx.save_for_backward(x)
+        return torch.addcmul(shift.detach(), x, scale.detach())
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        scale, shift, leaves = ctx.small
+        n, c = x.shape[0], x.shape[1]
+        m = x[0, 0].numel()
+        unit = (n, c) + (1,) * (x.dim() - 2)
+        gsum = g.sum(tuple(range(2, x.dim())), keepdim=True)
+        gx_dot = torch.bmm(g.reshape(n * c, 1, m), x.reshape(n * c, m, 1)).view(unit)
+        want = [t for t in leaves if t is not None]
+        grads = torch.autograd.grad(
+            (scale, shift),
+            want,
+            (gx_dot.sum_to_size(scale.shape), gsum.sum_to_size(shift.shape)),
+            allow_unused=True,
+            retain_graph=True,
+        )
+        by_id = {id(t): gr for t, gr in zip(want, grads, strict=True)}
+        var_in, mean_in = leaves[0], leaves[1]
+        gv = by_id[id(var_in)]
+        gm = by_id[id(mean_in)]
+        gv = torch.zeros_like(var_in) if gv is None else gv
+        gm = torch.zeros_like(mean_in) if gm is None else gm
+        alpha = gv * (2.0 / m)
+        gx = torch.addcmul(gm / m - mean_in.detach() * alpha, x, alpha)
+        gx.addcmul_(g, scale.detach().expand(unit))
+        out = [None if t is None else by_id[id(t)] for t in leaves[2:]]
+        return (gx, None, *out)
