@@ -253,7 +253,7 @@ def test_lbfgs_gets_a_closure_and_matches_torch():
         def closure(xb=xb, yb=yb, evals=evals):
             ref_opt.zero_grad()
             loss = F.mse_loss(ref(xb), yb)
-            evals.append(float(loss))
+            evals.append(float(loss.detach()))
             total = loss + penalty(ref)
             total.backward()
             return total
