@@ -133,6 +133,7 @@ class Trainer:
         resume: bool = False,
         device: str | torch.device | None = None,
         description: str = "train",
+        max_steps: int | None = None,
     ) -> None:
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
@@ -140,6 +141,8 @@ class Trainer:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if val_every is not None and (not isinstance(val_every, int) or val_every < 1):
             raise ValueError(f"val_every must be None or an integer >= 1, got {val_every!r}")
+        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+            raise ValueError(f"max_steps must be None or an integer >= 1, got {max_steps!r}")
         if checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every!r}")
         self.model, self.optimizer = model, optimizer
@@ -153,6 +156,7 @@ class Trainer:
         self.checkpoint_every, self.resume = checkpoint_every, resume
         self.device = torch.device(device) if device is not None else None
         self.description = description
+        self.max_steps = max_steps
         self.history = History()
         self.summary: dict[str, Any] = {}
         self.epoch = 0
@@ -301,8 +305,9 @@ class Trainer:
         if X.device.type != "cpu":
             perm = perm.to(X.device)
         n_batches = math.ceil(n / bs)
-        if n > bs and n % bs == 1:  # a lone last sample would break batch statistics
-            n_batches -= 1
+        if n > bs and n % bs == 1:  # a lone last sample would break batch statistics:
+            n_batches -= 1  # it joins the previous batch (every sample is used each epoch)
+        last = n_batches - 1
         model, optimizer, loss_fn, penalty = self.model, self.optimizer, self.loss_fn, self.penalty
         after_backward, after_step = self._hooks["on_after_backward"], self._hooks["on_after_step"]
         batch_start, batch_end = self._hooks["on_batch_start"], self._hooks["on_batch_end"]
@@ -312,7 +317,8 @@ class Trainer:
         targets: list[torch.Tensor] = []
         classification = self.task == "classification"
         for self.batch_index in range(n_batches):
-            idx = perm[self.batch_index * bs : (self.batch_index + 1) * bs]
+            start = self.batch_index * bs
+            idx = perm[start : start + bs] if self.batch_index < last else perm[start:]
             xb, yb = X[idx], y[idx]
             for cb in batch_start:
                 cb.on_batch_start(self)
@@ -347,6 +353,9 @@ class Trainer:
                 cb.on_batch_end(self)
             if self.val_every is not None and self.step % self.val_every == 0:
                 self._validate(val)
+            if self.max_steps is not None and self.step >= self.max_steps:
+                self.request_stop(f"reached max_steps={self.max_steps}")
+                break
             if self.should_stop and self.val_every is not None:
                 break
 
@@ -489,6 +498,7 @@ def fit(
     checkpoint_every: int = 1,
     resume: bool = False,
     device: str | torch.device | None = None,
+    max_steps: int | None = None,
 ) -> History:
     """Train ``model`` on ``train = (X, y)`` with minibatch SGD-style updates (seed 003).
 
@@ -498,6 +508,7 @@ def fit(
     ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``lr``, ``epoch_seconds``, plus whatever
     callbacks log). The loss defaults to cross-entropy for integer targets and MSE otherwise.
 
+    ``max_steps`` ends training after that many optimizer steps, even mid-epoch.
     With ``checkpoint_dir`` a checkpoint is written atomically every ``checkpoint_every`` epochs
     (never with non-finite weights); ``resume=True`` continues from it bit-for-bit on CPU.
     A non-finite loss raises :class:`goodfit.errors.DivergenceError` naming the epoch and step.
@@ -533,5 +544,6 @@ def fit(
         checkpoint_every=checkpoint_every,
         resume=resume,
         device=device,
+        max_steps=max_steps,
     )
     return runner.fit(tuple(train), tuple(val) if val is not None else None)  # type: ignore[arg-type]

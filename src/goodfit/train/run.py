@@ -31,6 +31,7 @@ from goodfit.build import (
 from goodfit.config import Config, config_to_toml
 from goodfit.errors import ConfigError
 from goodfit.train.checkpoint import _default_mode
+from goodfit.train.history import History
 from goodfit.train.loop import evaluate, fit, seed_everything
 
 __all__ = ["RunResult", "atomic_write_text", "run_config", "summarize_history"]
@@ -148,40 +149,22 @@ def run_config(
     if cfg.optimizer.name in second_order:
         summary, records = _run_second_order(cfg, model, prepared, out)
     else:
-        optimizer = build_optimizer(cfg.optimizer, model)
-        callbacks = build_callbacks(
-            cfg, model, steps_per_epoch, prepared.val is not None, task=ds.task
-        )
-        callbacks += extra_callbacks or []
-        penalty = build_penalty(cfg, model)
-        augment = build_augment(cfg, ds.input_shape, ds.num_classes)
-        history = fit(
-            model,
-            prepared.train,
-            prepared.val,
-            optimizer=optimizer,
-            epochs=cfg.train.epochs,
-            batch_size=cfg.train.batch_size,
-            task=ds.task,
-            penalty=penalty,
-            augment=augment,
-            callbacks=callbacks,
-            seed=seed,
-            val_every=cfg.train.val_every,
-            progress=progress,
-            checkpoint_dir=(out / "checkpoints")
-            if out is not None and cfg.checkpoint.enabled
-            else None,
-            checkpoint_every=cfg.checkpoint.every,
-            resume=resume,
-            device=cfg.train.device,
-        )
+        es = cfg.early_stopping
+        algorithm = es.algorithm if es is not None and es.enabled else "7.1"
+        if algorithm == "7.1":
+            fit_summary, records = _run_fit(
+                cfg, model, prepared, out, resume, progress, extra_callbacks, steps_per_epoch
+            )
+        else:
+            model, fit_summary, records = _run_meta(
+                cfg, algorithm, prepared, progress, extra_callbacks, steps_per_epoch
+            )
         summary = {
-            **summarize_history(history.records, history.summary.get("best_epoch")),
-            **{k: v for k, v in history.summary.items() if k != "wall_seconds"},
+            **summarize_history(records, fit_summary.get("best_epoch")),
+            **{k: v for k, v in fit_summary.items() if k != "wall_seconds"},
         }
         if out is not None:
-            history.to_jsonl(out / "history.jsonl")
+            History(records).to_jsonl(out / "history.jsonl")
             schedule = build_schedule(cfg, steps_per_epoch)
             if schedule is not None and write_plots:
                 from goodfit.schedules import plot_schedule
@@ -193,8 +176,7 @@ def run_config(
                     path=out / "lr.png",
                     xlabel="step" if per_step else "epoch",
                 )
-        summary["train_seconds"] = history.summary.get("wall_seconds")
-        records = history.records
+        summary["train_seconds"] = fit_summary.get("wall_seconds")
     test = evaluate(model, *prepared.test, task=ds.task, prefix="test_")
     summary.update(test)
     summary["n_parameters"] = sum(p.numel() for p in model.parameters())
@@ -203,6 +185,109 @@ def run_config(
     if out is not None:
         atomic_write_text(out / "summary.json", json.dumps(_json_safe(summary), indent=2) + "\n")
     return RunResult(summary, model, records)
+
+
+def _run_fit(
+    cfg: Config,
+    model: Any,
+    prepared: Any,
+    out: Path | None,
+    resume: bool,
+    progress: Any,
+    extra_callbacks: list[Any] | None,
+    steps_per_epoch: int,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    ds = prepared.dataset
+    optimizer = build_optimizer(cfg.optimizer, model)
+    callbacks = build_callbacks(cfg, model, steps_per_epoch, prepared.val is not None, task=ds.task)
+    callbacks += extra_callbacks or []
+    history = fit(
+        model,
+        prepared.train,
+        prepared.val,
+        optimizer=optimizer,
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        task=ds.task,
+        penalty=build_penalty(cfg, model, len(prepared.train[0])),
+        augment=build_augment(cfg, ds.input_shape, ds.num_classes),
+        callbacks=callbacks,
+        seed=cfg.train.seed,
+        val_every=cfg.train.val_every,
+        progress=progress,
+        checkpoint_dir=(out / "checkpoints")
+        if out is not None and cfg.checkpoint.enabled
+        else None,
+        checkpoint_every=cfg.checkpoint.every,
+        resume=resume,
+        device=cfg.train.device,
+    )
+    return history.summary, history.records
+
+
+def _run_meta(
+    cfg: Config,
+    algorithm: str,
+    prepared: Any,
+    progress: Any,
+    extra_callbacks: list[Any] | None,
+    steps_per_epoch: int,
+) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
+    """GBC Algorithm 7.2 or 7.3 (``early_stopping.algorithm``); no mid-run checkpoints."""
+    from goodfit.select.early_stopping import algorithm_7_2, algorithm_7_3
+    from goodfit.train.callbacks import EarlyStopping
+
+    ds = prepared.dataset
+    if prepared.val is None:
+        raise ConfigError(
+            f"[early_stopping] algorithm = {algorithm!r} needs validation data: set "
+            "data.val_fraction > 0"
+        )
+    n_train = len(prepared.train[0])
+
+    def build() -> tuple[Any, Any, list[Any], Any]:
+        model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
+        optimizer = build_optimizer(cfg.optimizer, model)
+        callbacks = [
+            c
+            for c in build_callbacks(cfg, model, steps_per_epoch, True, task=ds.task)
+            if not isinstance(c, EarlyStopping)
+        ]
+        return (
+            model,
+            optimizer,
+            callbacks + list(extra_callbacks or []),
+            build_penalty(cfg, model, n_train),
+        )
+
+    es = cfg.early_stopping
+    stopper = EarlyStopping(es.monitor, es.patience, es.min_delta, es.mode, es.restore_best)
+    meta = algorithm_7_2 if algorithm == "7.2" else algorithm_7_3
+    result = meta(
+        build,
+        prepared.train,
+        prepared.val,
+        early_stopping=stopper,
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        seed=cfg.train.seed,
+        task=ds.task,
+        augment=build_augment(cfg, ds.input_shape, ds.num_classes),
+        progress=progress,
+        device=cfg.train.device,
+    )
+
+    summary = {
+        **result.first.summary,
+        "algorithm": algorithm,
+        "best_step": result.best_step,
+        "eps": result.eps,
+        "eps_reached": result.reached,
+        "second_phase_epochs": len(result.second),
+        "wall_seconds": result.first.summary.get("wall_seconds", 0.0)
+        + result.second.summary.get("wall_seconds", 0.0),
+    }
+    return result.model, summary, result.records
 
 
 def _run_second_order(
