@@ -1,0 +1,1 @@
+"""goodfit.diagnose: bias/variance, overfitting onset, gradient flow, LR range test, curvature."""

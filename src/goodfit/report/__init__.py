@@ -1,0 +1,1 @@
+"""goodfit.report: plots (matplotlib) and the self-contained HTML study report."""
