@@ -266,10 +266,10 @@ def _dropconnect(
 ) -> Tensor:
     c = (1.0 - p) if scale == "inverted" else 1.0  # the mask is M / c
     if training and p > 0.0:
-        mask = _bernoulli_keep(weight, p, weight.shape)
-        if c != 1.0:
-            mask.div_(c)
-        u = op(x, weight * mask)
+        if scale == "inverted":  # torch's fused W * M / (1 - p) (same mask draw as bernoulli_)
+            u = op(x, F.dropout(weight, p, True))
+        else:
+            u = op(x, weight * _bernoulli_keep(weight, p, weight.shape))
     elif inference == "mean" or p == 0.0:
         # E[M / c] W = ((1 - p) / c) W
         u = op(x, weight * ((1.0 - p) / c)) if c == 1.0 else op(x, weight)
