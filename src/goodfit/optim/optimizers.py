@@ -62,6 +62,11 @@ class Optimizer(torch.optim.Optimizer):
         Parameters or param groups (dicts with ``"params"`` and hyperparameter overrides).
     transform : GradientTransformation
         The update rule, e.g. ``chain(scale_by_adam(), scale_by_lr(1e-3))``.
+    compiled : bool
+        Run each group's whole update (transform chain + parameter update) under
+        ``torch.compile``, which fuses the element-wise chain into one loop per tensor (the
+        ``fused=True`` of torch). First steps pay the compilation (tens of seconds on a small
+        CPU); hyperparameters enter as symbolic scalars, so lr schedules do not recompile.
     **defaults
         Extra group defaults (override ``transform.hyperparams``).
 
@@ -74,7 +79,12 @@ class Optimizer(torch.optim.Optimizer):
     """
 
     def __init__(
-        self, params: Iterable[Any], transform: GradientTransformation, **defaults: Any
+        self,
+        params: Iterable[Any],
+        transform: GradientTransformation,
+        *,
+        compiled: bool = False,
+        **defaults: Any,
     ) -> None:
         if not isinstance(transform, GradientTransformation):
             raise TypeError(
@@ -85,6 +95,8 @@ class Optimizer(torch.optim.Optimizer):
         validate_hyperparams(hp)
         self.transform = transform
         self._list_keys = tuple(k for k, v in transform.init([]).items() if isinstance(v, list))
+        self.compiled = bool(compiled)
+        self._core = torch.compile(_update_and_apply) if compiled else None
         super().__init__(params, hp)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -139,14 +151,26 @@ class Optimizer(torch.optim.Optimizer):
         st: dict[str, Any] = {k: v for k, v in scalars.items() if k != "step"}
         for k in self._list_keys:
             st[k] = [state[p][k] for p in params]
-        ctx = Context(group, t)
-        updates = self.transform.update(grads, st, params, ctx)
-        apply_updates(params, updates, ctx)
+        if self._core is None:
+            _update_and_apply(self.transform, grads, st, params, group, t)
+        else:
+            hp = {k: v for k, v in group.items() if k != "params"}
+            if isinstance(hp.get("lr"), (int, float)):
+                # a 0-d tensor, so that a changing lr (torch lr_scheduler) does not recompile
+                hp["lr"] = torch.tensor(float(hp["lr"]), dtype=torch.float64)
+            self._core(self.transform, grads, st, params, hp, t)
+            group.update({k: v for k, v in hp.items() if not isinstance(v, Tensor)})
         new = {"step": t}
         for k, v in st.items():
             if k not in self._list_keys:
                 new[k] = v
         state[gkey] = new
+
+
+def _update_and_apply(tx, grads, st, params, group, t) -> None:
+    ctx = Context(group, t)
+    updates = tx.update(grads, st, params, ctx)
+    apply_updates(params, updates, ctx)
 
 
 # ---------------------------------------------------------------------------------- factories
@@ -156,12 +180,17 @@ def _groups_have(params: Any, key: str) -> tuple[Any, bool]:
     return params, found
 
 
-def gd(params: Iterable[Any], lr: float = 1e-3, weight_decay: float = 0.0) -> Optimizer:
+def gd(
+    params: Iterable[Any],
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    compiled: bool = False,
+) -> Optimizer:
     """Gradient descent ``w <- w - eta g`` (seed 002 batch/stochastic GD; GBC Alg. 8.1).
 
     ``weight_decay`` adds ``alpha w`` to the gradient (GBC eq. 7.5).
     """
-    return Optimizer(params, T.chain(T.add_l2(weight_decay), T.scale_by_lr(lr)))
+    return Optimizer(params, T.chain(T.add_l2(weight_decay), T.scale_by_lr(lr)), compiled=compiled)
 
 
 def sgd(
@@ -171,6 +200,7 @@ def sgd(
     nesterov: bool = False,
     weight_decay: float = 0.0,
     dampening: float = 0.0,
+    compiled: bool = False,
 ) -> Optimizer:
     """SGD with optional momentum (GBC Alg. 8.2, seed 002) or Nesterov (GBC Alg. 8.3, seed 003).
 
@@ -182,18 +212,23 @@ def sgd(
     if momentum > 0 or any_mom or nesterov:
         parts.append(T.trace(momentum, nesterov=nesterov, dampening=dampening))
     parts.append(T.scale_by_lr(lr))
-    return Optimizer(params, T.chain(*parts), **({} if len(parts) == 3 else {"momentum": momentum}))
+    extra = {} if len(parts) == 3 else {"momentum": momentum}
+    return Optimizer(params, T.chain(*parts), compiled=compiled, **extra)
 
 
 def heavy_ball(
-    params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0
+    params: Iterable[Any],
+    lr: float = 1e-3,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    compiled: bool = False,
 ) -> Optimizer:
     """Heavy-ball method (seed 000 §1.2.3.3).
 
     ``W^t = W^{t-1} - eta g + beta (W^{t-1} - W^{t-2})``.
     """
     tx = T.chain(T.add_l2(weight_decay), T.scale_by_lr(lr), T.heavy_ball_momentum(momentum))
-    return Optimizer(params, tx)
+    return Optimizer(params, tx, compiled=compiled)
 
 
 def adagrad(
@@ -203,6 +238,7 @@ def adagrad(
     weight_decay: float = 0.0,
     initial_accumulator_value: float = 0.0,
     eps_inside: bool = False,
+    compiled: bool = False,
 ) -> Optimizer:
     """AdaGrad (GBC Alg. 8.4; ``torch.optim.Adagrad``): ``w <- w - lr g / (sqrt(G) + eps)``.
 
@@ -215,7 +251,7 @@ def adagrad(
         ),
         T.scale_by_lr(lr),
     )
-    return Optimizer(params, tx)
+    return Optimizer(params, tx, compiled=compiled)
 
 
 def rmsprop(
@@ -228,6 +264,7 @@ def rmsprop(
     centered: bool = False,
     weight_decay: float = 0.0,
     eps_inside: bool = False,
+    compiled: bool = False,
 ) -> Optimizer:
     """RMSProp (GBC Alg. 8.5; ``torch.optim.RMSprop`` with ``alpha=decay``).
 
@@ -243,7 +280,8 @@ def rmsprop(
     if momentum > 0 or any_mom or nesterov:
         parts.append(T.trace(momentum, nesterov=nesterov))
     parts.append(T.scale_by_lr(lr))
-    return Optimizer(params, T.chain(*parts), **({} if len(parts) == 4 else {"momentum": momentum}))
+    extra = {} if len(parts) == 4 else {"momentum": momentum}
+    return Optimizer(params, T.chain(*parts), compiled=compiled, **extra)
 
 
 def adadelta(
@@ -252,10 +290,11 @@ def adadelta(
     rho: float = 0.9,
     eps: float = 1e-6,
     weight_decay: float = 0.0,
+    compiled: bool = False,
 ) -> Optimizer:
     """Adadelta (seed 000 §1.2.3.3; ``torch.optim.Adadelta``): no learning rate needed (lr=1)."""
     tx = T.chain(T.add_l2(weight_decay), T.scale_by_adadelta(rho, eps), T.scale_by_lr(lr))
-    return Optimizer(params, tx)
+    return Optimizer(params, tx, compiled=compiled)
 
 
 def adam(
@@ -268,6 +307,7 @@ def adam(
     weight_decay: float = 0.0,
     eps_inside: bool = False,
     bias_correction: bool = True,
+    compiled: bool = False,
 ) -> Optimizer:
     """Adam (seed 000, seed 002, GBC Alg. 8.7; ``torch.optim.Adam``; coupled ``weight_decay``).
 
@@ -280,7 +320,7 @@ def adam(
         ),
         T.scale_by_lr(lr),
     )
-    return Optimizer(params, tx)
+    return Optimizer(params, tx, compiled=compiled)
 
 
 def adamw(
@@ -292,6 +332,7 @@ def adamw(
     weight_decay: float = 1e-2,
     amsgrad: bool = False,
     eps_inside: bool = False,
+    compiled: bool = False,
 ) -> Optimizer:
     """AdamW (``torch.optim.AdamW``): Adam + decoupled decay ``w <- w - lr (u + lambda w)``."""
     tx = T.chain(
@@ -299,7 +340,7 @@ def adamw(
         T.add_decayed_weights(weight_decay),
         T.scale_by_lr(lr),
     )
-    return Optimizer(params, tx)
+    return Optimizer(params, tx, compiled=compiled)
 
 
 def amsgrad(
@@ -310,6 +351,7 @@ def amsgrad(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     bias_correction: bool = True,
+    compiled: bool = False,
 ) -> Optimizer:
     """AMSGrad (seeds 000/002): ``v^_t = max(v^_{t-1}, v_t)``; torch's ``Adam(amsgrad=True)``.
 
@@ -324,6 +366,7 @@ def amsgrad(
         amsgrad=True,
         weight_decay=weight_decay,
         bias_correction=bias_correction,
+        compiled=compiled,
     )
 
 
@@ -334,13 +377,14 @@ def adamax(
     b2: float = 0.999,
     eps: float = 1e-8,
     weight_decay: float = 0.0,
+    compiled: bool = False,
 ) -> Optimizer:
     """AdaMax (seed 000, GBC; ``torch.optim.Adamax``).
 
     ``W <- W - eta m^ / max(b2 u, |g| + eps)``.
     """
     tx = T.chain(T.add_l2(weight_decay), T.scale_by_adamax(b1, b2, eps), T.scale_by_lr(lr))
-    return Optimizer(params, tx)
+    return Optimizer(params, tx, compiled=compiled)
 
 
 def nadam(
@@ -353,6 +397,7 @@ def nadam(
     momentum_decay: float | None = 4e-3,
     decoupled_weight_decay: bool = False,
     eps_inside: bool = False,
+    compiled: bool = False,
 ) -> Optimizer:
     """NAdam (``torch.optim.NAdam``); ``momentum_decay=None, eps_inside=True`` is seed 000's form
     ``W <- W - eta / sqrt(v^ + eps) (b1 m^ + (1 - b1) g / (1 - b1^t))``."""
@@ -361,7 +406,7 @@ def nadam(
         tx = T.chain(adapt, T.add_decayed_weights(weight_decay), T.scale_by_lr(lr))
     else:
         tx = T.chain(T.add_l2(weight_decay), adapt, T.scale_by_lr(lr))
-    return Optimizer(params, tx)
+    return Optimizer(params, tx, compiled=compiled)
 
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {

@@ -95,7 +95,7 @@ class Context:
         self.scale = 1.0
         self.denom: list[Tensor] | None = None
         self.owned = False
-        self.lr = float(self.group.get("lr", 1.0))
+        self.lr = self.group.get("lr", 1.0)
 
 
 class GradientTransformation:
@@ -184,11 +184,11 @@ def materialize(updates: list[Tensor], ctx: Context) -> list[Tensor]:
     """Apply the pending divisor and scale of ``ctx``; return owned, concrete updates."""
     if ctx.denom is not None:
         out = _fe._foreach_div(updates, ctx.denom)
-        if ctx.scale != 1.0:
+        if isinstance(ctx.scale, Tensor) or ctx.scale != 1.0:
             _fe._foreach_mul_(out, ctx.scale)
         ctx.denom, ctx.scale, ctx.owned = None, 1.0, True
         return out
-    if ctx.scale != 1.0:
+    if isinstance(ctx.scale, Tensor) or ctx.scale != 1.0:
         if ctx.owned:
             _fe._foreach_mul_(updates, ctx.scale)
         else:
@@ -213,7 +213,15 @@ def apply_updates(params: list[Tensor], updates: list[Tensor], ctx: Context | No
     ``torch.optim.Adam``; otherwise ``add_(u, alpha=c)``.
     """
     with torch.no_grad():
-        if ctx is not None and ctx.denom is not None:
+        if ctx is not None and isinstance(ctx.scale, Tensor):
+            # compiled path (0-d tensor lr): plain pointwise ops that inductor fuses per tensor
+            if ctx.denom is not None:
+                for p, u, d in zip(params, updates, ctx.denom, strict=True):
+                    p.add_(u / d * ctx.scale)
+            else:
+                for p, u in zip(params, updates, strict=True):
+                    p.add_(u * ctx.scale)
+        elif ctx is not None and ctx.denom is not None:
             _fe._foreach_addcdiv_(params, updates, ctx.denom, ctx.scale)
         else:
             c = 1.0 if ctx is None else ctx.scale
