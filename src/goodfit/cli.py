@@ -91,13 +91,11 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
+    from goodfit.diagnose import cli as diagnose_cli
+
     if args.what == "curvature":
-        from goodfit.diagnose.curvature_cli import run_curvature_cli
-
-        return run_curvature_cli(args)
-    from goodfit.diagnose.gradient_flow_cli import run_gradient_cli
-
-    return run_gradient_cli(args)
+        return diagnose_cli.run_curvature_cli(args)
+    return diagnose_cli.run_gradient_cli(args)
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
@@ -184,7 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="CONFIG.toml or a RUN_DIR")
     add_set(p)
     p.add_argument("--out", help="folder for plots (default: next to the target)")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=int, default=5, help="eigenvalues at each end (curvature)")
+    p.add_argument(
+        "--samples", type=int, default=2048, help="training samples in the full-batch loss"
+    )
     p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("augment", help="augmentation tools")

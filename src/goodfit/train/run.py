@@ -183,8 +183,16 @@ def run_config(
     summary["dataset"] = ds.name
     summary["wall_seconds"] = time.perf_counter() - t0
     if out is not None:
+        _save_model(model, out / "model.pt")
         atomic_write_text(out / "summary.json", json.dumps(_json_safe(summary), indent=2) + "\n")
     return RunResult(summary, model, records)
+
+
+def _save_model(model: torch.nn.Module, path: Path) -> None:
+    """The final (early-stopping-restored) weights, loadable with ``weights_only=True``."""
+    from goodfit.train.checkpoint import save_checkpoint
+
+    save_checkpoint(model.state_dict(), path.parent, path.name)
 
 
 def _run_fit(
