@@ -330,17 +330,61 @@ def build_penalty(
     )
 
 
+#: Augmentations whose output assumes intensities in [0, 1]: kornia clips them to [0, 1] or
+#: writes absolute values (salt = 1, pepper = 0, rain drops, snow).
+UNIT_RANGE_AUGMENTATIONS = frozenset(
+    {
+        "brightness",
+        "contrast",
+        "color_jitter",
+        "salt_and_pepper",
+        "rain",
+        "snow",
+        "shadow",
+        "glare",
+        "linear_illumination",
+    }
+)
+
+
 def build_augment(cfg: Config, input_shape: tuple[int, ...], num_classes: int | None) -> Any:
+    """The ``[augment]`` pipeline (``None`` without one).
+
+    Training batches are standardized (``data.standardize = true``, the default) *before* they
+    are augmented, so an op that assumes intensities in [0, 1] (:data:`UNIT_RANGE_AUGMENTATIONS`)
+    would clip away everything below 0, i.e. most of the image; such a config is rejected with
+    a :class:`ConfigError` that says to set ``data.standardize = false`` (the built-in image
+    datasets are already scaled to [0, 1]) or to drop the op. Geometric ops, erasing, noise,
+    mixup and cutmix are unaffected (standardization is per channel).
+    """
     if not cfg.augment:
         return None
     from goodfit.data import augment
 
-    return call_with_config(
+    pipeline = call_with_config(
         "augment",
         augment.pipeline_from_config,
         dict(cfg.augment),
         input_shape=input_shape,
         num_classes=num_classes,
+    )
+    if cfg.data.standardize:
+        for i, op in enumerate(pipeline.ops):
+            if op.name in UNIT_RANGE_AUGMENTATIONS:
+                raise ConfigError(
+                    f"[augment] ops[{i}] name = {op.name!r} assumes pixel values in [0, 1] "
+                    "(kornia clips its output to [0, 1]), but with data.standardize = true the "
+                    "training batches are standardized (mean 0, std 1) before augmentation; "
+                    "set data.standardize = false (the built-in image datasets are already in "
+                    "[0, 1]) or remove the op"
+                )
+    return pipeline
+
+
+def _uses_proximal_l1(cfg: Config) -> bool:
+    chain = cfg.optimizer.chain or []
+    return any("l1" in str(t.get("name", "")) for t in chain) or any(
+        "l1" in key for key in cfg.optimizer.kwargs()
     )
 
 
@@ -383,6 +427,12 @@ def build_callbacks(
         )
         if constraints:
             callbacks.append(regularize.ConstraintCallback(constraints))
+        if any(k in cfg.regularize for k in ("l1", "elastic", "per_layer")):
+            callbacks.append(regularize.SparsityCallback())  # exact zeros per layer (seed 000 L1)
+    elif _uses_proximal_l1(cfg):
+        from goodfit import regularize
+
+        callbacks.append(regularize.SparsityCallback())
     es = cfg.early_stopping
     if es is not None and es.enabled:
         if not has_val:
