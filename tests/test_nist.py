@@ -1,0 +1,105 @@
+"""NIST StRD parser and the second-order solvers on the certified problems.
+
+The data live in ``<repo>/../shared/data/nist-strd`` (CI: shared/ beside the fresh clone) or in
+``$GOODFIT_NIST_DIR``; a missing folder is an error, not a skip.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from goodfit.data.nist import NIST_MODELS, find_nist_dir, load_nist, load_nist_dir, lre
+from goodfit.errors import DataError
+from goodfit.optim.second_order import gauss_newton, levenberg_marquardt
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _nist_dir() -> Path:
+    try:
+        return find_nist_dir(REPO)
+    except DataError as exc:  # a clear failure, never a silent skip
+        pytest.fail(f"NIST StRD data are required for these tests: {exc}")
+
+
+PROBLEMS = load_nist_dir(find_nist_dir(REPO)) if True else []
+CASES = [(p, s) for p in PROBLEMS for s in (0, 1)]
+IDS = [f"{p.name}-start{s + 1}" for p, s in CASES]
+
+# Plain (undamped, full-step) Gauss-Newton from NIST's starts does NOT reach the certified
+# values on these; on every other problem/start in the folder it does (>= 6 digits).
+# Gauss3 start 2, Hahn1 start 1: the full steps wander off and never settle (100 iterations);
+# MGH17 start 1: the first step overflows exp(); Nelson (both starts): GN settles on another
+# stationary point of higher cost. Levenberg-Marquardt solves all of them.
+GN_FAILS = {("Gauss3", 1), ("Hahn1", 0), ("MGH17", 0), ("Nelson", 0), ("Nelson", 1)}
+
+
+def test_folder_found_and_every_file_parsed():
+    folder = _nist_dir()
+    files = sorted(folder.glob("*.dat"))
+    assert len(files) == len(PROBLEMS) > 0
+    assert {p.name for p in PROBLEMS} <= set(NIST_MODELS)
+
+
+@pytest.mark.parametrize("problem", PROBLEMS, ids=[p.name for p in PROBLEMS])
+def test_transcribed_model_reproduces_certified_rss(problem):
+    # The certified parameters (11 digits) must give the certified residual sum of squares:
+    # checks the model transcription, the response (log y for Nelson) and the data parsing.
+    rss = problem.rss(problem.certified)
+    if problem.certified_rss < 1e-20:  # Lanczos1: zero-residual, RSS at round-off level
+        assert rss < 1e-18
+    else:
+        assert rss == pytest.approx(problem.certified_rss, rel=1e-9)
+    assert len(problem.starts) == 2
+    assert problem.starts[0].shape == problem.certified.shape
+
+
+def test_env_var_and_missing_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOODFIT_NIST_DIR", str(_nist_dir()))
+    assert find_nist_dir(tmp_path) == _nist_dir()
+    monkeypatch.setenv("GOODFIT_NIST_DIR", str(tmp_path / "nope"))
+    with pytest.raises(DataError, match="GOODFIT_NIST_DIR"):
+        find_nist_dir(tmp_path)
+    monkeypatch.delenv("GOODFIT_NIST_DIR")
+    with pytest.raises(DataError, match="not found"):
+        find_nist_dir(Path("/"))
+
+
+def test_header_mismatch_is_an_error(tmp_path):
+    src = (_nist_dir() / "Misra1a.dat").read_text()
+    bad = tmp_path / "Misra1a.dat"
+    bad.write_text(src.replace("y = b1*(1-exp[-b2*x])", "y = b1*(1-exp[-b2*x*x])"))
+    with pytest.raises(DataError, match="does not match"):
+        load_nist(bad)
+
+
+def test_lre_definition():
+    c = torch.tensor([1.2345678901, -2.0, 5.0], dtype=torch.float64)
+    q = torch.tensor([1.2345670000, -2.0, float("nan")], dtype=torch.float64)
+    out = lre(q, c)
+    expected0 = -torch.log10(torch.tensor(abs(1.2345670000 - 1.2345678901) / 1.2345678901))
+    assert float(out[0]) == pytest.approx(float(expected0))
+    assert float(out[1]) == 11.0  # exact agreement: capped at the certified digits
+    assert float(out[2]) == 0.0
+
+
+@pytest.mark.parametrize(("problem", "start"), CASES, ids=IDS)
+def test_levenberg_marquardt_certified(problem, start):
+    res = levenberg_marquardt(problem.residuals, problem.starts[start])
+    digits = problem.lre(res.x)
+    assert res.converged, res.message
+    assert float(digits.min()) >= 6.0, (problem.name, start, digits.tolist())
+    assert res.n_jev >= 1 and res.n_fev >= res.n_jev - 1
+
+
+@pytest.mark.parametrize(("problem", "start"), CASES, ids=IDS)
+def test_gauss_newton_certified_where_it_converges(problem, start):
+    res = gauss_newton(problem.residuals, problem.starts[start])
+    digits = float(problem.lre(res.x).min())
+    if (problem.name, start) in GN_FAILS:
+        assert digits < 6.0  # keeps the documented list honest
+    else:
+        assert digits >= 6.0, (problem.name, start, res.message)
