@@ -375,3 +375,38 @@ def test_convergence_sanity_quadratic_and_rosenbrock(name, qkw, rkw):
             opt.step()
         f = fn(x.detach())[0]
         assert math.isfinite(f) and f < factor * f0, (name, fn.__name__, f0, f)
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c[0] in ("adam", "sgd_nesterov", "rmsprop_centered")]
+)
+def test_cache_sized_slices_give_the_same_steps(case, monkeypatch):
+    """The default path runs element-wise chains slice by slice; tiny slices must change nothing."""
+    import goodfit.optim.optimizers as mod
+
+    monkeypatch.setattr(mod, "_CHUNK", 5)
+    assert mod._chunks(_params(torch.float64)) == [(0, 1), (1, 2), (2, 3)]
+    _, fac, kw, cls, tkw = case
+    pa, pb = _run_pair(lambda ps: fac(ps, **kw), _tm(cls, **tkw), torch.float64)
+    for a, b in zip(pa, pb, strict=True):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_compiled_path_matches_torch_under_a_step_lr_schedule():
+    """torch.compile of the whole update (float32 within 1e-5); slow: compilation takes ~1 min."""
+    init = _params(torch.float32)
+    pa = [torch.nn.Parameter(x.clone()) for x in init]
+    pb = [torch.nn.Parameter(x.clone()) for x in init]
+    oa = go.adam(pa, lr=0.01, weight_decay=0.01, compiled=True)
+    ob = torch.optim.Adam(pb, lr=0.01, weight_decay=0.01, foreach=False)
+    sa = torch.optim.lr_scheduler.StepLR(oa, step_size=5, gamma=0.5)
+    sb = torch.optim.lr_scheduler.StepLR(ob, step_size=5, gamma=0.5)
+    for t in range(30):
+        for ps, opt, sch in ((pa, oa, sa), (pb, ob, sb)):
+            for k, p in enumerate(ps):
+                p.grad = _grad(p.detach(), k, t)
+            opt.step()
+            sch.step()
+    for a, b in zip(pa, pb, strict=True):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-5)

@@ -151,7 +151,11 @@ class Optimizer(torch.optim.Optimizer):
         st: dict[str, Any] = {k: v for k, v in scalars.items() if k != "step"}
         for k in self._list_keys:
             st[k] = [state[p][k] for p in params]
-        if self._core is None:
+        if self._core is None and self.transform.chunkable and len(params) > 1:
+            for a, b in _chunks(params):
+                sub = {k: (v[a:b] if k in self._list_keys else v) for k, v in st.items()}
+                _update_and_apply(self.transform, grads[a:b], sub, params[a:b], group, t)
+        elif self._core is None:
             _update_and_apply(self.transform, grads, st, params, group, t)
         else:
             hp = {k: v for k, v in group.items() if k != "params"}
@@ -165,6 +169,22 @@ class Optimizer(torch.optim.Optimizer):
             if k not in self._list_keys:
                 new[k] = v
         state[gkey] = new
+
+
+_CHUNK = 1 << 18  # elements per slice: ~1 MiB per float32 array, so a slice stays in cache
+
+
+def _chunks(params: list[Tensor]) -> list[tuple[int, int]]:
+    """Consecutive slices of ``params`` with at most ``_CHUNK`` elements (a bigger tensor alone)."""
+    out, start, size = [], 0, 0
+    for i, p in enumerate(params):
+        n = p.numel()
+        if size and size + n > _CHUNK:
+            out.append((start, i))
+            start, size = i, 0
+        size += n
+    out.append((start, len(params)))
+    return out
 
 
 def _update_and_apply(tx, grads, st, params, group, t) -> None:
