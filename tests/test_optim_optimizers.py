@@ -410,3 +410,24 @@ def test_compiled_path_matches_torch_under_a_step_lr_schedule():
             sch.step()
     for a, b in zip(pa, pb, strict=True):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_grad_scaler_unscales_and_steps_a_goodfit_optimizer():
+    init = _params(torch.float32)
+    pa = [torch.nn.Parameter(x.clone()) for x in init]
+    pb = [torch.nn.Parameter(x.clone()) for x in init]
+    oa, ob = go.adam(pa, lr=0.01), torch.optim.Adam(pb, lr=0.01, foreach=False)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    for _ in range(5):
+        for ps, opt in ((pa, oa), (pb, ob)):
+            opt.zero_grad()
+            loss = sum((torch.sin(p) ** 2).sum() for p in ps)
+            if opt is oa:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+    for a, b in zip(pa, pb, strict=True):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
