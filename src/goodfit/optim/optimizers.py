@@ -65,8 +65,12 @@ class Optimizer(torch.optim.Optimizer):
     compiled : bool
         Run each group's whole update (transform chain + parameter update) under
         ``torch.compile``, which fuses the element-wise chain into one loop per tensor (the
-        ``fused=True`` of torch). First steps pay the compilation (tens of seconds on a small
-        CPU); hyperparameters enter as symbolic scalars, so lr schedules do not recompile.
+        ``fused=True`` of torch). The first two steps pay the compilation (tens of seconds on a
+        small CPU; ``t`` becomes symbolic at step 2). ``lr`` enters as a 0-d tensor, so torch
+        ``lr_scheduler``s do not recompile; a schedule *callable* inside ``scale_by_lr`` does
+        (use a torch scheduler with ``compiled=True``). Default ``False``: the eager path runs
+        element-wise chains slice by slice (cache-sized slices of the parameter list, each
+        through the whole chain), which on CPU beats torch's single-tensor loop.
     **defaults
         Extra group defaults (override ``transform.hyperparams``).
 
