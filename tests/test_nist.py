@@ -25,7 +25,10 @@ def _nist_dir() -> Path:
         pytest.fail(f"NIST StRD data are required for these tests: {exc}")
 
 
-PROBLEMS = load_nist_dir(find_nist_dir(REPO)) if True else []
+try:
+    PROBLEMS = load_nist_dir(find_nist_dir(REPO))
+except DataError:  # reported by test_folder_found_and_every_file_parsed
+    PROBLEMS = []
 CASES = [(p, s) for p in PROBLEMS for s in (0, 1)]
 IDS = [f"{p.name}-start{s + 1}" for p, s in CASES]
 
@@ -97,9 +100,11 @@ def test_levenberg_marquardt_certified(problem, start):
 
 @pytest.mark.parametrize(("problem", "start"), CASES, ids=IDS)
 def test_gauss_newton_certified_where_it_converges(problem, start):
-    res = gauss_newton(problem.residuals, problem.starts[start])
+    fails = (problem.name, start) in GN_FAILS
+    # the failing cases are cut at 20 iterations (they wander for all 100 otherwise)
+    res = gauss_newton(problem.residuals, problem.starts[start], max_iter=20 if fails else 100)
     digits = float(problem.lre(res.x).min())
-    if (problem.name, start) in GN_FAILS:
+    if fails:
         assert digits < 6.0  # keeps the documented list honest
     else:
         assert digits >= 6.0, (problem.name, start, res.message)

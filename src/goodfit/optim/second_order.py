@@ -201,7 +201,13 @@ class _LeastSquares:
                 J = jacrev(self.fn)(x)
         else:
             J = jacrev(self.fn)(x)
-        J = J.detach().reshape(self.m, x.numel())
+        if J.ndim != 2 or J.shape[0] != self.m:
+            raise ValueError(
+                f"{self.method}: residual shape mismatch: the Jacobian has shape "
+                f"{tuple(J.shape)}, expected ({self.m}, {x.numel()}); the residual vector "
+                "must have a fixed length"
+            )
+        J = J.detach()
         _check_jacobian(J, self.method)
         return J
 
