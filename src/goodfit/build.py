@@ -245,6 +245,17 @@ def param_groups(model: nn.Module, no_decay_for_bias_and_norm: bool) -> list[dic
     return groups
 
 
+def _default_kwarg(factory: Callable[..., Any], key: str, default: Any = 0.0) -> Any:
+    """The default of ``factory``'s keyword ``key`` (``default`` if it has none)."""
+    try:
+        param = inspect.signature(factory).parameters.get(key)
+    except (TypeError, ValueError):
+        return default
+    if param is None or param.default is inspect.Parameter.empty:
+        return default
+    return param.default
+
+
 def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
     """A goodfit named optimizer, an explicit ``chain`` of transforms, or any ``torch.optim``
     optimizer by (case-insensitive) class name, e.g. ``name = "torch.SGD"`` or ``"lbfgs"``."""
@@ -253,8 +264,12 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optim
     kwargs = cfg.kwargs()
     if cfg.lr is not None:
         kwargs["lr"] = cfg.lr
-    weight_decay = kwargs.get("weight_decay", 0.0)
-    groups = param_groups(model, cfg.no_decay_for_bias_and_norm and bool(weight_decay))
+
+    def groups_for(factory: Any) -> list[dict[str, Any]]:
+        # the decay actually used: the user's, else the factory's default (adamw: 0.01)
+        weight_decay = kwargs.get("weight_decay", _default_kwarg(factory, "weight_decay"))
+        return param_groups(model, cfg.no_decay_for_bias_and_norm and bool(weight_decay))
+
     if cfg.chain is not None:
         if kwargs:
             raise ConfigError(
@@ -262,7 +277,9 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optim
                 f"unexpected keys: {', '.join(kwargs)}"
             )
         transform = call_with_config("optimizer.chain", gf_optim.chain_from_spec, cfg.chain)
-        return gf_optim.Optimizer(groups, transform)
+        weight_decay = transform.hyperparams.get("weight_decay", 0.0)
+        decay_groups = cfg.no_decay_for_bias_and_norm and bool(weight_decay)
+        return gf_optim.Optimizer(param_groups(model, decay_groups), transform)
     name = cfg.name
     registry = getattr(gf_optim, "OPTIMIZERS", {})
     second_order = getattr(gf_optim, "SECOND_ORDER", {})
@@ -272,11 +289,13 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optim
             "`goodfit train` for regression configs, not as a minibatch optimizer"
         )
     if not name.startswith("torch.") and name in registry:
-        return call_with_config("optimizer", registry[name], groups, **kwargs)
+        factory = registry[name]
+        return call_with_config("optimizer", factory, groups_for(factory), **kwargs)
     torch_opts = _torch_optimizers()
     key = name.removeprefix("torch.").lower()
     if key in torch_opts:
-        return call_with_config("optimizer", torch_opts[key], groups, **kwargs)
+        factory = torch_opts[key]
+        return call_with_config("optimizer", factory, groups_for(factory), **kwargs)
     allowed = sorted(set(registry) | set(second_order)) + [
         f"torch.{c.__name__}" for c in torch_opts.values()
     ]
@@ -291,6 +310,29 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optim
 # -- schedule, penalty, augmentation, callbacks --------------------------------------------------
 
 
+def _base_lr(cfg: Config) -> float:
+    """The rate a schedule starts from: ``optimizer.lr``, else the chain's ``scale_by_lr`` rate
+    or the named optimizer's default (e.g. adamax 0.002, adadelta 1.0), else 1e-3."""
+    if cfg.optimizer.lr is not None:
+        return cfg.optimizer.lr
+    if cfg.optimizer.chain is not None:  # the chain's scale_by_lr rate
+        for entry in cfg.optimizer.chain:
+            lr = entry.get("lr") if entry.get("name") == "scale_by_lr" else None
+            if isinstance(lr, int | float) and not isinstance(lr, bool):
+                return float(lr)
+    else:
+        from goodfit import optim as gf_optim
+
+        factory = getattr(gf_optim, "OPTIMIZERS", {}).get(cfg.optimizer.name)
+        if factory is None:
+            factory = _torch_optimizers().get(cfg.optimizer.name.removeprefix("torch.").lower())
+        if factory is not None:
+            lr = _default_kwarg(factory, "lr", None)
+            if isinstance(lr, int | float) and not isinstance(lr, bool):
+                return float(lr)
+    return 1e-3
+
+
 def build_schedule(cfg: Config, steps_per_epoch: int) -> Callable[[int], float] | None:
     """The configured learning-rate schedule as a function of the step (or of the epoch when
     ``interval = "epoch"``); ``None`` without a schedule or for the reactive
@@ -299,7 +341,7 @@ def build_schedule(cfg: Config, steps_per_epoch: int) -> Callable[[int], float] 
         return None
     from goodfit import schedules
 
-    base_lr = cfg.optimizer.lr if cfg.optimizer.lr is not None else 1e-3
+    base_lr = _base_lr(cfg)
     return call_with_config(
         "schedule",
         schedules.schedule_from_config,
@@ -406,7 +448,10 @@ def build_callbacks(
                 "[schedule] reduce_on_plateau watches a validation metric: set "
                 "data.val_fraction > 0"
             )
-        base_lr = cfg.optimizer.lr if cfg.optimizer.lr is not None else 1e-3
+        base_lr = _base_lr(cfg)
+        interval: str | None = cfg.schedule.interval
+        if cfg.schedule.name == "reduce_on_plateau" and interval == "step":
+            interval = None  # the section's default; the plateau callback acts per validation
         callbacks.append(
             call_with_config(
                 "schedule",
@@ -416,7 +461,7 @@ def build_callbacks(
                 base_lr=base_lr,
                 steps_per_epoch=steps_per_epoch,
                 epochs=cfg.train.epochs,
-                interval=cfg.schedule.interval,
+                interval=interval,
             )
         )
     if cfg.regularize:
