@@ -322,9 +322,11 @@ def _run_second_order(
         **kwargs,
     )
     model.float()
-    records = []
-    for i, loss in enumerate(getattr(result, "history", []) or []):
-        records.append({"epoch": i + 1, "train_loss": float(loss)})
+    # one record per solver iteration, "epoch" counting iterations; train_loss is the MSE
+    records = [
+        {"epoch": i + 1, "train_loss": float(r["train_loss"]), "solver_loss": float(r["loss"])}
+        for i, r in enumerate(result.records)
+    ]
     if prepared.val is not None:
         val = evaluate(model, *prepared.val, task="regression", prefix="val_")
         if records:
@@ -339,5 +341,6 @@ def _run_second_order(
         n_iter=int(result.n_iter),
         n_fev=int(result.n_fev),
         n_jev=int(result.n_jev),
+        solver_message=result.message,
     )
     return summary, records
