@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from goodfit._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from goodfit import (  # noqa: F401
+    from goodfit import (
         callbacks,
         data,
         diagnose,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
         schedules,
         select,
     )
-    from goodfit.train.loop import evaluate, fit  # noqa: F401
+    from goodfit.train.loop import evaluate, fit
 
 __all__ = [
     "__version__",

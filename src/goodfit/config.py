@@ -20,10 +20,14 @@ key and what is allowed. Sections whose keys are the keyword arguments of a regi
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from goodfit.errors import ConfigError

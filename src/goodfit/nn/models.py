@@ -5,9 +5,9 @@ Each builder returns a plain ``nn.Sequential``. Regularization layers are one ar
 activation (conv blocks get the layer for their dimensionality), ``norm="batch"`` inserts a layer of
 the normalization family between each hidden linear/conv layer and its activation (seed 000
 §1.1.5 places BN before the nonlinearity; instance norm, which has nothing to normalize over
-after flattening, is applied to the conv blocks only), ``pool`` picks the CNN's pooling layer (``"max"``,
-``"avg"`` or a pooling dropout such as ``"max_pool_dropout"``), ``weight_standardization`` and
-``spectral_norm`` wrap the conv/linear layers.
+after flattening, is applied to the conv blocks only), ``pool`` picks the CNN's pooling layer
+(``"max"``, ``"avg"`` or a pooling dropout such as ``"max_pool_dropout"``),
+``weight_standardization`` and ``spectral_norm`` wrap the conv/linear layers.
 
 Example
 -------

@@ -414,7 +414,7 @@ def _check_resume(out: Path, data: dict[str, Any]) -> None:
 
 
 def read_toml_text(text: str) -> dict[str, Any]:
-    import tomllib
+    from goodfit.config import tomllib
 
     return tomllib.loads(text)
 

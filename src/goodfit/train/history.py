@@ -36,6 +36,10 @@ class History:
             return self.records[key]
         return [r.get(key, math.nan) for r in self.records]
 
+    def __contains__(self, key: object) -> bool:
+        """True when some epoch record has ``key`` (e.g. ``"penalty" in history``)."""
+        return any(key in r for r in self.records)
+
     def keys(self) -> list[str]:
         seen: dict[str, None] = {}
         for record in self.records:

@@ -235,6 +235,11 @@ class Trainer:
         self.stop_reason = state.get("stop_reason")
         return state["epoch"]
 
+    def _last_good_checkpoint(self) -> str:
+        if self.checkpoint_dir is not None and (self.checkpoint_dir / CHECKPOINT_NAME).exists():
+            return f"the last good checkpoint is {self.checkpoint_dir / CHECKPOINT_NAME}"
+        return "no checkpoint was written"
+
     def _params_finite(self) -> bool:
         params = [p.detach() for p in self.model.parameters()]
         if not params:
@@ -271,14 +276,16 @@ class Trainer:
                 if self.should_stop:
                     break
                 self._run_epoch(X, y, val, reporter)
-                if (
-                    self.checkpoint_dir is not None
-                    and (
-                        (self.epoch + 1) % self.checkpoint_every == 0
-                        or self.epoch + 1 == self.epochs
-                        or self.should_stop
+                if not self._params_finite():
+                    raise DivergenceError(
+                        f"training diverged: non-finite parameters after epoch {self.epoch + 1} "
+                        f"(step {self.step}); {self._last_good_checkpoint()}. Try a smaller "
+                        "learning rate or gradient clipping."
                     )
-                    and self._params_finite()
+                if self.checkpoint_dir is not None and (
+                    (self.epoch + 1) % self.checkpoint_every == 0
+                    or self.epoch + 1 == self.epochs
+                    or self.should_stop
                 ):
                     save_checkpoint(self._checkpoint_state(), self.checkpoint_dir)
         except DivergenceError:
@@ -363,12 +370,7 @@ class Trainer:
         if not bool(torch.isfinite(batch_losses).all()):
             bad = int((~torch.isfinite(batch_losses)).nonzero()[0])
             step = self.step - len(losses) + bad + 1
-            where = (
-                f"the last good checkpoint is {self.checkpoint_dir / CHECKPOINT_NAME}"
-                if self.checkpoint_dir is not None
-                and (self.checkpoint_dir / CHECKPOINT_NAME).exists()
-                else "no checkpoint was written"
-            )
+            where = self._last_good_checkpoint()
             raise DivergenceError(
                 f"training diverged: non-finite loss at epoch {self.epoch + 1}, step {step} "
                 f"(batch {bad + 1} of the epoch); {where}. Try a smaller learning rate or "

@@ -134,7 +134,8 @@ def run_config(
             atomic_write_text(out / "config.toml", config_to_toml(cfg.to_dict()))
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
-    torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
+    if cfg.train.device != "cpu":  # CPU kernels are deterministic already
+        torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
     seed = cfg.train.seed
     seed_everything(seed)
     prepared = data if data is not None else prepare_data(cfg.data, seed)
