@@ -214,7 +214,7 @@ def _verdict(a: Mapping[str, Any]) -> str:
         c = r["best_vs_baseline"]
         sig = "significant" if c["significant"] else "not significant"
         text += (
-            f" Margin over the baseline {r['baseline']}: {_fmt(r['margin_over_baseline'])} "
+            f" Margin over the baseline ({r['baseline']}): {_fmt(r['margin_over_baseline'])} "
             f"(paired t-test p = {_pval(c['t_pvalue'])}, {sig} at {ALPHA})."
         )
     else:
