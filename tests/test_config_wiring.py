@@ -22,7 +22,13 @@ from torch import nn
 
 import goodfit as gf
 from goodfit import schedules
-from goodfit.build import build_model, build_optimizer, build_penalty, param_groups
+from goodfit.build import (
+    build_model,
+    build_optimizer,
+    build_penalty,
+    build_schedule,
+    param_groups,
+)
 from goodfit.cli import main
 from goodfit.config import config_to_toml, parse_config
 from goodfit.nn.dropout import DROPOUTS, POOL_DROPOUTS, make_dropout, make_pool_dropout
@@ -338,8 +344,48 @@ def test_schedule_from_config_drives_the_lr(tmp_path, schedule, expected):
     assert (out / "lr.png").stat().st_size > 0
 
 
-def test_schedule_through_the_cli_writes_lr_png(tmp_path):
-    status, out = train(tmp_path, {"schedule": {"name": "cosine"}, "train": {"epochs": 2}})
+# every schedule by name: (its config keys, the same schedule built directly; the run is
+# 3 epochs x 5 steps and the optimizer's lr is 0.1, which the config fills in)
+ALL_SCHEDULES = {
+    "constant": ({}, lambda: schedules.constant(0.1)),
+    "inverse_time": ({"decay_rate": 0.1}, lambda: schedules.inverse_time(0.1, 0.1)),
+    "linear": ({"end_value": 0.01}, lambda: schedules.linear(0.1, 0.01, 15)),
+    "exponential": ({"decay_rate": 0.9}, lambda: schedules.exponential(0.1, decay_rate=0.9)),
+    "sqrt_decay": ({}, lambda: schedules.sqrt_decay(0.1)),
+    "inverse_sqrt": ({"warmup_steps": 3}, lambda: schedules.inverse_sqrt(0.1, 3)),
+    "polynomial": ({"power": 2.0}, lambda: schedules.polynomial(0.1, 15, power=2.0)),
+    "piecewise_constant": (
+        {"boundaries": [5, 10], "scales": [0.5, 0.5]},
+        lambda: schedules.piecewise_constant([5, 10], init_value=0.1, scales=[0.5, 0.5]),
+    ),
+    "cosine": ({}, lambda: schedules.cosine(0.1, 15)),
+    "warmup_cosine": ({"warmup_steps": 3}, lambda: schedules.warmup_cosine(0.1, 3, 15)),
+    "cosine_restarts": ({"period_steps": 4}, lambda: schedules.cosine_restarts(0.1, 4)),
+    "cyclic": ({"low": 0.01, "up_steps": 3}, lambda: schedules.cyclic(0.01, 0.1, 3)),
+    "one_cycle": ({}, lambda: schedules.one_cycle(0.1, 15)),
+}
+
+
+def test_every_schedule_is_reachable_from_the_config():
+    assert set(ALL_SCHEDULES) == set(schedules.SCHEDULES)
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SCHEDULES))
+def test_schedule_by_name_equals_the_factory(name):
+    params, direct = ALL_SCHEDULES[name]
+    cfg = config({"schedule": {"name": name, **params}, "train": {"epochs": 3}})
+    built, expected = build_schedule(cfg, steps_per_epoch=5), direct()
+    assert [built(t) for t in range(20)] == [expected(t) for t in range(20)]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "torch.SGD"])
+def test_schedule_through_the_cli_writes_lr_png(tmp_path, optimizer):
+    over = {
+        "optimizer": {"name": optimizer},
+        "schedule": {"name": "cosine"},
+        "train": {"epochs": 2},
+    }
+    status, out = train(tmp_path, over)
     recs = assert_trained(status, out, epochs=2)
     assert [r["lr"] for r in recs] == pytest.approx([schedules.cosine(0.1, 10)(s) for s in (4, 9)])
     assert (out / "lr.png").stat().st_size > 0
@@ -382,8 +428,20 @@ def test_reduce_on_plateau(tmp_path):
         ({"name": "cosine", "decay_stepz": 10}, ["[schedule]", "'decay_stepz'"]),
         ({"name": "reduce_on_plateau", "patiense": 2}, ["[schedule]", "'patiense'"]),
         ({"name": "cosine", "interval": "batch"}, ["schedule.interval", "'batch'"]),
+        ({"name": "cosine", "interval": "epoch", "decay_steps": 2}, ["'decay_epochs'"]),
+        ({"name": "cosine", "decay_epochs": 1, "decay_steps": 5}, ["decay_epochs", "decay_steps"]),
     ],
-    ids=["name", "init_value", "rate", "warmup", "key", "plateau_key", "interval"],
+    ids=[
+        "name",
+        "init_value",
+        "rate",
+        "warmup",
+        "key",
+        "plateau_key",
+        "interval",
+        "steps_in_epochs",
+        "both",
+    ],
 )
 def test_bad_schedule_config_exits_2(tmp_path, capsys, schedule, needles):
     status, _ = train(tmp_path, {"schedule": schedule, "train": {"epochs": 2}})
@@ -427,6 +485,22 @@ def test_penalty_from_config_matches_its_formula(tmp_path, regularize, formula):
     assert ("sparsity/total" in sparsity) == has_l1
     if has_l1:
         assert sparsity == {"sparsity/0", "sparsity/2", "sparsity/total"}
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"regularize": {"prior": {"kind": "laplace", "scale": 1.0}}},
+        # proximal L1 in the optimizer, next to an L2 penalty
+        {"regularize": {"l2": 1e-3},
+         "optimizer": {"lr": None, "chain": [{"name": "scale_by_lr", "lr": 0.1},
+                                             {"name": "add_proximal_l1", "l1": 0.01}]}},
+    ],
+    ids=["laplace_prior", "proximal_l1"],
+)  # fmt: skip
+def test_sparsity_is_reported_for_every_l1_source(tmp_path, over):
+    recs = assert_trained(*train(tmp_path, over))
+    assert {"sparsity/0", "sparsity/2", "sparsity/total"} <= recs[0].keys()
 
 
 def test_no_penalty_key_without_regularize(tmp_path):

@@ -472,7 +472,10 @@ def build_callbacks(
         )
         if constraints:
             callbacks.append(regularize.ConstraintCallback(constraints))
-        if any(k in cfg.regularize for k in ("l1", "elastic", "per_layer")):
+        prior = cfg.regularize.get("prior")
+        laplace = isinstance(prior, dict) and prior.get("kind") == "laplace"  # an L1 term
+        l1_terms = any(k in cfg.regularize for k in ("l1", "elastic", "per_layer"))
+        if l1_terms or laplace or _uses_proximal_l1(cfg):
             callbacks.append(regularize.SparsityCallback())  # exact zeros per layer (seed 000 L1)
     elif _uses_proximal_l1(cfg):
         from goodfit import regularize
