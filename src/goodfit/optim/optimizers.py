@@ -13,11 +13,34 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from goodfit.optim import transforms as T
+from goodfit.optim.modifiers import (
+    add_decayed_weights,
+    add_l1,
+    add_l2,
+    add_noise,
+    add_proximal_l1,
+    clip_by_global_norm,
+    clip_by_value,
+)
+from goodfit.optim.rules import (
+    heavy_ball_momentum,
+    scale,
+    scale_by_adadelta,
+    scale_by_adagrad,
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_lr,
+    scale_by_nadam,
+    scale_by_rms,
+    trace,
+    velocity,
+)
 from goodfit.optim.transforms import (
     Context,
     GradientTransformation,
     apply_updates,
+    chain,
+    identity,
     validate_hyperparams,
 )
 
@@ -214,7 +237,7 @@ def gd(
 
     ``weight_decay`` adds ``alpha w`` to the gradient (GBC eq. 7.5).
     """
-    return Optimizer(params, T.chain(T.add_l2(weight_decay), T.scale_by_lr(lr)), compiled=compiled)
+    return Optimizer(params, chain(add_l2(weight_decay), scale_by_lr(lr)), compiled=compiled)
 
 
 def sgd(
@@ -232,12 +255,12 @@ def sgd(
     ``w <- w - lr (.)``; coupled ``weight_decay``).
     """
     params, any_mom = _groups_have(params, "momentum")
-    parts = [T.add_l2(weight_decay)]
+    parts = [add_l2(weight_decay)]
     if momentum > 0 or any_mom or nesterov:
-        parts.append(T.trace(momentum, nesterov=nesterov, dampening=dampening))
-    parts.append(T.scale_by_lr(lr))
+        parts.append(trace(momentum, nesterov=nesterov, dampening=dampening))
+    parts.append(scale_by_lr(lr))
     extra = {} if len(parts) == 3 else {"momentum": momentum}
-    return Optimizer(params, T.chain(*parts), compiled=compiled, **extra)
+    return Optimizer(params, chain(*parts), compiled=compiled, **extra)
 
 
 def heavy_ball(
@@ -251,7 +274,7 @@ def heavy_ball(
 
     ``W^t = W^{t-1} - eta g + beta (W^{t-1} - W^{t-2})``.
     """
-    tx = T.chain(T.add_l2(weight_decay), T.scale_by_lr(lr), T.heavy_ball_momentum(momentum))
+    tx = chain(add_l2(weight_decay), scale_by_lr(lr), heavy_ball_momentum(momentum))
     return Optimizer(params, tx, compiled=compiled)
 
 
@@ -268,12 +291,12 @@ def adagrad(
 
     ``eps_inside=True`` gives seed 002's ``lr g / sqrt(G + eps)`` (seed 002 uses eps = 1e-6).
     """
-    tx = T.chain(
-        T.add_l2(weight_decay),
-        T.scale_by_adagrad(
+    tx = chain(
+        add_l2(weight_decay),
+        scale_by_adagrad(
             eps, eps_inside=eps_inside, initial_accumulator_value=initial_accumulator_value
         ),
-        T.scale_by_lr(lr),
+        scale_by_lr(lr),
     )
     return Optimizer(params, tx, compiled=compiled)
 
@@ -298,14 +321,14 @@ def rmsprop(
     """
     params, any_mom = _groups_have(params, "momentum")
     parts = [
-        T.add_l2(weight_decay),
-        T.scale_by_rms(decay, eps, centered=centered, eps_inside=eps_inside),
+        add_l2(weight_decay),
+        scale_by_rms(decay, eps, centered=centered, eps_inside=eps_inside),
     ]
     if momentum > 0 or any_mom or nesterov:
-        parts.append(T.trace(momentum, nesterov=nesterov))
-    parts.append(T.scale_by_lr(lr))
+        parts.append(trace(momentum, nesterov=nesterov))
+    parts.append(scale_by_lr(lr))
     extra = {} if len(parts) == 4 else {"momentum": momentum}
-    return Optimizer(params, T.chain(*parts), compiled=compiled, **extra)
+    return Optimizer(params, chain(*parts), compiled=compiled, **extra)
 
 
 def adadelta(
@@ -317,7 +340,7 @@ def adadelta(
     compiled: bool = False,
 ) -> Optimizer:
     """Adadelta (seed 000 §1.2.3.3; ``torch.optim.Adadelta``): no learning rate needed (lr=1)."""
-    tx = T.chain(T.add_l2(weight_decay), T.scale_by_adadelta(rho, eps), T.scale_by_lr(lr))
+    tx = chain(add_l2(weight_decay), scale_by_adadelta(rho, eps), scale_by_lr(lr))
     return Optimizer(params, tx, compiled=compiled)
 
 
@@ -337,12 +360,12 @@ def adam(
 
     ``eps_inside=True``: GBC 8.7 / seed 003 ``m^ / sqrt(v^ + eps)``.
     """
-    tx = T.chain(
-        T.add_l2(weight_decay),
-        T.scale_by_adam(
+    tx = chain(
+        add_l2(weight_decay),
+        scale_by_adam(
             b1, b2, eps, eps_inside=eps_inside, amsgrad=amsgrad, bias_correction=bias_correction
         ),
-        T.scale_by_lr(lr),
+        scale_by_lr(lr),
     )
     return Optimizer(params, tx, compiled=compiled)
 
@@ -359,10 +382,10 @@ def adamw(
     compiled: bool = False,
 ) -> Optimizer:
     """AdamW (``torch.optim.AdamW``): Adam + decoupled decay ``w <- w - lr (u + lambda w)``."""
-    tx = T.chain(
-        T.scale_by_adam(b1, b2, eps, eps_inside=eps_inside, amsgrad=amsgrad),
-        T.add_decayed_weights(weight_decay),
-        T.scale_by_lr(lr),
+    tx = chain(
+        scale_by_adam(b1, b2, eps, eps_inside=eps_inside, amsgrad=amsgrad),
+        add_decayed_weights(weight_decay),
+        scale_by_lr(lr),
     )
     return Optimizer(params, tx, compiled=compiled)
 
@@ -407,7 +430,7 @@ def adamax(
 
     ``W <- W - eta m^ / max(b2 u, |g| + eps)``.
     """
-    tx = T.chain(T.add_l2(weight_decay), T.scale_by_adamax(b1, b2, eps), T.scale_by_lr(lr))
+    tx = chain(add_l2(weight_decay), scale_by_adamax(b1, b2, eps), scale_by_lr(lr))
     return Optimizer(params, tx, compiled=compiled)
 
 
@@ -425,11 +448,11 @@ def nadam(
 ) -> Optimizer:
     """NAdam (``torch.optim.NAdam``); ``momentum_decay=None, eps_inside=True`` is seed 000's form
     ``W <- W - eta / sqrt(v^ + eps) (b1 m^ + (1 - b1) g / (1 - b1^t))``."""
-    adapt = T.scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, eps_inside=eps_inside)
+    adapt = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, eps_inside=eps_inside)
     if decoupled_weight_decay:
-        tx = T.chain(adapt, T.add_decayed_weights(weight_decay), T.scale_by_lr(lr))
+        tx = chain(adapt, add_decayed_weights(weight_decay), scale_by_lr(lr))
     else:
-        tx = T.chain(T.add_l2(weight_decay), adapt, T.scale_by_lr(lr))
+        tx = chain(add_l2(weight_decay), adapt, scale_by_lr(lr))
     return Optimizer(params, tx, compiled=compiled)
 
 
@@ -448,25 +471,25 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
 }
 
 TRANSFORMS: dict[str, Callable[..., GradientTransformation]] = {
-    "identity": T.identity,
-    "scale": T.scale,
-    "scale_by_lr": T.scale_by_lr,
-    "trace": T.trace,
-    "velocity": T.velocity,
-    "heavy_ball_momentum": T.heavy_ball_momentum,
-    "scale_by_adagrad": T.scale_by_adagrad,
-    "scale_by_rms": T.scale_by_rms,
-    "scale_by_adadelta": T.scale_by_adadelta,
-    "scale_by_adam": T.scale_by_adam,
-    "scale_by_adamax": T.scale_by_adamax,
-    "scale_by_nadam": T.scale_by_nadam,
-    "clip_by_value": T.clip_by_value,
-    "clip_by_global_norm": T.clip_by_global_norm,
-    "add_noise": T.add_noise,
-    "add_decayed_weights": T.add_decayed_weights,
-    "add_l2": T.add_l2,
-    "add_l1": T.add_l1,
-    "add_proximal_l1": T.add_proximal_l1,
+    "identity": identity,
+    "scale": scale,
+    "scale_by_lr": scale_by_lr,
+    "trace": trace,
+    "velocity": velocity,
+    "heavy_ball_momentum": heavy_ball_momentum,
+    "scale_by_adagrad": scale_by_adagrad,
+    "scale_by_rms": scale_by_rms,
+    "scale_by_adadelta": scale_by_adadelta,
+    "scale_by_adam": scale_by_adam,
+    "scale_by_adamax": scale_by_adamax,
+    "scale_by_nadam": scale_by_nadam,
+    "clip_by_value": clip_by_value,
+    "clip_by_global_norm": clip_by_global_norm,
+    "add_noise": add_noise,
+    "add_decayed_weights": add_decayed_weights,
+    "add_l2": add_l2,
+    "add_l1": add_l1,
+    "add_proximal_l1": add_proximal_l1,
 }
 
 
@@ -492,4 +515,4 @@ def chain_from_spec(spec: list[dict[str, Any]]) -> GradientTransformation:
                 f"chain[{i}]: unknown transform {name!r}; allowed: {', '.join(sorted(TRANSFORMS))}"
             )
         parts.append(TRANSFORMS[name](**kw))
-    return T.chain(*parts)
+    return chain(*parts)
