@@ -633,13 +633,29 @@ def test_norm_kind_from_config(tmp_path, kind):
 
 @pytest.mark.parametrize("pool", sorted(POOL_DROPOUTS))
 def test_pool_dropout_from_config(tmp_path, pool):
-    over = merge(DIGITS_CNN, {"model": {"pool": pool, "dropout": {"kind": "standard", "p": 0.3}}})
+    over = merge(DIGITS_CNN, {"model": {"pool": {"kind": pool, "p": 0.3}}})
     cnn = build_model(config(over).model, (1, 8, 8), 10)
     expected = make_pool_dropout(pool, 0.3, kernel_size=2, dims=2)
     found = [m for m in cnn.modules() if type(m) is type(expected)]
     assert len(found) == 1 and repr(found[0]) == repr(expected)
     assert not any(isinstance(m, nn.MaxPool2d) for m in cnn.modules())
     assert_trained(*train(tmp_path, over))
+
+
+def test_norm_and_dropconnect_tables_from_config():
+    from goodfit.nn.dropout import DropConnectConv2d, DropConnectLinear
+    from goodfit.nn.norm import BiasedVarBatchNorm
+
+    over = merge(DIGITS_CNN, {"model": {"norm": {"kind": "group", "groups": 4}}})
+    groups = [m for m in build_model(config(over).model, (1, 8, 8), 10).modules()
+              if isinstance(m, nn.GroupNorm)]  # fmt: skip
+    assert groups and all(m.num_groups == 4 for m in groups)
+    over = merge(DIGITS_CNN, {"model": {"norm": {"kind": "batch", "running_var": "biased"}}})
+    cnn = build_model(config(over).model, (1, 8, 8), 10)
+    assert any(isinstance(m, BiasedVarBatchNorm) for m in cnn.modules())
+    over = merge(DIGITS_CNN, {"model": {"dropout": {"kind": "dropconnect", "p": 0.2}}})
+    types = {type(m) for m in build_model(config(over).model, (1, 8, 8), 10).modules()}
+    assert DropConnectConv2d in types and DropConnectLinear in types
 
 
 @pytest.mark.parametrize("flag", ["weight_standardization", "spectral_norm"])

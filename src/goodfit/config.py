@@ -78,8 +78,8 @@ class ModelConfig(_Strict):
     kernel_size: int | None = Field(None, ge=1)
     activation: str = "relu"
     dropout: dict[str, Any] | float | None = None
-    norm: str | None = None
-    pool: str = "max"
+    norm: str | dict[str, Any] | None = None
+    pool: str | dict[str, Any] = "max"
     pool_every: int = Field(1, ge=1)
     weight_standardization: bool = False
     spectral_norm: bool = False

@@ -73,12 +73,26 @@ def _dropout_layer(spec: dict[str, Any] | None, dims: int) -> nn.Module | None:
     return make_dropout(kind, dims=dims, **kwargs)
 
 
-def _norm_layer(kind: str | None, num_features: int, dims: int) -> nn.Module | None:
-    if kind is None or kind == "none":
+NormSpec = str | Mapping[str, Any] | None
+
+
+def _norm_kind(norm: NormSpec) -> str | None:
+    return norm.get("kind") if isinstance(norm, Mapping) else norm
+
+
+def _norm_layer(norm: NormSpec, num_features: int, dims: int) -> nn.Module | None:
+    """``norm`` is a kind (``"batch"``) or a table with the kind's options
+    (``{"kind": "group", "groups": 4}``, ``{"kind": "batch", "running_var": "biased"}``)."""
+    if norm is None or norm == "none":
         return None
     from goodfit.nn.norm import make_norm
 
-    return make_norm(kind, num_features, dims=dims)
+    if isinstance(norm, Mapping):
+        options = {k: v for k, v in norm.items() if k != "kind"}
+        if "kind" not in norm:
+            raise ValueError(f"norm table needs a 'kind', got {dict(norm)!r}")
+        return make_norm(norm["kind"], num_features, dims=dims, **options)
+    return make_norm(norm, num_features, dims=dims)
 
 
 def _linear(
@@ -111,7 +125,7 @@ def _dense_stack(
     num_outputs: int,
     activation: str,
     dropout: dict[str, Any] | None,
-    norm: str | None,
+    norm: NormSpec,
     weight_standardization: bool,
     spectral_norm: bool,
 ) -> list[nn.Module]:
@@ -144,7 +158,7 @@ def mlp(
     *,
     activation: str = "relu",
     dropout: Mapping[str, Any] | float | None = None,
-    norm: str | None = None,
+    norm: NormSpec = None,
     weight_standardization: bool = False,
     spectral_norm: bool = False,
 ) -> nn.Sequential:
@@ -154,13 +168,20 @@ def mlp(
     Inputs of any shape are flattened, so ``mlp((1, 8, 8), ...)`` works on images.
     """
     shape = _as_shape(input_shape)
+    spec = _dropout_spec(dropout)
+    if spec is not None and spec["kind"] == "spatial":
+        raise ValueError(
+            "dropout kind 'spatial' drops whole channels: it needs a cnn1d/cnn2d, not an mlp"
+        )
+    if _norm_kind(norm) == "instance":
+        raise ValueError("norm 'instance' needs channels with a spatial extent: use a cnn")
     layers: list[nn.Module] = [nn.Flatten()] if len(shape) > 1 else []
     layers += _dense_stack(
         math.prod(shape),
         widths,
         num_outputs,
         activation,
-        _dropout_spec(dropout),
+        spec,
         norm,
         weight_standardization,
         spectral_norm,
@@ -177,8 +198,8 @@ def _cnn(
     kernel_size: int,
     activation: str,
     dropout: Mapping[str, Any] | float | None,
-    norm: str | None,
-    pool: str,
+    norm: NormSpec,
+    pool: str | Mapping[str, Any],
     pool_every: int,
     weight_standardization: bool,
     spectral_norm: bool,
@@ -193,18 +214,33 @@ def _cnn(
     if pool_every < 1:
         raise ValueError(f"pool_every must be >= 1, got {pool_every}")
     spec = _dropout_spec(dropout)
+    dropconnect = spec is not None and spec["kind"] == "dropconnect"
+    if dropconnect and weight_standardization:
+        raise ValueError("dropout kind 'dropconnect' and weight_standardization both replace the "
+                         "conv/linear layers; choose one")  # fmt: skip
+    if dropconnect and dims != 2:
+        raise ValueError("dropout kind 'dropconnect' exists for Linear and Conv2d layers (cnn2d "
+                         "or mlp), not for cnn1d")  # fmt: skip
     c_in, spatial = shape[0], list(shape[1:])
     layers: list[nn.Module] = []
     for i, c_out in enumerate(channels):
         if c_out < 1:
             raise ValueError(f"channels must be >= 1, got {list(channels)}")
+        conv_kwargs: dict[str, Any] = {}
         if weight_standardization:
             from goodfit.nn import norm as gf_norm
 
             conv_cls = {1: gf_norm.WSConv1d, 2: gf_norm.WSConv2d}[dims]
+        elif dropconnect:
+            from goodfit.nn.dropout import DropConnectConv2d
+
+            conv_cls = DropConnectConv2d
+            conv_kwargs = {k: v for k, v in spec.items() if k != "kind"}
         else:
             conv_cls = _CONV[dims]
-        conv: nn.Module = conv_cls(c_in, c_out, kernel_size, padding=kernel_size // 2)
+        conv: nn.Module = conv_cls(
+            c_in, c_out, kernel_size, padding=kernel_size // 2, **conv_kwargs
+        )
         if spectral_norm:
             conv = nn.utils.parametrizations.spectral_norm(conv)
         layers.append(conv)
@@ -212,7 +248,7 @@ def _cnn(
             layers.append(norm_layer)
         layers.append(_activation(activation))
         if (i + 1) % pool_every == 0 and min(spatial) >= 2:
-            layers.append(_pool_layer(pool, dims, spec))
+            layers.append(_pool_layer(pool, dims))
             spatial = [s // 2 for s in spatial]
         if spec is not None and (drop := _dropout_layer(spec, dims)) is not None:
             layers.append(drop)
@@ -224,20 +260,26 @@ def _cnn(
         num_outputs,
         activation,
         spec,
-        None if norm == "instance" else norm,  # no instances to normalize after Flatten
+        None if _norm_kind(norm) == "instance" else norm,  # nothing spatial after Flatten
         False,
         spectral_norm,
     )
     return nn.Sequential(*layers)
 
 
-def _pool_layer(pool: str, dims: int, dropout: dict[str, Any] | None) -> nn.Module:
-    if pool in _POOL:
+def _pool_layer(pool: str | Mapping[str, Any], dims: int) -> nn.Module:
+    """``pool`` is ``"max"``/``"avg"`` or a pooling dropout: a table with its options
+    (``{"kind": "max_pool_dropout", "p": 0.2}``; the name alone means ``p = 0.1``)."""
+    if isinstance(pool, str) and pool in _POOL:
         return _POOL[pool][dims](2)
     from goodfit.nn.dropout import make_pool_dropout
 
-    p = dropout["p"] if dropout is not None and "p" in dropout else 0.1
-    return make_pool_dropout(pool, p, kernel_size=2, dims=dims)
+    spec = {"kind": pool} if isinstance(pool, str) else dict(pool)
+    if "kind" not in spec:
+        raise ValueError(f"pool table needs a 'kind', got {spec!r}")
+    kind = spec.pop("kind")
+    p = spec.pop("p", 0.1)
+    return make_pool_dropout(kind, p, kernel_size=2, dims=dims, **spec)
 
 
 def cnn1d(
@@ -249,8 +291,8 @@ def cnn1d(
     kernel_size: int = 5,
     activation: str = "relu",
     dropout: Mapping[str, Any] | float | None = None,
-    norm: str | None = None,
-    pool: str = "max",
+    norm: NormSpec = None,
+    pool: str | Mapping[str, Any] = "max",
     pool_every: int = 1,
     weight_standardization: bool = False,
     spectral_norm: bool = False,
@@ -272,8 +314,8 @@ def cnn2d(
     kernel_size: int = 3,
     activation: str = "relu",
     dropout: Mapping[str, Any] | float | None = None,
-    norm: str | None = None,
-    pool: str = "max",
+    norm: NormSpec = None,
+    pool: str | Mapping[str, Any] = "max",
     pool_every: int = 1,
     weight_standardization: bool = False,
     spectral_norm: bool = False,
