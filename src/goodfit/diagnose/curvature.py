@@ -288,7 +288,7 @@ def analyze_curvature(
         notes.append(f"ill-conditioned (kappa = {cond:.3g}): gradient descent is slow (GBC 8.2.1)")
     return CurvatureReport(
         n_params=n,
-        loss=float(val),
+        loss=float(val.detach()),
         grad_norm=float(torch.linalg.vector_norm(g)),
         top_eigenvalues=[float(v) for v in top],
         bottom_eigenvalues=[float(v) for v in bottom],
