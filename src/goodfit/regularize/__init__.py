@@ -1,5 +1,6 @@
 """goodfit.regularize: weight penalties, constraints, tying/sharing and sparsity reports."""
 
+from goodfit.regularize.config import penalty_from_config
 from goodfit.regularize.constraints import (
     CONSTRAINTS,
     Constraint,
@@ -20,14 +21,12 @@ from goodfit.regularize.penalties import (
     Term,
     elastic_net,
     from_prior,
-    is_bias_or_norm,
     l1,
     l2,
-    penalty_from_config,
     per_layer,
     prior_coefficient,
-    select_parameters,
 )
+from goodfit.regularize.selection import is_bias_or_norm, select_parameters
 from goodfit.regularize.sparsity import SparsityCallback, sparsity_report
 from goodfit.regularize.tying import TyingPenalty, share_parameters, tying_penalty
 

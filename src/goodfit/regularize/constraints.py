@@ -9,7 +9,7 @@ non-negativity.
 
 Each constraint selects parameters like the penalties do (``pattern``/``type``/``exclude``,
 biases and normalization parameters excluded unless ``include_bias_and_norm=True``; see
-:func:`goodfit.regularize.penalties.select_parameters`), binds to a model once, and runs under
+:func:`goodfit.regularize.selection.select_parameters`), binds to a model once, and runs under
 :func:`torch.no_grad`.
 """
 
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from goodfit.errors import ConfigError
-from goodfit.regularize.penalties import select_parameters
+from goodfit.regularize.selection import select_parameters
 from goodfit.train.callbacks import Callback
 
 __all__ = [

@@ -16,21 +16,14 @@ Parameters are selected once, when the penalty is bound to a model (``model=`` a
 :meth:`Penalty.bind`, or the first call), and each call evaluates one multi-tensor
 ``torch._foreach_norm`` per group: no Python loop per parameter or element on the hot path.
 
-Selection patterns
-------------------
-A *pattern* is matched against each parameter's owning module name and all its ancestors (e.g.
-``"features"``, ``"features.0"``) and against the full parameter name (``"features.0.weight"``).
-It is a glob (:func:`fnmatch.fnmatchcase`, e.g. ``"encoder.*"``) or, with the prefix ``"re:"``,
-a regular expression that must match the whole name (``"re:layer[0-9]+"``). A *type* is a module
-class or its class name (``"Conv2d"``) and is matched against the parameter's owning module. A
-pattern or type that matches no parameter raises :class:`ValueError` naming it.
+Which parameters a penalty takes (module-name patterns and/or module types) is decided by
+:func:`goodfit.regularize.selection.select_parameters`; a ``[regularize]`` config table becomes a
+penalty through :func:`goodfit.regularize.config.penalty_from_config`.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from goodfit.errors import ConfigError
+from goodfit.regularize.selection import _as_list, is_bias_or_norm, select_parameters
 from goodfit.train.callbacks import Callback
 
 __all__ = [
@@ -53,147 +46,12 @@ __all__ = [
     "is_bias_or_norm",
     "l1",
     "l2",
-    "penalty_from_config",
     "per_layer",
     "prior_coefficient",
     "select_parameters",
 ]
 
 Coef = float | Callable[[int], float]
-
-_TORCH_NORM_TYPES: tuple[type, ...] = tuple(
-    t
-    for t in (
-        getattr(nn.modules.batchnorm, "_NormBase", None),
-        nn.LayerNorm,
-        nn.GroupNorm,
-        getattr(nn, "RMSNorm", None),
-        nn.LocalResponseNorm,
-    )
-    if t is not None
-)
-
-
-# --------------------------------------------------------------------------- selection
-
-
-def _is_norm_module(module: nn.Module) -> bool:
-    """True for BatchNorm/InstanceNorm/LayerNorm/GroupNorm/RMSNorm and any ``*Norm*`` class."""
-    return isinstance(module, _TORCH_NORM_TYPES) or "norm" in type(module).__name__.lower()
-
-
-def is_bias_or_norm(name: str, owner: nn.Module) -> bool:
-    """Whether a parameter is excluded by default from penalties and constraints.
-
-    True for biases (the last name component contains ``"bias"``, e.g. ``bias``,
-    ``in_proj_bias``) and for every parameter of a normalization module (BatchNorm, InstanceNorm,
-    LayerNorm, GroupNorm, RMSNorm, or any module whose class name contains ``"Norm"``). Seed 001:
-    parameter penalties are "typically not applied on bias terms".
-    """
-    return "bias" in name.rsplit(".", 1)[-1] or _is_norm_module(owner)
-
-
-def _candidates(name: str) -> list[str]:
-    parts = name.split(".")
-    return [".".join(parts[:i]) for i in range(1, len(parts))] + [name]
-
-
-def _match_pattern(pattern: str, name: str) -> bool:
-    cands = _candidates(name)
-    if pattern.startswith("re:"):
-        rx = re.compile(pattern[3:])
-        return any(rx.fullmatch(c) for c in cands)
-    return any(fnmatch.fnmatchcase(c, pattern) for c in cands)
-
-
-def _match_type(kind: str | type, owner: nn.Module) -> bool:
-    if isinstance(kind, str):
-        cls = type(owner)
-        return kind in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}")
-    return isinstance(owner, kind)
-
-
-def _as_list(x: Any) -> list[Any]:
-    if x is None:
-        return []
-    if isinstance(x, (str, type)):
-        return [x]
-    return list(x)
-
-
-def _owner(modules: Mapping[str, nn.Module], name: str) -> nn.Module:
-    return modules[name.rsplit(".", 1)[0] if "." in name else ""]
-
-
-def select_parameters(
-    model: nn.Module,
-    *,
-    pattern: str | Sequence[str] | None = None,
-    type: str | type | Sequence[str | type] | None = None,
-    exclude: str | Sequence[str] = (),
-    include_bias_and_norm: bool = False,
-    allow_empty: bool = False,
-) -> list[tuple[str, nn.Parameter]]:
-    """Named parameters of ``model`` chosen by module-name pattern and/or module type.
-
-    With neither ``pattern`` nor ``type`` every parameter is a candidate; otherwise a parameter
-    is chosen when it matches any pattern or any type (see the module docstring for the matching
-    rules). Parameters matching an ``exclude`` pattern are dropped, and so are biases and
-    normalization parameters (:func:`is_bias_or_norm`) unless ``include_bias_and_norm``.
-    Shared parameters appear once. Only parameters with ``requires_grad`` are considered.
-
-    Raises
-    ------
-    ValueError
-        If a pattern, type or exclude pattern matches no parameter, or if nothing is left
-        (unless ``allow_empty``).
-    """
-    patterns, types, excludes = _as_list(pattern), _as_list(type), _as_list(exclude)
-    for p in [*patterns, *excludes]:
-        if not isinstance(p, str) or not p:
-            raise ValueError(f"patterns must be non-empty strings, got {p!r}")
-        if p.startswith("re:"):
-            try:
-                re.compile(p[3:])
-            except re.error as e:
-                raise ValueError(f"invalid regular expression in pattern {p!r}: {e}") from None
-    modules = dict(model.named_modules())
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    owners = {n: _owner(modules, n) for n, _ in named}
-
-    for p in patterns:
-        if not any(_match_pattern(p, n) for n, _ in named):
-            raise ValueError(
-                f"pattern {p!r} matches no parameter of the model; parameter names are "
-                f"{[n for n, _ in named][:12]}"
-            )
-    for t in types:
-        if not any(_match_type(t, owners[n]) for n, _ in named):
-            tname = t if isinstance(t, str) else t.__name__
-            raise ValueError(f"type {tname!r} matches no module with parameters in the model")
-    for p in excludes:
-        if not any(_match_pattern(p, n) for n, _ in named):
-            raise ValueError(f"exclude pattern {p!r} matches no parameter of the model")
-
-    chosen = []
-    for n, prm in named:
-        if (patterns or types) and not (
-            any(_match_pattern(p, n) for p in patterns)
-            or any(_match_type(t, owners[n]) for t in types)
-        ):
-            continue
-        if any(_match_pattern(p, n) for p in excludes):
-            continue
-        if not include_bias_and_norm and is_bias_or_norm(n, owners[n]):
-            continue
-        chosen.append((n, prm))
-    if not chosen and not allow_empty:
-        what = ", ".join(repr(x) for x in [*patterns, *types]) or "the model"
-        raise ValueError(
-            f"{what} selects no parameter after excluding biases/normalization parameters and "
-            f"exclude={excludes}; set include_bias_and_norm=True to penalize those"
-        )
-    return chosen
 
 
 # --------------------------------------------------------------------------- validation
@@ -760,178 +618,11 @@ class PenaltyScheduleCallback(Callback):
         self.penalty.set_step(trainer.step)
 
 
-# --------------------------------------------------------------------------- config
+def __getattr__(name: str) -> Any:
+    # ``penalty_from_config`` moved to goodfit.regularize.config (which imports this module);
+    # resolved lazily so ``from goodfit.regularize.penalties import penalty_from_config`` works.
+    if name == "penalty_from_config":
+        from goodfit.regularize.config import penalty_from_config
 
-_CONFIG_KEYS = {
-    "l1",
-    "l2",
-    "l2_scale_by_batch",
-    "elastic",
-    "per_layer",
-    "exclude",
-    "include_bias_and_norm",
-    "prior",
-    "tying",
-    "constraints",
-}
-
-
-def _number(key: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"regularize.{key} must be a number, got {v!r}")
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"regularize.{key} must be a finite number >= 0, got {v!r}")
-    return float(v)
-
-
-def _bool(key: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError(f"regularize.{key} must be true or false, got {v!r}")
-    return v
-
-
-def penalty_from_config(
-    cfg: Mapping[str, Any] | None,
-    model: nn.Module,
-    *,
-    batch_size: int | None = None,
-    n_data: int | None = None,
-) -> BasePenalty | None:
-    r"""Build the penalty of a ``[regularize]`` config table, bound to ``model``.
-
-    Keys (all optional; ``constraints`` is read by
-    :func:`goodfit.regularize.constraints.constraints_from_config`):
-
-    ``l1 = 1e-5``
-        :math:`\lambda_1\|W\|_1` (:func:`l1`).
-    ``l2 = 1e-4``
-        :math:`\frac{\alpha}{2}\|W\|_2^2` (:func:`l2`, GBC 7.2).
-    ``l2_scale_by_batch = false``
-        if true, ``l2`` (and ``elastic.l2``) become seed 000's :math:`\frac{\lambda}{2m}` with
-        ``m = batch_size`` (the keyword argument, which the caller takes from the training
-        config).
-    ``elastic = {l1 = .., l2 = ..}`` | ``{lam = .., alpha = ..}`` | ``{lam = .., l1_ratio = ..}``
-        :func:`elastic_net` in seed 000's, seed 001's or scikit-learn's form.
-    ``per_layer = [{pattern = "features.*", coef = 1e-3, p = 2}, {type = "Conv2d", coef = ..}]``
-        seed 000's :math:`\Lambda_j\|W_j\|_{p_j}^{p_j}`, replacing the global terms on the
-        parameters each rule matches (:class:`Penalty`).
-    ``exclude = ["head.*"]``
-        module-name patterns never penalized.
-    ``include_bias_and_norm = false``
-        penalize biases and normalization parameters too.
-    ``prior = {kind = "gaussian" | "laplace", scale = 0.1, n_data = 60000}``
-        the MAP-equivalent L2/L1 term (:func:`from_prior`); ``n_data`` defaults to the
-        ``n_data`` keyword (training-set size) or 1.
-    ``tying = [{a = "net_a", b = "net_b", coef = 0.1}]``
-        :func:`goodfit.regularize.tying.tying_penalty` between two submodules (by name).
-
-    Returns None when the table configures no penalty. Unknown keys and bad values raise
-    :class:`goodfit.errors.ConfigError` (a ValueError) naming the key.
-    """
-    try:
-        return _penalty_from_config(cfg, model, batch_size, n_data)
-    except ConfigError:
-        raise
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-def _penalty_from_config(
-    cfg: Mapping[str, Any] | None,
-    model: nn.Module,
-    batch_size: int | None,
-    n_data: int | None,
-) -> BasePenalty | None:
-    if cfg is None:
-        return None
-    if not isinstance(cfg, Mapping):
-        raise ValueError(f"[regularize] must be a table, got {cfg!r}")
-    for k in cfg:
-        if k not in _CONFIG_KEYS:
-            raise ValueError(f"regularize: unknown key {k!r}; allowed: {sorted(_CONFIG_KEYS)}")
-    scale_by_batch = _bool("l2_scale_by_batch", cfg.get("l2_scale_by_batch", False))
-    include = _bool("include_bias_and_norm", cfg.get("include_bias_and_norm", False))
-    exclude = cfg.get("exclude", [])
-    if isinstance(exclude, str) or not all(isinstance(e, str) for e in _as_list(exclude)):
-        raise ValueError(f"regularize.exclude must be a list of patterns, got {exclude!r}")
-    if scale_by_batch and batch_size is None:
-        raise ValueError("regularize.l2_scale_by_batch = true needs the training batch_size")
-    m = float(batch_size) if scale_by_batch else 1.0
-    if scale_by_batch:
-        _check_batch_size(batch_size)
-
-    terms: list[Term] = []
-    if "l1" in cfg:
-        terms.append(Term(p=1.0, coef=_number("l1", cfg["l1"]), factor=1.0, label="l1"))
-    if "l2" in cfg:
-        terms.append(Term(p=2.0, coef=_number("l2", cfg["l2"]), factor=0.5 / m, label="l2"))
-    if "elastic" in cfg:
-        el = cfg["elastic"]
-        if not isinstance(el, Mapping):
-            raise ValueError(f"regularize.elastic must be a table, got {el!r}")
-        for k in el:
-            if k not in ("l1", "l2", "lam", "alpha", "l1_ratio"):
-                raise ValueError(
-                    f"regularize.elastic: unknown key {k!r}; allowed: l1, l2, lam, alpha, l1_ratio"
-                )
-        for k in ("l1", "l2", "lam"):
-            if k in el:
-                _number(f"elastic.{k}", el[k])
-        try:
-            en = elastic_net(
-                **dict(el), batch_size=batch_size if scale_by_batch and "l2" in el else None
-            )
-        except ValueError as e:
-            raise ValueError(f"regularize.elastic: {e}") from None
-        terms += [Term(t.p, t.coef, t.factor, f"elastic_{t.label}") for t in en.terms]
-    if "prior" in cfg:
-        pr = cfg["prior"]
-        if not isinstance(pr, Mapping):
-            raise ValueError(f"regularize.prior must be a table, got {pr!r}")
-        for k in pr:
-            if k not in ("kind", "scale", "n_data"):
-                raise ValueError(
-                    f"regularize.prior: unknown key {k!r}; allowed: kind, scale, n_data"
-                )
-        if "kind" not in pr or "scale" not in pr:
-            raise ValueError("regularize.prior needs 'kind' and 'scale'")
-        try:
-            c = prior_coefficient(pr["kind"], pr["scale"], pr.get("n_data", n_data or 1))
-        except ValueError as e:
-            raise ValueError(f"regularize.prior: {e}") from None
-        if pr["kind"] == "gaussian":
-            terms.append(Term(p=2.0, coef=c, factor=0.5, label="prior_gaussian"))
-        else:
-            terms.append(Term(p=1.0, coef=c, factor=1.0, label="prior_laplace"))
-    rules = cfg.get("per_layer", [])
-    if not isinstance(rules, (list, tuple)):
-        raise ValueError(f"regularize.per_layer must be a list of tables, got {rules!r}")
-    rules = [LayerRule.coerce(r, f"regularize.per_layer[{i}]") for i, r in enumerate(rules)]
-
-    parts: list[BasePenalty] = []
-    terms = [t for t in terms if not (isinstance(t.coef, float) and t.coef * t.factor == 0.0)]
-    if terms or rules:
-        try:
-            parts.append(
-                Penalty(
-                    terms,
-                    per_layer=rules,
-                    exclude=exclude,
-                    include_bias_and_norm=include,
-                    model=model,
-                )
-            )
-        except ValueError as e:
-            raise ValueError(f"regularize: {e}") from None
-    tying = cfg.get("tying", [])
-    if not isinstance(tying, (list, tuple)):
-        raise ValueError(f"regularize.tying must be a list of tables, got {tying!r}")
-    if tying:
-        from goodfit.regularize.tying import tying_from_config
-
-        parts += [
-            tying_from_config(t, model, where=f"regularize.tying[{i}]") for i, t in enumerate(tying)
-        ]
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else PenaltySum(parts)
+        return penalty_from_config
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

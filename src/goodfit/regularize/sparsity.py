@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from goodfit.regularize.penalties import select_parameters
+from goodfit.regularize.selection import select_parameters
 from goodfit.train.callbacks import Callback
 
 __all__ = ["SparsityCallback", "sparsity_report"]
@@ -18,7 +18,7 @@ def sparsity_report(model: nn.Module, *, include_bias_and_norm: bool = False) ->
 
     A layer is a module owning parameters; by default only the parameters a penalty would act on
     are counted (biases and normalization parameters excluded, see
-    :func:`goodfit.regularize.penalties.is_bias_or_norm`). Parameters of the root module are
+    :func:`goodfit.regularize.selection.is_bias_or_norm`). Parameters of the root module are
     reported under ``"<root>"``. L1 shrinks weights to *exact* zeros only with a proximal
     (soft-threshold) step (GBC §7.1.2, seed 001), which is what this measures.
 
