@@ -399,3 +399,14 @@ def test_run_one_trains_on_train_part_and_scores_held_out(tmp_path, monkeypatch,
     assert json.loads((run_dir / "summary.json").read_text())["scores"] == pytest.approx(
         result["scores"]
     )
+
+
+def test_fold_data_tiny_early_stopping_part_falls_back_to_unstratified():
+    # 1% of a 71-row fold is 1 row, fewer than the 3 classes: stratifying is impossible, so the
+    # split falls back to a plain random one instead of failing with scikit-learn's traceback
+    cfg = parse_config({"data": {"name": "wine", "val_fraction": 0.01}})
+    ds = load_raw_dataset(cfg.data)
+    fold_train, fold_val = make_splits("kfold", ds.n_train, k=2)[0]
+    prepared, held_out = study_mod._fold_data(cfg, ds, fold_train, fold_val, seed=0)
+    assert len(prepared.val[0]) == 1
+    assert len(prepared.train[0]) == len(fold_train) - 1 and len(held_out[0]) == len(fold_val)

@@ -213,9 +213,13 @@ def _fold_data(cfg: Config, dataset: Any, fold_train: Any, fold_val: Any, seed: 
         from sklearn.model_selection import train_test_split
 
         strat = y[fold_train].numpy() if dataset.task == "classification" else None
-        tr, es = train_test_split(
-            fold_train.numpy(), test_size=cfg.data.val_fraction, random_state=seed, stratify=strat
-        )
+        idx = fold_train.numpy()
+        try:
+            tr, es = train_test_split(
+                idx, test_size=cfg.data.val_fraction, random_state=seed, stratify=strat
+            )
+        except ValueError:  # too few samples of a class to stratify (as build.split_indices)
+            tr, es = train_test_split(idx, test_size=cfg.data.val_fraction, random_state=seed)
         train_idx, es_idx = torch.as_tensor(tr), torch.as_tensor(es)
     else:
         train_idx, es_idx = fold_train, None
