@@ -1,41 +1,23 @@
-"""Learning-rate schedules: pure functions of the integer step, ``schedule(step) -> float``.
+"""The learning-rate schedules of the notes: pure functions of the integer step.
 
-A schedule holds only its hyperparameters; the position (the step) lives in the caller (the
-optimizer's ``scale_by_lr``, :class:`goodfit.train.schedule_callbacks.ScheduleCallback`, or the
-torch adapter :func:`as_lr_scheduler`), so checkpoints store a single integer. ``step`` counts
-from 0: ``schedule(0)`` is the rate of the first update.
-
-Sources: seed 000 §1.2.3.2 (constant, recursive inverse-time decay with constant or step-decayed
-tau, exponential, square root, cosine to eta_T, warm-up), GBC eq. 8.14 (seed 001; seed 004 eq. 6,
-linear decay), seed 003 (linear/polynomial, inverse square root, exponential ``c^t`` per
-minibatch/epoch, cosine to zero, restarts/warm-up, Robbins-Monro conditions).
-
-Example
--------
->>> from goodfit import schedules
->>> s = schedules.warmup_cosine(peak=1e-3, warmup_steps=200, total_steps=5000)
->>> s(0), s(200), s(5000)
-(0.0, 0.001, 0.0)
+``step`` counts from 0: ``schedule(0)`` is the rate of the first update. Sources: seed 000
+§1.2.3.2 (constant, recursive inverse-time decay with constant or step-decayed tau, exponential,
+square root, cosine to eta_T, warm-up), GBC eq. 8.14 (seed 001; seed 004 eq. 6, linear decay),
+seed 003 (linear/polynomial, inverse square root, exponential ``c^t`` per minibatch/epoch, cosine
+to zero, restarts/warm-up, Robbins-Monro conditions); plus cyclic and one-cycle rates,
+:func:`join` of consecutive schedules and the :func:`robbins_monro` check.
 """
 
 from __future__ import annotations
 
 import bisect
-import inspect
 import math
-import operator
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
-
-if TYPE_CHECKING:  # pragma: no cover
-    from matplotlib.figure import Figure
+from goodfit.schedules.base import Schedule, _boundaries, _choice, _int, _rate, _real
 
 __all__ = [
-    "SCHEDULES",
-    "Schedule",
-    "as_lr_scheduler",
     "constant",
     "cosine",
     "cosine_restarts",
@@ -47,86 +29,11 @@ __all__ = [
     "linear",
     "one_cycle",
     "piecewise_constant",
-    "plot_schedule",
     "polynomial",
     "robbins_monro",
-    "schedule_from_config",
     "sqrt_decay",
+    "warmup_cosine",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# validation helpers
-
-
-def _real(name: str, value: Any, *, min_value: float | None = None, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if min_value is not None and (value <= min_value if strict else value < min_value):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {min_value}, got {value!r}")
-    return float(value)
-
-
-def _rate(name: str, value: Any) -> float:
-    return _real(name, value, min_value=0.0)
-
-
-def _int(name: str, value: Any, *, min_value: int = 1) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer >= {min_value}, got {value!r}")
-    try:
-        ivalue = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {min_value}, got {value!r}") from None
-    if ivalue < min_value:
-        raise ValueError(f"{name} must be an integer >= {min_value}, got {value!r}")
-    return ivalue
-
-
-def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    return value
-
-
-def _boundaries(name: str, values: Any) -> tuple[int, ...]:
-    out = tuple(_int(f"{name}[{i}]", v) for i, v in enumerate(values))
-    for i in range(1, len(out)):
-        if out[i] <= out[i - 1]:
-            raise ValueError(
-                f"{name} must be strictly increasing, got {list(out)} "
-                f"({name}[{i}]={out[i]} <= {name}[{i - 1}]={out[i - 1]})"
-            )
-    return out
-
-
-class Schedule:
-    """Base class: a callable ``schedule(step) -> float`` holding only its hyperparameters.
-
-    Subclasses implement ``_at(t)`` for an integer ``t >= 0`` and ``_robbins_monro()``.
-    """
-
-    def __call__(self, step: int) -> float:
-        t = operator.index(step)
-        if t < 0:
-            raise ValueError(f"step must be >= 0, got {t}")
-        return self._at(t)
-
-    def _at(self, t: int) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _robbins_monro(self) -> bool | None:
-        return None
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
-        return f"{self._name}({args})"
-
-    _name = "schedule"
-
-
-# --------------------------------------------------------------------------------------------
-# the schedules
 
 
 class _Constant(Schedule):
@@ -703,194 +610,3 @@ def robbins_monro(schedule: Callable[[int], float]) -> bool | None:
     if isinstance(schedule, Schedule):
         return schedule._robbins_monro()
     return None
-
-
-# --------------------------------------------------------------------------------------------
-# registry and config
-
-
-SCHEDULES: dict[str, Callable[..., Schedule]] = {
-    "constant": constant,
-    "inverse_time": inverse_time,
-    "linear": linear,
-    "exponential": exponential,
-    "sqrt_decay": sqrt_decay,
-    "inverse_sqrt": inverse_sqrt,
-    "polynomial": polynomial,
-    "piecewise_constant": piecewise_constant,
-    "cosine": cosine,
-    "warmup_cosine": warmup_cosine,
-    "cosine_restarts": cosine_restarts,
-    "cyclic": cyclic,
-    "one_cycle": one_cycle,
-}
-
-# name -> (key that defaults to the optimizer's lr, keys that replace it, key defaulting to the run)
-_CONFIG_DEFAULTS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
-    "constant": ("value", (), None),
-    "inverse_time": ("init_value", (), None),
-    "linear": ("init_value", (), "transition_steps"),
-    "exponential": ("init_value", (), None),
-    "sqrt_decay": ("init_value", (), None),
-    "inverse_sqrt": ("init_value", (), None),
-    "polynomial": ("init_value", (), "decay_steps"),
-    "piecewise_constant": ("init_value", ("values",), None),
-    "cosine": ("init_value", (), "decay_steps"),
-    "warmup_cosine": ("peak", ("slope",), "total_steps"),
-    "cosine_restarts": ("init_value", (), None),
-    "cyclic": ("high", (), None),
-    "one_cycle": ("peak", (), "total_steps"),
-}
-
-
-def _epochs_to_steps(key: str, value: Any, unit: int, interval: str) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_epochs_to_steps(f"{key}[{i}]", v, unit, interval) for i, v in enumerate(value)]
-    v = _real(key, value, min_value=0.0)
-    if interval == "epoch":
-        if v != int(v):
-            raise ValueError(
-                f"{key} must be a whole number of epochs with interval='epoch', got {value!r}"
-            )
-        return int(v)
-    return round(v * unit)
-
-
-def schedule_from_config(
-    name: str,
-    params: dict[str, Any],
-    *,
-    base_lr: float,
-    steps_per_epoch: int,
-    epochs: int,
-    interval: str | None = None,
-) -> Schedule:
-    """Build a schedule from a config's ``[schedule]`` section.
-
-    ``name`` is a key of :data:`SCHEDULES`; ``params`` are the factory's keyword arguments, plus
-    optionally ``interval = "step" | "epoch"`` (the schedule's position counts optimizer steps or
-    epochs; default ``"step"``; it may also be passed as the ``interval`` keyword).
-
-    Durations: every duration parameter ``X_steps`` (and ``boundaries``) may be given as
-    ``X_epochs`` (``boundaries_epochs``) instead. With ``interval="step"``, epochs are multiplied
-    by ``steps_per_epoch`` (rounded); with ``interval="epoch"`` the schedule's unit *is* the
-    epoch, so only ``X_epochs`` keys are accepted. The run-length parameter (``decay_steps`` of
-    cosine/polynomial, ``total_steps`` of warmup_cosine/one_cycle, ``transition_steps`` of
-    linear) defaults to the whole run, and the initial/peak value (``value``, ``init_value``,
-    ``peak``, or cyclic's ``high``) defaults to ``base_lr``.
-
-    Unknown keys raise ``TypeError`` naming the key; bad values raise ``ValueError``.
-    """
-    if name not in SCHEDULES:
-        raise ValueError(f"schedule name must be one of {sorted(SCHEDULES)}, got {name!r}")
-    params = dict(params)
-    in_params = params.pop("interval", None)
-    if in_params is not None and interval is not None and in_params != interval:
-        raise ValueError(f"interval given twice: {in_params!r} and {interval!r}")
-    interval = _choice("interval", in_params or interval or "step", ("step", "epoch"))
-    _rate("base_lr", base_lr)
-    unit = _int("steps_per_epoch", steps_per_epoch)
-    epochs = _int("epochs", epochs)
-    if interval == "epoch":
-        unit = 1
-    factory = SCHEDULES[name]
-    allowed = set(inspect.signature(factory).parameters)
-    kwargs: dict[str, Any] = {}
-    for key, value in params.items():
-        if key == "boundaries_epochs" or key.endswith("_epochs"):
-            target = "boundaries" if key == "boundaries_epochs" else key[: -len("epochs")] + "steps"
-            if target not in allowed:
-                raise TypeError(f"schedule {name!r} got an unexpected parameter {key!r}")
-            if target in params:
-                raise ValueError(f"give {key!r} or {target!r}, not both")
-            kwargs[target] = _epochs_to_steps(key, value, unit, interval)
-            continue
-        if key not in allowed:
-            raise TypeError(
-                f"schedule {name!r} got an unexpected parameter {key!r}; allowed: {sorted(allowed)}"
-            )
-        if interval == "epoch" and (key == "boundaries" or key.endswith("_steps")):
-            epochs_key = "boundaries_epochs" if key == "boundaries" else key[:-5] + "epochs"
-            raise ValueError(
-                f"{key!r} is a number of steps but interval='epoch' counts epochs; "
-                f"give {epochs_key!r}"
-            )
-        kwargs[key] = value
-    base_key, alternatives, run_key = _CONFIG_DEFAULTS[name]
-    if base_key not in kwargs and not any(k in kwargs for k in alternatives):
-        kwargs[base_key] = base_lr
-    if run_key is not None and run_key not in kwargs:
-        kwargs[run_key] = epochs * unit
-    return factory(**kwargs)
-
-
-# --------------------------------------------------------------------------------------------
-# torch adapter and plot
-
-
-class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
-    """A torch ``LRScheduler`` whose rate is ``schedule(last_epoch)`` (absolute, not a factor).
-
-    One schedule for every param group, or a list with one per group. ``state_dict`` holds the
-    position (``last_epoch``) and not the schedules, which are configuration.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, schedule: Any, last_epoch: int = -1):
-        groups = len(optimizer.param_groups)
-        if callable(schedule):
-            schedule = [schedule] * groups
-        schedule = list(schedule)
-        if len(schedule) != groups or not all(callable(s) for s in schedule):
-            raise ValueError(f"schedule must be a callable or {groups} callables (one per group)")
-        self.schedules = schedule
-        super().__init__(optimizer, last_epoch)
-
-    def get_lr(self) -> list[float]:
-        return [float(s(self.last_epoch)) for s in self.schedules]
-
-    _get_closed_form_lr = get_lr
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "schedules")}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.__dict__.update(state_dict)
-
-
-def as_lr_scheduler(optimizer: torch.optim.Optimizer, schedule: Any) -> ScheduleLR:
-    """Wrap a schedule as a ``torch.optim.lr_scheduler.LRScheduler`` for a plain torch optimizer.
-
-    Call ``scheduler.step()`` after each ``optimizer.step()`` (per step) or each epoch.
-    """
-    return ScheduleLR(optimizer, schedule)
-
-
-def plot_schedule(
-    schedule: Callable[[int], float],
-    steps: int | Sequence[int],
-    path: Any = None,
-    ax: Any = None,
-    *,
-    xlabel: str = "step",
-) -> Figure:
-    """Draw ``schedule`` over ``range(steps)`` (or the given steps); save to ``path`` if given.
-
-    Draws into ``ax`` when given, else into a new ``matplotlib.figure.Figure``; returns the figure.
-    ``xlabel="epoch"`` for a schedule stepped per epoch.
-    """
-    from matplotlib.figure import Figure
-
-    xs = list(range(steps)) if isinstance(steps, int) else [int(s) for s in steps]
-    if ax is None:
-        fig = Figure(figsize=(6.0, 3.5), layout="constrained")
-        ax = fig.add_subplot()
-    else:
-        fig = ax.figure
-    ax.plot(xs, [schedule(s) for s in xs], lw=1.5, drawstyle="steps-post")  # held over a step
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("learning rate")
-    ax.set_title(repr(schedule) if isinstance(schedule, Schedule) else "learning-rate schedule")
-    ax.grid(alpha=0.3)
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
