@@ -169,6 +169,8 @@ def algorithm_7_3(
     stop = StopBelow(eps)
     if evaluate(model, *valid, loss_fn=loss)["loss"] <= eps:
         return MetaResult(model, first, History(), early_stopping.best_step, eps, True)
+    if extra_epochs == 0:
+        return MetaResult(model, first, History(), early_stopping.best_step, eps, False)
     second = fit(
         model,
         _concat(subtrain, valid),
@@ -177,7 +179,7 @@ def algorithm_7_3(
         penalty=penalty,
         callbacks=[*callbacks, stop],
         seed=seed + 1,
-        epochs=extra_epochs or epochs,
+        epochs=epochs if extra_epochs is None else extra_epochs,
         batch_size=batch_size,
         loss=loss,
         **fit_kwargs,
