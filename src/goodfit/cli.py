@@ -165,7 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="study CONFIG.toml (default: the built-in study)")
     add_set(p)
     p.add_argument("--out", help="study folder (default: runs/study-<time>)")
-    p.add_argument("--workers", type=int, default=1, help="parallel runs (processes)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="runs at a time, in separate processes (default: the study's `workers`, 1 if unset)",
+    )
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("lr-find", help="learning-rate range test on a config")

@@ -50,10 +50,11 @@ DEFAULT_STUDY: dict[str, Any] = {
     "data": {"name": "digits", "val_fraction": 0.15},
     "model": {"kind": "cnn2d", "channels": [16, 32], "hidden": [64], "kernel_size": 3},
     "optimizer": {"name": "adam", "lr": 3e-3},
-    "train": {"epochs": 20, "batch_size": 64, "seed": 0},
+    "train": {"epochs": 20, "batch_size": 64, "seed": 0, "threads": 1},
     "early_stopping": {"monitor": "val_loss", "patience": 4},
     "study": {
         "title": "digits: which regularization makes a small CNN fit well?",
+        "workers": 2,  # two runs at a time, one thread each: faster than one run on 2 threads
         "splits": {"kind": "stratified_kfold", "k": 5},
         "metric": "val_accuracy",
         "baseline": "baseline",
@@ -125,6 +126,7 @@ class StudyConfig(BaseModel):
     baseline: str | None = None
     reference_error: float | None = Field(None, ge=0.0, le=1.0)
     gradient_flow: bool = True
+    workers: int = Field(1, ge=1)
     variants: list[Variant] = Field(min_length=1)
 
 
@@ -369,19 +371,21 @@ def run_study(
     *,
     source: str = "study",
     progress: bool | None = None,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Run a study config (a dict as read from TOML) into ``out_dir``; returns the results dict
     (also written as ``results.json``, with ``report.html`` beside it).
 
-    ``workers > 1`` runs that many (variant, fold) runs at once in separate processes, each with
+    ``workers`` (default: the study's ``workers``, 1 unless set) runs that many (variant, fold)
+    runs at once in separate processes, each with
     ``cores // workers`` torch threads; every run is seeded alone, so results match a serial
     study (up to the summation order of multithreaded kernels; identical in our CPU tests).
     """
-    if not isinstance(workers, int) or workers < 1:
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"--workers must be an integer >= 1, got {workers!r}")
     t0 = time.perf_counter()
     base, study, variants = prepare_study(data, source)
+    workers = study.workers if workers is None else workers
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from goodfit.build import load_raw_dataset
