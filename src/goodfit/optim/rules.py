@@ -115,6 +115,10 @@ def trace(
         buf = s["buf"]
         if ctx.step == 1:
             _fe._foreach_copy_(buf, u)
+        elif damp == 0:
+            # b <- g + mu b in one pass over memory (mul_ then add_ would read b twice)
+            for b, g in zip(buf, u, strict=True):
+                torch.add(g, b, alpha=mu, out=b)
         else:
             _fe._foreach_mul_(buf, mu)
             _fe._foreach_add_(buf, u, alpha=1.0 - damp)
