@@ -422,3 +422,19 @@ def test_fold_data_tiny_early_stopping_part_falls_back_to_unstratified():
     prepared, held_out = study_mod._fold_data(cfg, ds, fold_train, fold_val, seed=0)
     assert len(prepared.val[0]) == 1
     assert len(prepared.train[0]) == len(fold_train) - 1 and len(held_out[0]) == len(fold_val)
+
+
+def test_study_records_lr_range_test_and_curvature_when_configured(tmp_path, torch_globals):
+    data = _study()
+    data["study"]["splits"] = {"kind": "stratified_kfold", "k": 2}
+    data["study"].update(lr_find=True, curvature=True, gradient_flow=False)
+    results = run_study(data, tmp_path / "out", progress=False)
+    for name in VARIANTS:
+        first, second = results["variants"][name]["folds"]
+        lf, cv = first["lr_find"], first["curvature"]
+        assert 1e-6 <= lf["suggestion"] <= 10.0 and lf["reading"]
+        assert cv["max_stable_lr"] == pytest.approx(2.0 / cv["lambda_max"])
+        assert cv["lambda_min"] <= cv["lambda_max"]
+        assert "lr_find" not in second and "curvature" not in second  # first fold only
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Learning-rate range test" in html and "Curvature at the trained weights" in html

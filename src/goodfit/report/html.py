@@ -395,6 +395,63 @@ def _onset_section(a: Mapping[str, Any], results: Mapping[str, Any]) -> str:
     )
 
 
+def _lr_curvature_section(results: Mapping[str, Any]) -> str:
+    """LR range test (seed 000's reading of the curve) and curvature (largest stable rate
+    2/lambda_max, seed 000; minimum vs saddle, seed 001) of each variant's first fold, when the
+    study recorded them (``[study] lr_find = true`` / ``curvature = true``)."""
+    lr_rows, curv_rows, curves = [], [], {}
+    for name, v in results["variants"].items():
+        first = (v.get("folds") or [{}])[0]
+        lf, cv = first.get("lr_find"), first.get("curvature")
+        if lf:
+            curves[name] = lf
+            lr_rows.append(
+                f"<tr><td>{_e(name)}</td><td class='num'>{_fmt(lf.get('suggestion'))}</td>"
+                f"<td>{_e(lf.get('reading', ''))}</td></tr>"
+            )
+        if cv:
+            curv_rows.append(
+                f"<tr><td>{_e(name)}</td><td class='num'>{_fmt(cv.get('lambda_max'))}</td>"
+                f"<td class='num'>{_fmt(cv.get('lambda_min'))}</td>"
+                f"<td class='num'>{_fmt(cv.get('trace'))}</td>"
+                f"<td class='num'>{_fmt(cv.get('max_stable_lr'))}</td>"
+                f"<td>{_e(cv.get('verdict', ''))}</td></tr>"
+            )
+    parts: list[str] = []
+    if lr_rows:
+        from matplotlib.figure import Figure
+
+        from goodfit.report.plots import figure_to_png
+
+        fig = Figure(figsize=(7.5, 3.6), layout="constrained")
+        ax = fig.add_subplot()
+        for name, lf in curves.items():
+            pts = [(x, y) for x, y in zip(lf["lrs"], lf["smoothed"], strict=False)
+                   if x is not None and y is not None]  # fmt: skip
+            if pts:
+                ax.plot(*zip(*pts, strict=True), label=name)
+        ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed loss",
+               title="LR range test (first fold, at initialization)")  # fmt: skip
+        ax.legend(fontsize=8)
+        parts.append("<h2>Learning-rate range test</h2>")
+        parts.append(_img(figure_to_png(fig), "LR range test per variant"))
+        parts.append(
+            "<table><tr><th>variant</th><th>suggested lr</th><th>reading (seed 000)</th></tr>"
+            + "".join(lr_rows) + "</table>"
+        )  # fmt: skip
+    if curv_rows:
+        parts.append(
+            "<h2>Curvature at the trained weights</h2><table><tr><th>variant</th>"
+            "<th>&lambda;<sub>max</sub></th><th>&lambda;<sub>min</sub></th><th>trace</th>"
+            "<th>largest stable lr (2/&lambda;<sub>max</sub>)</th><th>verdict</th></tr>"
+            + "".join(curv_rows) + "</table>"
+            '<p class="note">Hessian of the training loss (first fold, up to 1024 training '
+            "samples, eval mode); a negative &lambda;<sub>min</sub> beyond round-off means a "
+            "saddle point, not a minimum (seed 001).</p>"
+        )  # fmt: skip
+    return "\n".join(parts)
+
+
 def _gradient_section(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
     from goodfit.diagnose.gradient_flow import plot_gradient_flow
 
@@ -489,6 +546,7 @@ def render_report(results: Mapping[str, Any]) -> str:
         )
         out.append(_img(png, f"learning curves of {name}"))
     out.append(_gradient_section(results, a))
+    out.append(_lr_curvature_section(results))
     sched = results.get("schedule")
     if sched and sched.get("steps"):
         name = sched.get("name") or "learning-rate schedule"

@@ -126,7 +126,18 @@ class StudyConfig(BaseModel):
     baseline: str | None = None
     reference_error: float | None = Field(None, ge=0.0, le=1.0)
     gradient_flow: bool = True
+    lr_find: bool = False
+    curvature: bool = False
     workers: int = Field(1, ge=1)
+
+    def diagnostics(self) -> dict[str, bool]:
+        """Which per-run diagnoses to record (LR range test and curvature: first fold only)."""
+        return {
+            "gradient_flow": self.gradient_flow,
+            "lr_find": self.lr_find,
+            "curvature": self.curvature,
+        }
+
     variants: list[Variant] = Field(min_length=1)
 
 
@@ -246,7 +257,7 @@ def _run_one(
     split: tuple[Any, Any],
     run_dir: Path,
     progress: Any,
-    gradient_flow: bool,
+    diagnostics: dict[str, bool],
 ) -> dict[str, Any]:
     from goodfit.train.loop import evaluate
     from goodfit.train.run import atomic_write_text, run_config
@@ -255,7 +266,8 @@ def _run_one(
     cfg = cfg.model_copy(deep=True)
     cfg.checkpoint.enabled = False
     extra = []
-    if gradient_flow:
+    lr_found = _lr_find(cfg, prepared) if diagnostics["lr_find"] and fold == 0 else None
+    if diagnostics["gradient_flow"]:
         from goodfit.diagnose.gradient_flow import GradientFlowCallback
 
         extra.append(GradientFlowCallback())
@@ -281,6 +293,15 @@ def _run_one(
     }
     if extra:
         fold_result["gradient_flow"] = extra[0].to_dict()
+    if lr_found is not None:
+        fold_result["lr_find"] = lr_found
+    if diagnostics["curvature"] and fold == 0:
+        from goodfit.diagnose.curvature import curvature_report
+        from goodfit.train.loop import default_loss
+
+        X, y = prepared.train
+        report = curvature_report(model, default_loss(task), X[:1024], y[:1024], k=3)
+        fold_result["curvature"] = report.to_dict()
     from goodfit.train.history import History
 
     History(result.records).to_jsonl(run_dir / "history.jsonl")
@@ -293,7 +314,11 @@ def _worker_init(threads: int) -> None:
 
 
 def _worker_run(
-    cfg_data: dict[str, Any], fold: int, split: tuple[Any, Any], run_dir: str, gradient_flow: bool
+    cfg_data: dict[str, Any],
+    fold: int,
+    split: tuple[Any, Any],
+    run_dir: str,
+    diagnostics: dict[str, bool],
 ) -> dict[str, Any]:
     """One (variant, fold) run in a worker process (the dataset is loaded once per process)."""
     cfg = parse_config(cfg_data)
@@ -302,7 +327,7 @@ def _worker_run(
         from goodfit.build import load_raw_dataset
 
         _WORKER_DATA[key] = load_raw_dataset(cfg.data)
-    return _run_one(cfg, _WORKER_DATA[key], fold, split, Path(run_dir), False, gradient_flow)
+    return _run_one(cfg, _WORKER_DATA[key], fold, split, Path(run_dir), False, diagnostics)
 
 
 _WORKER_DATA: dict[str, Any] = {}
@@ -313,7 +338,7 @@ def _run_parallel(
     variants: dict[str, Config],
     splits: list[Any],
     out: Path,
-    gradient_flow: bool,
+    diagnostics: dict[str, bool],
     workers: int,
     finished: Any,
 ) -> None:
@@ -332,13 +357,32 @@ def _run_parallel(
                 fold,
                 splits[fold],
                 str(out / "runs" / name / f"fold{fold}"),
-                gradient_flow,
+                diagnostics,
             ): (name, fold)
             for name, fold in jobs
         }
         for future in as_completed(futures):
             name, fold = futures[future]
             finished(name, fold, future.result())
+
+
+def _lr_find(cfg: Config, prepared: Any) -> dict[str, Any]:
+    """The LR range test (seed 000's reading) on the run's model and optimizer at
+    initialization; the model and optimizer are rebuilt from the seed, so the run is unaffected."""
+    from goodfit.build import build_model, build_optimizer
+    from goodfit.diagnose.lr_find import lr_find
+    from goodfit.train.loop import seed_everything
+
+    seed_everything(cfg.train.seed)
+    ds = prepared.dataset
+    model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    result = lr_find(
+        model, prepared.train, optimizer=optimizer, batch_size=cfg.train.batch_size,
+        steps=100, seed=cfg.train.seed,
+    )  # fmt: skip
+    out = result.to_dict()
+    return {k: out[k] for k in ("suggestion", "reading", "lrs", "smoothed", "diverged_at")}
 
 
 def _json_safe(value: Any) -> Any:
@@ -451,11 +495,11 @@ def run_study(
                     fold,
                     _run_one(
                         variants[name], dataset, fold, splits[fold], run_dir, bar.inner,
-                        study.gradient_flow,
+                        study.diagnostics(),
                     ),
                 )  # fmt: skip
         else:
-            _run_parallel(jobs, variants, splits, out, study.gradient_flow, workers, finished)
+            _run_parallel(jobs, variants, splits, out, study.diagnostics(), workers, finished)
     for name in variants:
         for fold in range(len(splits)):
             done = out / "runs" / name / f"fold{fold}" / "summary.json"
