@@ -108,7 +108,7 @@ class Trainer:
     """Runs the loop of :func:`fit` and is what callbacks see.
 
     Attributes callbacks may read: ``model``, ``optimizer``, ``epoch`` (0-based, current),
-    ``step`` (optimizer steps done), ``batch_index``, ``loss`` (last batch's data loss),
+    ``step`` (optimizer steps done), ``batch_index``, ``loss`` (last batch's data loss, detached),
     ``history`` (:class:`History`), ``summary`` (dict written at the end), ``task``.
     """
 
@@ -347,10 +347,10 @@ class Trainer:
                     cb.on_after_backward(self)
                 optimizer.step()
             self.step += 1
-            self.loss = loss
+            self.loss = loss = loss.detach()
             for cb in after_step:
                 cb.on_after_step(self)
-            losses.append(loss.detach())
+            losses.append(loss)
             if pen is not None:
                 penalties.append(pen.detach())
             if classification:
