@@ -50,11 +50,10 @@ DEFAULT_STUDY: dict[str, Any] = {
     "data": {"name": "digits", "val_fraction": 0.15},
     "model": {"kind": "cnn2d", "channels": [16, 32], "hidden": [64], "kernel_size": 3},
     "optimizer": {"name": "adam", "lr": 3e-3},
-    "train": {"epochs": 20, "batch_size": 64, "seed": 0, "threads": 1},
+    "train": {"epochs": 20, "batch_size": 64, "seed": 0},
     "early_stopping": {"monitor": "val_loss", "patience": 4},
     "study": {
         "title": "digits: which regularization makes a small CNN fit well?",
-        "workers": 2,  # two runs at a time, one thread each: faster than one run on 2 threads
         "splits": {"kind": "stratified_kfold", "k": 5},
         "metric": "val_accuracy",
         "baseline": "baseline",
@@ -421,7 +420,7 @@ def run_study(
     (also written as ``results.json``, with ``report.html`` beside it).
 
     ``workers`` (default: the study's ``workers``, 1 unless set) runs that many (variant, fold)
-    runs at once in separate processes, each with
+    runs at once in separate processes (the study's progress bar only; no per-run bar), each with
     ``cores // workers`` torch threads; every run is seeded alone, so results match a serial
     study (up to the summation order of multithreaded kernels; identical in our CPU tests).
     """
