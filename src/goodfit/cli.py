@@ -54,6 +54,7 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """``goodfit train``: one config (or a run folder to resume) into a run folder."""
     from goodfit.train.run import run_config
 
     if args.resume:
@@ -105,6 +106,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
+    """``goodfit datasets``: the built-in datasets as a table (or JSON)."""
     from goodfit.data.datasets import describe_datasets
 
     rows = describe_datasets()
@@ -135,6 +137,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``goodfit`` command and its subcommands."""
     from goodfit import __version__
 
     parser = argparse.ArgumentParser(

@@ -62,6 +62,9 @@ class _Open(BaseModel):
 
 
 class DataConfig(_Strict):
+    """``[data]``: a built-in name or a .npz/.csv path, the validation holdout, standardization
+    (fitted on the training part only), the label column of a .csv, dataset options."""
+
     name: str = "digits"
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     standardize: bool = True
@@ -71,6 +74,9 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    """``[model]``: the builder (:mod:`goodfit.nn.models`) and its options, and ``init``
+    (a :mod:`goodfit.init` scheme or ``{scheme, gain, ...}``)."""
+
     kind: Literal["mlp", "cnn1d", "cnn2d", "auto"] = "auto"
     widths: list[int] = Field(default_factory=lambda: [128, 128])
     channels: list[int] = Field(default_factory=lambda: [32, 64])
@@ -94,6 +100,9 @@ class ModelConfig(_Strict):
 
 
 class OptimizerConfig(_Open):
+    """``[optimizer]``: ``name`` (goodfit, ``torch.<Class>`` or a second-order solver) with its
+    keyword arguments, or an explicit ``chain`` of transforms."""
+
     name: str = "adam"
     lr: float | None = Field(None, ge=0.0)
     chain: list[dict[str, Any]] | None = None
@@ -101,11 +110,16 @@ class OptimizerConfig(_Open):
 
 
 class ScheduleConfig(_Open):
+    """``[schedule]``: a :mod:`goodfit.schedules` name (or ``reduce_on_plateau``) with its
+    parameters, stepped per ``step`` or per ``epoch``."""
+
     name: str
     interval: Literal["step", "epoch"] = "step"
 
 
 class TrainConfig(_Strict):
+    """``[train]``: epochs, batch size, the one ``seed``, device, validation interval, threads."""
+
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1)
     seed: int = Field(0, ge=0)
@@ -116,6 +130,9 @@ class TrainConfig(_Strict):
 
 
 class EarlyStoppingConfig(_Strict):
+    """``[early_stopping]``: GBC Algorithm 7.1's monitor/patience, and ``algorithm`` 7.2 or 7.3
+    (seed 001) to use the validation part for training afterwards."""
+
     enabled: bool = True
     monitor: str = "val_loss"
     patience: int = Field(10, ge=1)
@@ -126,11 +143,15 @@ class EarlyStoppingConfig(_Strict):
 
 
 class CheckpointConfig(_Strict):
+    """``[checkpoint]``: atomic checkpoints every ``every`` epochs (exact resume)."""
+
     enabled: bool = True
     every: int = Field(1, ge=1)
 
 
 class Config(_Strict):
+    """A whole run: every section above (``study`` is validated by :mod:`goodfit.select.study`)."""
+
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

@@ -101,6 +101,8 @@ DEFAULT_STUDY: dict[str, Any] = {
 
 
 class Variant(BaseModel):
+    """One strategy of a study: a name (a folder name), a description, dotted overrides."""
+
     model_config = ConfigDict(extra="forbid")
     name: str
     description: str = ""
@@ -118,6 +120,8 @@ class Variant(BaseModel):
 
 
 class StudyConfig(BaseModel):
+    """The ``[study]`` table: splits, ranking metric, baseline, diagnoses, workers, variants."""
+
     model_config = ConfigDict(extra="forbid")
     title: str = "goodfit study"
     splits: dict[str, Any] = Field(default_factory=lambda: {"kind": "stratified_kfold", "k": 5})
@@ -540,6 +544,7 @@ def _check_resume(out: Path, data: dict[str, Any]) -> None:
 
 
 def read_toml_text(text: str) -> dict[str, Any]:
+    """Parse TOML text (to compare a saved study config with the current one)."""
     from goodfit.config import tomllib
 
     return tomllib.loads(text)

@@ -247,6 +247,7 @@ class Trainer:
         return bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
 
     def fit(self, train: Batch, val: Batch | None = None) -> History:
+        """Run the loop on ``train`` (validating on ``val``); see :func:`fit`."""
         X, y = train
         if len(X) != len(y):
             raise ValueError(f"train has {len(X)} inputs but {len(y)} targets")
