@@ -391,7 +391,15 @@ def test_run_one_trains_on_train_part_and_scores_held_out(tmp_path, monkeypatch,
     monkeypatch.setattr(run_mod, "run_config", spy)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    result = study_mod._run_one(cfg, ds, 0, split, run_dir, False, False)
+    result = study_mod._run_one(
+        cfg,
+        ds,
+        0,
+        split,
+        run_dir,
+        False,
+        {"gradient_flow": False, "lr_find": False, "curvature": False},
+    )
     expected, held_out = study_mod._fold_data(cfg, ds, split[0], split[1], cfg.train.seed + 0)
     prepared = seen["data"]
     assert torch.equal(prepared.train[0], expected.train[0])
