@@ -29,6 +29,7 @@ __all__ = [
     "build_penalty",
     "build_schedule",
     "call_with_config",
+    "check_buildable",
     "prepare_data",
 ]
 
@@ -506,3 +507,17 @@ def build_callbacks(
             )
         )
     return callbacks
+
+
+def check_buildable(cfg: Config, dataset: Any, has_val: bool = True) -> None:
+    """Build every part of ``cfg`` once on a throwaway model (model, optimizer, callbacks,
+    penalty, augmentation), so a bad key or value raises :class:`ConfigError` before anything is
+    trained or written. Draws from the global RNG: reseed afterwards."""
+    model = build_model(cfg.model, dataset.input_shape, dataset.num_outputs)
+    from goodfit import optim as gf_optim
+
+    if cfg.optimizer.name not in getattr(gf_optim, "SECOND_ORDER", {}):
+        build_optimizer(cfg.optimizer, model)
+        build_callbacks(cfg, model, 10, has_val, task=dataset.task)
+    build_penalty(cfg, model)
+    build_augment(cfg, dataset.input_shape, dataset.num_classes)

@@ -175,7 +175,7 @@ def prepare_study(
         raise ConfigError(
             f"{source}: study.baseline = {study.baseline!r} is not a variant; variants: {names}"
         )
-    from goodfit.build import load_raw_dataset
+    from goodfit.build import check_buildable, load_raw_dataset
 
     dataset = load_raw_dataset(base.data)
     from goodfit.data.splits import n_splits
@@ -193,28 +193,12 @@ def prepare_study(
         where = f"{source} (variant {v.name!r})"
         try:
             cfg = parse_config(apply_overrides(data, v.set), where)
-            _dry_build(cfg, dataset)
+            check_buildable(cfg, dataset)
         except ConfigError as err:
             msg = str(err)
             raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
         variants[v.name] = cfg
     return base, study, variants
-
-
-def _dry_build(cfg: Config, dataset: Any) -> None:
-    from goodfit.build import (
-        build_augment,
-        build_callbacks,
-        build_model,
-        build_optimizer,
-        build_penalty,
-    )
-
-    model = build_model(cfg.model, dataset.input_shape, dataset.num_outputs)
-    build_optimizer(cfg.optimizer, model)
-    build_callbacks(cfg, model, 10, True, task=dataset.task)
-    build_penalty(cfg, model)
-    build_augment(cfg, dataset.input_shape, dataset.num_classes)
 
 
 def _fold_data(cfg: Config, dataset: Any, fold_train: Any, fold_val: Any, seed: int) -> Any:

@@ -26,6 +26,7 @@ from goodfit.build import (
     build_optimizer,
     build_penalty,
     build_schedule,
+    check_buildable,
     prepare_data,
 )
 from goodfit.config import Config, config_to_toml
@@ -94,7 +95,7 @@ def summarize_history(records: list[dict[str, Any]], best_epoch: int | None) -> 
     return out
 
 
-def _prepare_out_dir(out_dir: Path, resume: bool) -> None:
+def _prepare_out_dir(out_dir: Path, resume: bool, create: bool = True) -> None:
     if resume:
         if not (out_dir / "checkpoints" / "last.pt").exists():
             raise ConfigError(
@@ -108,7 +109,8 @@ def _prepare_out_dir(out_dir: Path, resume: bool) -> None:
             f"output folder {out_dir} already holds a run; continue it with --resume {out_dir} "
             "or choose another --out"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if create:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
 
 def run_config(
@@ -129,9 +131,7 @@ def run_config(
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
-        _prepare_out_dir(out, resume)
-        if not resume:
-            atomic_write_text(out / "config.toml", config_to_toml(cfg.to_dict()))
+        _prepare_out_dir(out, resume, create=False)
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.device != "cpu":  # CPU kernels are deterministic already
@@ -140,6 +140,12 @@ def run_config(
     seed_everything(seed)
     prepared = data if data is not None else prepare_data(cfg.data, seed)
     ds = prepared.dataset
+    if out is not None:  # bad config values fail here, before the run folder is written
+        check_buildable(cfg, ds, prepared.val is not None)
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            atomic_write_text(out / "config.toml", config_to_toml(cfg.to_dict()))
+    seed_everything(seed)
     model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
     n_train = len(prepared.train[0])
     steps_per_epoch = max(1, math.ceil(n_train / cfg.train.batch_size))
