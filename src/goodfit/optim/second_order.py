@@ -229,6 +229,21 @@ def _cost(r: Tensor) -> float:
     return 0.5 * float(torch.dot(r, r))
 
 
+def _start_least_squares(
+    residuals: Callable[[Tensor], Tensor], x0: Any, jac: str, method: str, max_params: int
+) -> tuple[Any, Tensor, Tensor, float]:
+    """Shared start of Gauss-Newton and Levenberg-Marquardt: the checked start point, the
+    problem (size guard before and after the first residual), ``r(x0)`` and its cost."""
+    x = _as_x0(x0)
+    _check_dense(x.numel(), max_params, method)
+    prob = _LeastSquares(residuals, x, jac, method)
+    _check_dense(x.numel(), max_params, method, prob.m)
+    r = prob.r0
+    if not bool(torch.isfinite(r).all()):
+        raise ValueError(f"{method}: residuals are non-finite at x0; choose another start")
+    return prob, x, r, _cost(r)
+
+
 def levenberg_marquardt(
     residuals: Callable[[Tensor], Tensor],
     x0: Tensor | Sequence[float],
@@ -301,15 +316,7 @@ def levenberg_marquardt(
     if scaling not in ("marquardt", "identity"):
         raise ValueError(f"scaling must be 'marquardt' or 'identity', got {scaling!r}")
     method = "levenberg_marquardt"
-    x = _as_x0(x0)
-    n = x.numel()
-    _check_dense(n, max_params, method)
-    prob = _LeastSquares(residuals, x, jac, method)
-    _check_dense(n, max_params, method, prob.m)
-    r = prob.r0
-    if not bool(torch.isfinite(r).all()):
-        raise ValueError(f"{method}: residuals are non-finite at x0; choose another start")
-    cost = _cost(r)
+    prob, x, r, cost = _start_least_squares(residuals, x0, jac, method, max_params)
     history = [cost]
     records: list[dict[str, Any]] = []
     mu, nu = float(mu0), 2.0
@@ -412,15 +419,7 @@ def gauss_newton(
     if solver not in ("lstsq", "cholesky"):
         raise ValueError(f"solver must be 'lstsq' or 'cholesky', got {solver!r}")
     method = "gauss_newton"
-    x = _as_x0(x0)
-    n = x.numel()
-    _check_dense(n, max_params, method)
-    prob = _LeastSquares(residuals, x, jac, method)
-    _check_dense(n, max_params, method, prob.m)
-    r = prob.r0
-    if not bool(torch.isfinite(r).all()):
-        raise ValueError(f"{method}: residuals are non-finite at x0; choose another start")
-    cost = _cost(r)
+    prob, x, r, cost = _start_least_squares(residuals, x0, jac, method, max_params)
     history, records = [cost], []
     converged, message, it = False, "max_iter reached", 0
     while it < max_iter:
