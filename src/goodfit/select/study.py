@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from goodfit.config import Config, apply_overrides, config_to_toml, parse_config, read_toml
 from goodfit.errors import ConfigError
+from goodfit.train.history import History, json_safe
 
 __all__ = ["DEFAULT_STUDY", "StudyConfig", "Variant", "prepare_study", "run_study"]
 
@@ -289,10 +290,8 @@ def _run_one(
         X, y = prepared.train
         report = curvature_report(model, default_loss(task), X[:1024], y[:1024], k=3)
         fold_result["curvature"] = report.to_dict()
-    from goodfit.train.history import History
-
     History(result.records).to_jsonl(run_dir / "history.jsonl")
-    atomic_write_text(run_dir / "summary.json", json.dumps(_json_safe(fold_result)) + "\n")
+    atomic_write_text(run_dir / "summary.json", json.dumps(json_safe(fold_result)) + "\n")
     return fold_result
 
 
@@ -370,16 +369,6 @@ def _lr_find(cfg: Config, prepared: Any) -> dict[str, Any]:
     )  # fmt: skip
     out = result.to_dict()
     return {k: out[k] for k in ("suggestion", "reading", "lrs", "smoothed", "diverged_at")}
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _environment(device: str, wall: float) -> dict[str, Any]:
@@ -498,7 +487,7 @@ def run_study(
     from goodfit.report.html import analyze_results, write_report
 
     results["analysis"] = analyze_results(results)
-    atomic_write_text(out / "results.json", json.dumps(_json_safe(results), indent=1) + "\n")
+    atomic_write_text(out / "results.json", json.dumps(json_safe(results), indent=1) + "\n")
     write_report(results, out / "report.html")
     return results
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["History"]
+__all__ = ["History", "json_safe"]
 
 
 class History:
@@ -52,7 +52,7 @@ class History:
 
     def to_jsonl(self, path: str | Path) -> None:
         """Write one JSON object per line (non-finite floats become ``null``)."""
-        lines = [json.dumps(_jsonable(r), allow_nan=False) for r in self.records]
+        lines = [json.dumps(json_safe(r), allow_nan=False) for r in self.records]
         Path(path).write_text("\n".join(lines) + ("\n" if lines else ""))
 
     @classmethod
@@ -64,11 +64,12 @@ class History:
         return f"History({len(self)} epochs, keys={self.keys()})"
 
 
-def _jsonable(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats (at any depth) replaced by ``None``, for strict JSON."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [json_safe(v) for v in value]
     return value

@@ -32,7 +32,7 @@ from goodfit.build import (
 from goodfit.config import Config, config_to_toml
 from goodfit.errors import ConfigError
 from goodfit.train.checkpoint import _default_mode
-from goodfit.train.history import History
+from goodfit.train.history import History, json_safe
 from goodfit.train.loop import evaluate, fit, seed_everything
 
 __all__ = ["RunResult", "atomic_write_text", "run_config", "summarize_history"]
@@ -60,16 +60,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def summarize_history(records: list[dict[str, Any]], best_epoch: int | None) -> dict[str, Any]:
@@ -191,7 +181,7 @@ def run_config(
     summary["wall_seconds"] = time.perf_counter() - t0
     if out is not None:
         _save_model(model, out / "model.pt")
-        atomic_write_text(out / "summary.json", json.dumps(_json_safe(summary), indent=2) + "\n")
+        atomic_write_text(out / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")
     return RunResult(summary, model, records)
 
 
@@ -339,8 +329,6 @@ def _run_second_order(
         if records:
             records[-1].update(val)
     if out is not None:
-        from goodfit.train.history import History
-
         History(records).to_jsonl(out / "history.jsonl")
     summary = summarize_history(records, None)
     summary.update(
