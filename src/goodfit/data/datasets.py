@@ -74,12 +74,10 @@ Malformed data raises :class:`goodfit.errors.DataError` naming the file, array/c
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
 import random
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -404,22 +402,12 @@ def _mnist1d_arrays(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    from goodfit.atomic import atomic_write
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
     except OSError as exc:
         warnings.warn(f"cannot write cache {path}: {exc}; not caching", stacklevel=3)
-        return
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _mnist1d(name: str, seed: int, test_fraction: float, options: dict) -> _Raw:

@@ -577,9 +577,6 @@ def write_report(results: Mapping[str, Any], path: str | Path) -> Path:
     ``results`` follows the schema in the module docstring; ``results["analysis"]`` is used when
     present, else computed with :func:`analyze_results`. Returns the path written.
     """
-    path = Path(path)
-    text = render_report(results)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from goodfit.atomic import atomic_write_text
+
+    return atomic_write_text(path, render_report(results))

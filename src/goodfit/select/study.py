@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from goodfit.atomic import atomic_write_text
 from goodfit.config import Config, apply_overrides, config_to_toml, parse_config, read_toml
 from goodfit.errors import ConfigError
 from goodfit.train.history import History, json_safe
@@ -248,7 +249,7 @@ def _run_one(
     diagnostics: dict[str, bool],
 ) -> dict[str, Any]:
     from goodfit.train.loop import evaluate
-    from goodfit.train.run import atomic_write_text, run_config
+    from goodfit.train.run import run_config
 
     prepared, held_out = _fold_data(cfg, dataset, split[0], split[1], cfg.train.seed + fold)
     cfg = cfg.model_copy(deep=True)
@@ -420,8 +421,6 @@ def run_study(
     splits = make_splits(kind, dataset.n_train, y, seed=base.train.seed, **splits_cfg)
     metric = study.metric or ("val_accuracy" if dataset.task == "classification" else "val_loss")
     _check_resume(out, data)
-    from goodfit.train.run import atomic_write_text
-
     atomic_write_text(out / "study.toml", config_to_toml(data))
 
     results: dict[str, Any] = {

@@ -7,14 +7,14 @@ states of torch, NumPy and Python are stored as integer tensors for that reason.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from goodfit.atomic import atomic_write
 
 __all__ = ["capture_rng_state", "load_checkpoint", "restore_rng_state", "save_checkpoint"]
 
@@ -75,29 +75,7 @@ def save_checkpoint(
     """Write ``state`` to ``directory/name`` atomically: a temporary file in the same folder,
     flushed to disk, then renamed over the old checkpoint, so a kill at any moment leaves either
     the old or the new checkpoint, never a torn one."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / name
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-        os.chmod(tmp, _default_mode())
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def _default_mode() -> int:
-    """Permissions a plain ``open(path, "w")`` would give (0o666 minus the umask), since
-    ``mkstemp`` creates files readable by the owner only."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return atomic_write(Path(directory) / name, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

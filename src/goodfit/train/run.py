@@ -11,14 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from goodfit.atomic import atomic_write_text
 from goodfit.build import (
     build_augment,
     build_callbacks,
@@ -31,11 +30,10 @@ from goodfit.build import (
 )
 from goodfit.config import Config, config_to_toml
 from goodfit.errors import ConfigError
-from goodfit.train.checkpoint import _default_mode
 from goodfit.train.history import History, json_safe
 from goodfit.train.loop import evaluate, fit, seed_everything
 
-__all__ = ["RunResult", "atomic_write_text", "run_config", "summarize_history"]
+__all__ = ["RunResult", "run_config", "summarize_history"]
 
 
 @dataclasses.dataclass
@@ -46,20 +44,6 @@ class RunResult:
     summary: dict[str, Any]
     model: torch.nn.Module
     records: list[dict[str, Any]]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, _default_mode())
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def summarize_history(records: list[dict[str, Any]], best_epoch: int | None) -> dict[str, Any]:

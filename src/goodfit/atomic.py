@@ -1,0 +1,45 @@
+"""Atomic file writes: a temporary file in the target's folder, flushed to disk, then renamed
+over the target — a kill at any moment leaves the old file or the new one, never a torn one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_write", "atomic_write_text"]
+
+
+def _default_mode() -> int:
+    """Permissions a plain ``open(path, "w")`` would give (0o666 minus the umask), since
+    ``mkstemp`` creates files readable by the owner only."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(handle)`` on a temporary binary file beside ``path``, fsync it and rename it
+    to ``path`` (creating the folder). On any error the temporary file is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, _default_mode())
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    data = text.encode("utf-8")
+    return atomic_write(path, lambda handle: handle.write(data))
