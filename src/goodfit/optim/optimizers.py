@@ -7,6 +7,7 @@ keyword away (``eps_inside``, ``bias_correction``, ``momentum_decay=None``, ...)
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -87,11 +88,14 @@ class Optimizer(torch.optim.Optimizer):
         The update rule, e.g. ``chain(scale_by_adam(), scale_by_lr(1e-3))``.
     compiled : bool
         Run each group's whole update (transform chain + parameter update) under
-        ``torch.compile``, which fuses the element-wise chain into one loop per tensor (the
-        ``fused=True`` of torch). The first two steps pay the compilation (tens of seconds on a
-        small CPU; ``t`` becomes symbolic at step 2). ``lr`` enters as a 0-d tensor, so torch
-        ``lr_scheduler``s do not recompile; a schedule *callable* inside ``scale_by_lr`` does
-        (use a torch scheduler with ``compiled=True``). Default ``False``: the eager path runs
+        ``torch.compile``: inductor fuses the element-wise chain into one loop per tensor (what
+        ``fused=True`` is in torch), and the per-step scalars (``lr``, bias corrections) enter
+        as 0-d tensors computed once per step, so changing them (torch ``lr_scheduler``s) does
+        not recompile. The first step pays the compilation (5-40 s on a small CPU; once more at
+        step 2 for rules that branch on ``t == 1``, e.g. momentum); a schedule *callable*
+        inside ``scale_by_lr`` recompiles every step (use a torch scheduler instead). Each
+        optimizer compiles its own copy of the update, so many compiled optimizers in one
+        process (a study) all stay compiled. Default ``False``: the eager path runs
         element-wise chains slice by slice (cache-sized slices of the parameter list, each
         through the whole chain), which on CPU beats torch's single-tensor loop.
     **defaults
@@ -123,7 +127,13 @@ class Optimizer(torch.optim.Optimizer):
         self.transform = transform
         self._list_keys = tuple(k for k, v in transform.init([]).items() if isinstance(v, list))
         self.compiled = bool(compiled)
-        self._core = torch.compile(_update_and_apply) if compiled else None
+        # inputs' sizes and strides are already guarded by dynamo; skip inductor's re-checks
+        # (one Python call per tensor per step)
+        self._core = (
+            torch.compile(_own_copy(_update_and_apply), options={"size_asserts": False})
+            if compiled
+            else None
+        )
         super().__init__(params, hp)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -189,7 +199,8 @@ class Optimizer(torch.optim.Optimizer):
             if isinstance(hp.get("lr"), (int, float)):
                 # a 0-d tensor, so that a changing lr (torch lr_scheduler) does not recompile
                 hp["lr"] = torch.tensor(float(hp["lr"]), dtype=torch.float64)
-            self._core(self.transform, grads, st, params, hp, t)
+            step_tensor = torch.tensor(float(t), dtype=torch.float64)
+            self._core(self.transform, grads, st, params, hp, t, step_tensor)
             group.update({k: v for k, v in hp.items() if not isinstance(v, Tensor)})
         new = {"step": t}
         for k, v in st.items():
@@ -214,8 +225,15 @@ def _chunks(params: list[Tensor]) -> list[tuple[int, int]]:
     return out
 
 
-def _update_and_apply(tx, grads, st, params, group, t) -> None:
-    ctx = Context(group, t)
+def _own_copy(fn: Callable) -> Callable:
+    """``fn`` with a code object of its own: dynamo keeps compiled variants per code object and
+    falls back to eager after ``recompile_limit`` (8) of them, so optimizers sharing one function
+    would silently stop being compiled after the eighth."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__)
+
+
+def _update_and_apply(tx, grads, st, params, group, t, step_tensor=None) -> None:
+    ctx = Context(group, t, step_tensor)
     updates = tx.update(grads, st, params, ctx)
     apply_updates(params, updates, ctx)
 

@@ -25,6 +25,7 @@ from goodfit.optim.transforms import (
     _writable,
     _zeros,
     materialize,
+    realize_scalar,
     validate_hyperparams,
 )
 
@@ -189,17 +190,24 @@ def heavy_ball_momentum(momentum: float = 0.9) -> GradientTransformation:
 
 
 # ------------------------------------------------------------------------------ adaptive
-def _denominator(acc: list[Tensor], eps: float, eps_inside: bool, div: float = 1.0) -> list[Tensor]:
-    """``sqrt(acc/div) + eps`` (eps outside, torch) or ``sqrt(acc/div + eps)`` (eps inside)."""
+def _denominator(
+    acc: list[Tensor], eps: float, eps_inside: bool, div: float | Tensor = 1.0
+) -> list[Tensor]:
+    """``sqrt(acc/div) + eps`` (eps outside, torch) or ``sqrt(acc/div + eps)`` (eps inside).
+
+    ``div`` is a float, or a 0-d tensor on the compiled path.
+    """
+    scaled = isinstance(div, Tensor) or div != 1.0
     if eps_inside:
-        d = _fe._foreach_div(acc, div) if div != 1.0 else _fe._foreach_add(acc, eps)
-        if div != 1.0:
+        d = _fe._foreach_div(acc, div) if scaled else _fe._foreach_add(acc, eps)
+        if scaled:
             _fe._foreach_add_(d, eps)
         _fe._foreach_sqrt_(d)
         return d
     d = _fe._foreach_sqrt(acc)
-    if div != 1.0:
-        _fe._foreach_div_(d, math.sqrt(div))
+    if scaled:
+        root = realize_scalar(div.sqrt()) if isinstance(div, Tensor) else math.sqrt(div)
+        _fe._foreach_div_(d, root)
     _fe._foreach_add_(d, eps)
     return d
 
@@ -345,10 +353,9 @@ def scale_by_adam(
         if amsgrad:
             _fe._foreach_maximum_(s["vmax"], v)
             acc = s["vmax"]
-        t = ctx.step
         if bias_correction:
-            ctx.denom = _denominator(acc, e, eps_inside, 1.0 - beta2**t)
-            ctx.scale *= 1.0 / (1.0 - beta1**t)
+            ctx.denom = _denominator(acc, e, eps_inside, 1.0 - ctx.power(beta2))
+            ctx.scale *= 1.0 / (1.0 - ctx.power(beta1))
         else:
             ctx.denom = _denominator(acc, e, eps_inside)
         ctx.owned = False
@@ -381,7 +388,7 @@ def scale_by_adamax(
         _fe._foreach_add_(a, e)
         _fe._foreach_maximum_(inf, a)
         ctx.denom = inf
-        ctx.scale *= 1.0 / (1.0 - beta1**ctx.step)
+        ctx.scale *= 1.0 / (1.0 - ctx.power(beta1))
         ctx.owned = False
         return m
 
@@ -425,7 +432,7 @@ def scale_by_nadam(
         _fe._foreach_mul_(v, beta2)
         _fe._foreach_addcmul_(v, g, g, 1.0 - beta2)
         if psi is None:
-            bc1 = 1.0 - beta1**t
+            bc1 = 1.0 - ctx.power(beta1)
             cg, cm = (1.0 - beta1) / bc1, beta1 / bc1
         else:
             mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * psi))
@@ -436,7 +443,7 @@ def scale_by_nadam(
             cg, cm = (1.0 - mu) / (1.0 - prod), mu_next / (1.0 - prod * mu_next)
         num = _fe._foreach_mul(g, cg)
         _fe._foreach_add_(num, m, alpha=cm)
-        ctx.denom = _denominator(v, e, eps_inside, 1.0 - beta2**t)
+        ctx.denom = _denominator(v, e, eps_inside, 1.0 - ctx.power(beta2))
         ctx.owned = True
         return num
 
