@@ -227,6 +227,20 @@ def test_chain_of_transforms_from_config(tmp_path):
     assert records(out)[0]["lr"] == 0.01 and status == 0
 
 
+def test_compiled_optimizer_from_config(tmp_path):
+    """``compiled = true`` reaches the optimizer for a named optimizer and for a chain, and a
+    compiled Adam trains through ``goodfit train`` to the eager run's numbers (float32)."""
+    chain = [{"name": "scale_by_adam"}, {"name": "scale_by_lr", "lr": 0.01}]
+    for table in ({"name": "adam", "compiled": True}, {"chain": chain, "compiled": True}):
+        cfg = config({"optimizer": {"lr": None, **table}})
+        assert build_optimizer(cfg.optimizer, model_for(cfg)).compiled is True
+    eager = assert_trained(*train(tmp_path, {"optimizer": {"name": "adam"}}, name="eager"))
+    comp = assert_trained(
+        *train(tmp_path, {"optimizer": {"name": "adam", "compiled": True}}, name="compiled")
+    )
+    assert comp[0]["train_loss"] == pytest.approx(eager[0]["train_loss"], rel=1e-4)
+
+
 def test_torch_optimizer_by_name(tmp_path):
     cfg = config({"optimizer": {"name": "torch.SGD", "lr": 0.1, "momentum": 0.9}})
     opt = build_optimizer(cfg.optimizer, model_for(cfg))
@@ -287,8 +301,21 @@ def test_chain_with_decayed_weights_leaves_out_biases():
             ["chain[1]", "'scale_by_lrr'", "scale_by_lr"],
         ),
         ({"chain": [{"name": "scale_by_adam", "beta1": 0.9}]}, ["chain", "beta1"]),
+        ({"name": "adam", "compiled": "yes"}, ["[optimizer]", "compiled", "'yes'"]),
+        ({"chain": [{"name": "scale_by_adam"}], "compiled": 1}, ["[optimizer]", "compiled", "1"]),
     ],
-    ids=["name", "key", "lr", "b1", "b2", "momentum", "transform", "transform_key"],
+    ids=[
+        "name",
+        "key",
+        "lr",
+        "b1",
+        "b2",
+        "momentum",
+        "transform",
+        "transform_key",
+        "compiled",
+        "chain_compiled",
+    ],
 )
 def test_bad_optimizer_config_exits_2(tmp_path, capsys, optimizer, needles):
     status, _ = train(tmp_path, {"optimizer": {"lr": None, **optimizer}})

@@ -272,6 +272,7 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optim
         return param_groups(model, cfg.no_decay_for_bias_and_norm and bool(weight_decay))
 
     if cfg.chain is not None:
+        compiled = kwargs.pop("compiled", False)
         if kwargs:
             raise ConfigError(
                 f"[optimizer] with a chain, give hyperparameters inside the chain's transforms; "
@@ -280,7 +281,13 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optim
         transform = call_with_config("optimizer.chain", gf_optim.chain_from_spec, cfg.chain)
         weight_decay = transform.hyperparams.get("weight_decay", 0.0)
         decay_groups = cfg.no_decay_for_bias_and_norm and bool(weight_decay)
-        return gf_optim.Optimizer(param_groups(model, decay_groups), transform)
+        return call_with_config(
+            "optimizer",
+            gf_optim.Optimizer,
+            param_groups(model, decay_groups),
+            transform,
+            compiled=compiled,
+        )
     name = cfg.name
     registry = getattr(gf_optim, "OPTIMIZERS", {})
     second_order = getattr(gf_optim, "SECOND_ORDER", {})

@@ -121,12 +121,14 @@ class Optimizer(torch.optim.Optimizer):
             raise TypeError(
                 f"transform must be a GradientTransformation, got {type(transform).__name__}"
             )
+        if not isinstance(compiled, bool):
+            raise ValueError(f"compiled must be True or False, got {compiled!r}")
         hp = dict(transform.hyperparams)
         hp.update(defaults)
         validate_hyperparams(hp)
         self.transform = transform
         self._list_keys = tuple(k for k, v in transform.init([]).items() if isinstance(v, list))
-        self.compiled = bool(compiled)
+        self.compiled = compiled
         # inputs' sizes and strides are already guarded by dynamo; skip inductor's re-checks
         # (one Python call per tensor per step)
         self._core = (
