@@ -32,6 +32,7 @@ from goodfit.nn.dropout import (
 # at most ~1000 elements P(max |z| > 5.5) <= 1000 * 3.8e-8 < 1e-4, so Z_MAX = 5.5 does not flake,
 # while a wrong scale (e.g. a missing 1/(1-p)) gives |z| in the hundreds.
 Z_MAX = 5.5
+TIGHT = {"rtol": 1e-10, "atol": 1e-10}  # float64, same formula up to summation order
 
 
 @pytest.fixture(autouse=True)
@@ -254,15 +255,95 @@ def test_dropconnect_linear_expectation_and_eval(scale):
     assert _max_z(draws, ev) < Z_MAX
 
 
-def test_dropconnect_linear_train_mask_on_weights():
+@pytest.mark.parametrize("scale", ["inverted", "classic"])
+def test_dropconnect_train_mask_on_weights_reused_in_backward(scale):
+    # one mask M = keep_mask(W.shape, p) per call (same seed -> same mask); the layer computes
+    # f((M / c) * W, x) and its weight gradient is grad_W = grad_(M W / c) * M / c with the
+    # SAME mask (no redraw in backward); c = 1 - p (inverted) or 1 (classic)
+    p = 0.3
+    c = 1 - p if scale == "inverted" else 1.0
     torch.manual_seed(14)
-    layer = DropConnectLinear(6, 4, p=0.5).double()
-    x = torch.randn(3, 6, dtype=torch.float64)
-    torch.manual_seed(15)
-    y = layer(x)
-    torch.manual_seed(15)
-    m = torch.empty_like(layer.weight).bernoulli_(0.5) / 0.5
-    torch.testing.assert_close(y, x @ (layer.weight * m).T + layer.bias)
+    lin = DropConnectLinear(40, 30, p=p, scale=scale).double()
+    conv = DropConnectConv2d(3, 4, 3, padding=1, p=p, scale=scale).double()
+    for layer, x, f in (
+        (lin, torch.randn(5, 40, dtype=torch.float64), F.linear),
+        (
+            conv,
+            torch.randn(2, 3, 6, 6, dtype=torch.float64),
+            lambda a, w, b: F.conv2d(a, w, b, 1, 1),
+        ),
+    ):
+        x.requires_grad_()
+        torch.manual_seed(15)
+        y = layer(x)
+        torch.manual_seed(15)
+        m = GF.keep_mask(layer.weight.shape, p, dtype=torch.float64)
+        assert set(m.unique().tolist()) == {0.0, 1.0}
+        w_ref = (layer.weight.detach() * m / c).requires_grad_()
+        x_ref = x.detach().clone().requires_grad_()
+        b_ref = layer.bias.detach().clone().requires_grad_()
+        y_ref = f(x_ref, w_ref, b_ref)
+        torch.testing.assert_close(y, y_ref, **TIGHT)
+        g = torch.randn_like(y)
+        y.backward(g)
+        y_ref.backward(g)
+        torch.testing.assert_close(layer.weight.grad, w_ref.grad * m / c, **TIGHT)
+        torch.testing.assert_close(x.grad, x_ref.grad, **TIGHT)
+        torch.testing.assert_close(layer.bias.grad, b_ref.grad, **TIGHT)
+        torch.manual_seed(16)
+        y2 = layer(x)
+        assert not torch.equal(y, y2)  # a fresh mask on the next call
+
+
+# --------------------------------------------------------------------------------------------------
+# keep_mask: the Bernoulli weight mask of DropConnect
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("p", [0.3, 0.5, 0.0, 1.0 - 1e-12, 0.9])
+def test_keep_mask_transcription(p):
+    # keep iff U >= t, t = round(p 2^32), U = 2^24 b + r: b a uniform byte (8 per 64-bit draw),
+    # r (uniform on [0, 2^24)) drawn after all bytes, only where b == t // 2^24, in order
+    shape = (128, 51)  # 6528 entries, not a multiple of 8
+    n = 128 * 51
+    torch.manual_seed(22)
+    got = GF.keep_mask(shape, p, dtype=torch.float64)
+    assert got.shape == shape and got.dtype == torch.float64
+    t = round(p * 2**32)
+    if t >= 2**32:
+        assert not got.any()
+        return
+    torch.manual_seed(22)
+    words = torch.empty((n + 7) // 8, dtype=torch.int64).random_(-(2**63), None)
+    # the 8 bytes of each 64-bit word, least significant first (the little-endian uint8 view)
+    b = [(w >> (8 * k)) & 0xFF for w in words.tolist() for k in range(8)][:n]
+    ties = [i for i, v in enumerate(b) if v == t >> 24] if t % 2**24 else []
+    low = torch.empty(len(ties), dtype=torch.int32).random_(0, 2**24).tolist()
+    r = dict(zip(ties, low, strict=True))
+    ref = [1.0 if (b[i] << 24) + r.get(i, 0) >= t else 0.0 for i in range(n)]
+    if p in (0.3, 0.9):  # the refinement path is exercised, with both outcomes
+        assert {ref[i] for i in ties} == {0.0, 1.0}
+    assert got.flatten().tolist() == ref
+
+
+def test_keep_mask_statistics():
+    # P(drop) = round(p 2^32) / 2^32 = p up to 2^-33. Over n entries the drop fraction has sd
+    # sqrt(p (1 - p) / n); |z| < Z_MAX overall and for each of the 8 byte lanes of the 64-bit
+    # draws (a lane with fewer random bits, e.g. a sign bit, would be off by > 0.1 = 100 sd).
+    p, n = 0.3, 1 << 21
+    torch.manual_seed(23)
+    drop = 1.0 - GF.keep_mask((n,), p, dtype=torch.float64)
+    sd = math.sqrt(p * (1 - p) / n)
+    assert abs(drop.mean().item() - p) / sd < Z_MAX
+    lanes = drop.view(-1, 8).mean(0)
+    assert ((lanes - p).abs() / (sd * math.sqrt(8))).max().item() < Z_MAX
+    # neighbouring entries are independent: P(both dropped) = p^2
+    both = (drop[0::2] * drop[1::2]).mean().item()
+    sd2 = math.sqrt(p * p * (1 - p * p) / (n // 2))
+    assert abs(both - p * p) / sd2 < Z_MAX
+    # same seed -> same mask; float32 by default
+    torch.manual_seed(24)
+    a = GF.keep_mask((7, 9), p)
+    torch.manual_seed(24)
+    assert a.dtype == torch.float32 and torch.equal(a, GF.keep_mask((7, 9), p))
 
 
 def test_dropconnect_moment_matching_transcription_and_accuracy():

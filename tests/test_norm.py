@@ -196,6 +196,77 @@ def test_gradcheck_switchable_norm(training):
     assert gradcheck(f, (x, sn.mean_weight, sn.var_weight, sn.weight, sn.bias))
 
 
+def _sn_reference(x, mw, vw, w, b, rm, rv, training, components, eps=1e-5):
+    # plain autograd transcription: y = gamma (x - sum w_k mu_k) / sqrt(sum w'_k var_k + eps) + beta
+    sp = tuple(range(2, x.dim()))
+    stats = {
+        "in": (sp, None),
+        "ln": ((1, *sp), None),
+        "bn": ((0, *sp), None if training else (rm, rv)),
+    }
+    view = (1, -1) + (1,) * len(sp)
+    wm, wv = torch.softmax(mw, 0), torch.softmax(vw, 0)
+    mean = var = 0.0
+    for k, comp in enumerate(components):
+        dims, running = stats[comp]
+        if running is None:
+            mu = x.mean(dims, keepdim=True)
+            v = ((x - mu) ** 2).mean(dims, keepdim=True)
+        else:
+            mu, v = running[0].view(view), running[1].view(view)
+        mean = mean + wm[k] * mu
+        var = var + wv[k] * v
+    y = (x - mean) / (var + eps).sqrt()
+    return y if w is None else y * w.view(view) + b.view(view)
+
+
+@pytest.mark.parametrize(
+    ("dims", "components", "affine"),
+    [(1, ("in", "ln", "bn"), True), (2, ("in", "ln", "bn"), True), (3, ("in", "ln", "bn"), True),
+     (2, ("in", "bn"), False), (2, ("ln",), True)],
+)  # fmt: skip
+@pytest.mark.parametrize("training", [True, False])
+def test_switchable_norm_backward_equals_autograd_of_formula(dims, components, affine, training):
+    # the hand-written backward (fused per-(n, c) sums of g and g x) against autograd through the
+    # formula, float64; non-contiguous x and g (channels-last / transposed) included
+    torch.manual_seed(11)
+    c = 4
+    sn = SwitchableNorm(c, dims=dims, components=components, affine=affine).double()
+    sn.train(training)
+    k = len(components)
+    with torch.no_grad():
+        sn.mean_weight.copy_(torch.linspace(-0.5, 0.4, k))
+        sn.var_weight.copy_(torch.linspace(0.3, -0.6, k))
+        if affine:
+            _affine(sn, c)
+        if sn.running_mean is not None:
+            sn.running_mean.copy_(torch.linspace(-0.3, 0.2, c))
+            sn.running_var.copy_(torch.linspace(0.6, 1.4, c))
+    rm, rv = (
+        (None, None)
+        if sn.running_mean is None
+        else (sn.running_mean.clone(), sn.running_var.clone())
+    )
+    shape = (3, c, *(5, 4, 3)[:dims])
+    x = (torch.randn(*reversed(shape), dtype=torch.float64) * 2 + 0.7).permute(
+        *reversed(range(len(shape)))
+    )  # non-contiguous
+    assert not x.is_contiguous()
+    x1 = x.detach().clone().requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    params = [sn.mean_weight, sn.var_weight] + ([sn.weight, sn.bias] if affine else [])
+    refs = [t.detach().clone().requires_grad_() for t in params]
+    y1 = sn(x1)
+    w_ref, b_ref = (refs[2], refs[3]) if affine else (None, None)
+    y2 = _sn_reference(x2, refs[0], refs[1], w_ref, b_ref, rm, rv, training, components)
+    torch.testing.assert_close(y1, y2, **TIGHT)
+    g = torch.randn(*reversed(shape), dtype=torch.float64).permute(*reversed(range(len(shape))))
+    grads1 = torch.autograd.grad(y1, [x1, *params], g)
+    grads2 = torch.autograd.grad(y2, [x2, *refs], g)
+    for g1, g2 in zip(grads1, grads2, strict=True):
+        torch.testing.assert_close(g1, g2, **TIGHT)
+
+
 def test_gradcheck_biased_var_batchnorm():
     bn = BiasedVarBatchNorm(3, dims=2).double()
     x = torch.randn(3, 3, 2, 2, dtype=torch.float64, requires_grad=True)

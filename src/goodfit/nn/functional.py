@@ -1,9 +1,10 @@
 """Functional twins of the dropout and normalization layers in :mod:`goodfit.nn`.
 
 Every function is pure given the global torch RNG: masks are drawn on the whole tensor at once
-(``bernoulli_`` / ``randn``), so the trainer's RNG checkpoint reproduces them exactly. Where torch
-has the operation (``F.dropout``, ``F.dropout2d``, ``F.alpha_dropout``, ``F.batch_norm``, ...) we
-call it; the functions below are what torch lacks.
+(``bernoulli_`` / ``randn``; DropConnect's weight masks by :func:`keep_mask`), so the trainer's
+RNG checkpoint reproduces them exactly. Where torch has the operation (``F.dropout``,
+``F.dropout2d``, ``F.alpha_dropout``, ``F.batch_norm``, ...) we call it; the functions below are
+what torch lacks.
 
 Convention: ``p`` is always the probability of *dropping* a unit (torch's convention). Seed 000
 writes the standard-dropout mask as ``m ~ Bernoulli(p)`` with 1 "with probability p" (p = keep),
@@ -29,6 +30,7 @@ __all__ = [
     "dropconnect_linear",
     "gaussian_dropout",
     "gaussian_dropout_std",
+    "keep_mask",
     "max_drop",
     "max_pool_dropout",
     "standardize_weight",
@@ -252,8 +254,48 @@ def max_drop(
 # --------------------------------------------------------------------------------------------------
 # DropConnect (Wan et al. 2013; seed 001 "Some Variations: DropConnect")
 # --------------------------------------------------------------------------------------------------
+def keep_mask(
+    shape: Sequence[int],
+    p: float,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Bernoulli keep-mask (1 = keep, 0 = drop) with drop probability ``p`` to 2^-32, cheaply.
+
+    Entry ``i`` is kept iff ``U_i >= t`` with ``t = round(p 2^32)`` and ``U_i`` a uniform
+    32-bit integer, so ``P(keep) = 1 - t / 2^32`` (``|P(drop) - p| <= 2^-33``; torch's float32
+    ``rand() >= p`` resolves 2^-24). ``U_i = 2^24 b_i + r_i`` is drawn lazily: one uniform byte
+    ``b_i`` per entry decides unless ``b_i == t // 2^24`` (probability 1/256), and only for those
+    entries are the 24 low bits ``r_i`` drawn. That is about 8 random bits per entry instead of
+    32, which matters on CPU, where generating the bits (mt19937) costs more than a matmul with
+    the masked weights. Deterministic given the global RNG state (checkpointed by the trainer).
+    """
+    n = math.prod(shape)
+    t = round(p * 2.0**32)
+    hi, lo = divmod(t, 1 << 24)
+    if hi > 255:  # p within 2^-33 of 1: everything is dropped
+        return torch.zeros(shape, dtype=dtype, device=device)
+    # full-range int64 draws are 64 uniform bits, i.e. 8 independent uniform bytes each
+    words = torch.empty((n + 7) // 8, dtype=torch.int64, device=device)
+    b = words.random_(-(2**63), None).view(torch.uint8)
+    keep = torch.empty(b.shape, dtype=dtype, device=device)
+    if lo == 0:  # t = 2^24 hi: the byte alone decides
+        return torch.ge(b, hi, out=keep)[:n].view(shape)
+    torch.gt(b, hi, out=keep)
+    tie = torch.eq(b, hi, out=torch.empty_like(b))
+    # locate the ~n/256 ties through the 8-byte words holding one (8x less data to scan)
+    tied_words = tie.view(torch.int64).nonzero().squeeze(1)
+    if tied_words.numel():
+        row, col = tie.view(-1, 8)[tied_words].nonzero(as_tuple=True)
+        pos = tied_words[row] * 8 + col
+        r = torch.empty(pos.shape, dtype=torch.int32, device=device).random_(0, 1 << 24)
+        keep[pos] = torch.ge(r, lo).to(dtype)
+    return keep[:n].view(shape)
+
+
 def _dropconnect(
-    op: Callable[[Tensor, Tensor], Tensor],
+    op: Callable[[Tensor, Tensor, Tensor | None], Tensor],
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
@@ -266,26 +308,25 @@ def _dropconnect(
 ) -> Tensor:
     c = (1.0 - p) if scale == "inverted" else 1.0  # the mask is M / c
     if training and p > 0.0:
-        if scale == "inverted":  # torch's fused W * M / (1 - p) (same mask draw as bernoulli_)
-            u = op(x, F.dropout(weight, p, True))
-        else:
-            u = op(x, weight * _bernoulli_keep(weight, p, weight.shape))
+        mask = keep_mask(weight.shape, p, dtype=weight.dtype, device=weight.device)
+        if c != 1.0:
+            mask.mul_(1.0 / c)
+        # autograd keeps the (scaled) mask for the weight gradient: grad_W = grad_(M W) * M / c
+        u = op(x, weight * mask, bias)
     elif inference == "mean" or p == 0.0:
         # E[M / c] W = ((1 - p) / c) W
-        u = op(x, weight * ((1.0 - p) / c)) if c == 1.0 else op(x, weight)
+        u = op(x, weight * ((1.0 - p) / c) if c == 1.0 else weight, bias)
     else:
         # moment matching (Wan et al. 2013, Alg. 2): u ~ N(mean, var) per unit, with
         # mean = ((1 - p)/c) W x and var = (p (1 - p) / c^2) (W*W)(x*x); average f over samples.
-        mean = op(x, weight) * ((1.0 - p) / c)
-        var = op(x * x, weight * weight) * (p * (1.0 - p) / (c * c))
+        mean = op(x, weight, None) * ((1.0 - p) / c)
+        var = op(x * x, weight * weight, None) * (p * (1.0 - p) / (c * c))
         if bias is not None:
             mean = mean + _bias_view(bias, mean)
         z = torch.randn((num_samples, *mean.shape), dtype=mean.dtype, device=mean.device)
         samples = z * var.clamp_min(0).sqrt() + mean
         f = activation if activation is not None else (lambda t: t)
         return f(samples).mean(0)
-    if bias is not None:
-        u = u + _bias_view(bias, u)
     return activation(u) if activation is not None else u
 
 
@@ -306,7 +347,9 @@ def dropconnect_linear(
     num_samples: int = 64,
 ) -> Tensor:
     """DropConnect linear layer (Wan et al. 2013): ``y = f((M * W) x + b)`` with a Bernoulli mask
-    on the weights (kept w.p. ``1 - p``), one mask per call (per mini-batch).
+    on the weights (kept w.p. ``1 - p``), one mask per call (per mini-batch), drawn by
+    :func:`keep_mask` (exact to 2^-32, ~8 random bits per weight) and reused by autograd for
+    the weight gradient ``grad_W = (g^T x) * M / c``.
 
     ``scale="inverted"`` trains with ``M / (1 - p)`` so the mean weight is ``W``; ``"classic"``
     trains with ``M`` and infers with ``(1 - p) W``. ``inference="mean"``: ``f(E[M] W x + b)``;
@@ -314,9 +357,8 @@ def dropconnect_linear(
     with ``Var[u] = p(1-p)/c^2 (W*W)(x*x)``, output ``mean_k f(u_k)`` over ``num_samples`` draws.
     """
     return _dropconnect(
-        lambda a, w: F.linear(a, w),
-        x, weight, bias, p, training, scale, inference, activation, num_samples,
-    )  # fmt: skip
+        F.linear, x, weight, bias, p, training, scale, inference, activation, num_samples
+    )
 
 
 def dropconnect_conv2d(
@@ -338,8 +380,8 @@ def dropconnect_conv2d(
     """DropConnect 2-D convolution: the Bernoulli mask is on the kernel weights (Wan et al. 2013,
     applied to a convolution); same scaling and inference options as :func:`dropconnect_linear`."""
 
-    def op(a: Tensor, w: Tensor) -> Tensor:
-        return F.conv2d(a, w, None, stride, padding, dilation, groups)
+    def op(a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+        return F.conv2d(a, w, b, stride, padding, dilation, groups)
 
     return _dropconnect(op, x, weight, bias, p, training, scale, inference, activation, num_samples)
 
@@ -451,17 +493,23 @@ def _sn_scale_shift(
 class _SwitchableNormFn(torch.autograd.Function):
     """Switchable Norm with a hand-written backward over the large tensor.
 
-    Forward: instance statistics (one reduction), the small per-(n, c) graph giving ``scale`` and
-    ``shift`` (kept for autograd), ``y = x * scale + shift``. Backward: ``A = sum g``,
-    ``B = sum g x`` per (n, c); autograd on the small graph gives the parameter gradients and
-    ``dL/dmu_in``, ``dL/dvar_in``; then ``dx = g scale + dmu/m + 2 dvar (x - mu)/m`` in two fused
-    passes (autograd through ``var_mean`` + ``addcmul`` needs about six).
+    The whole layer is a per-(n, c) affine map ``y = x * scale + shift`` whose coefficients come
+    from the instance statistics through a small (N, C) graph (layer and batch statistics are
+    pooled from the instance moments). Forward: one stable two-pass reduction per (n, c) row,
+    torch's batch-norm statistics kernel on the (1, N*C, m) view, then one ``addcmul``.
+    Backward: ``A = sum g`` and ``B = sum g x`` per (n, c) in one fused pass (torch's batch-norm
+    backward reduction on the same view, mean 0 and invstd 1); autograd on the small graph gives
+    the parameter gradients and ``dL/dmu_in``, ``dL/dvar_in``; then
+    ``dx = g scale + dmu/m + 2 dvar (x - mu)/m`` in two fused passes, as BatchNorm does.
     """
 
     @staticmethod
     def forward(ctx, x, small, mean_logits, var_logits, weight, bias):
-        red = tuple(range(2, x.dim()))
-        var_in, mean_in = torch.var_mean(x, dim=red, keepdim=True, correction=0)
+        n, c = x.shape[0], x.shape[1]
+        unit = (n, c) + (1,) * (x.dim() - 2)
+        # biased (1/m) variance and mean of every (n, c) row, mean first then sum (x - mean)^2
+        mean_in, var_in = torch.batch_norm_update_stats(x.reshape(1, n * c, -1), None, None, 0.0)
+        mean_in, var_in = mean_in.to(x.dtype).view(unit), var_in.to(x.dtype).view(unit)
         params = (mean_logits, var_logits, weight, bias)
         with torch.enable_grad():
             leaves = [var_in.requires_grad_(), mean_in.requires_grad_()]
@@ -479,13 +527,17 @@ class _SwitchableNormFn(torch.autograd.Function):
         n, c = x.shape[0], x.shape[1]
         m = x[0, 0].numel()
         unit = (n, c) + (1,) * (x.dim() - 2)
-        gsum = g.sum(tuple(range(2, x.dim())), keepdim=True)
-        gx_dot = torch.bmm(g.reshape(n * c, 1, m), x.reshape(n * c, m, 1)).view(unit)
+        # sum(g * (x - 0) * 1) and sum(g) per (n, c) row in one pass over g and x
+        zero = torch.zeros(n * c, dtype=x.dtype, device=x.device)
+        _, gx_dot, gsum = torch.ops.aten.native_batch_norm_backward(
+            g.reshape(1, n * c, m), x.reshape(1, n * c, m), None, None, None, zero,
+            torch.ones_like(zero), True, 0.0, [False, True, True],
+        )  # fmt: skip
         want = [t for t in leaves if t is not None]
         grads = torch.autograd.grad(
             (scale, shift),
             want,
-            (gx_dot.sum_to_size(scale.shape), gsum.sum_to_size(shift.shape)),
+            (gx_dot.view(unit).sum_to_size(scale.shape), gsum.view(unit).sum_to_size(shift.shape)),
             allow_unused=True,
             retain_graph=True,
         )
