@@ -58,7 +58,8 @@ def hvp_function(loss: Callable[[Tensor], Tensor], x: Tensor) -> Callable[[Tenso
 
     Reverse-over-reverse: ``vjp(grad(loss), x)`` gives ``v -> v^T H = H v`` (H symmetric);
     the gradient graph is built once and each product costs one backward pass.
-    Accepts a batch ``V`` of shape ``(k, n)`` too (``vmap`` over the rows).
+    Accepts a batch ``V`` of shape ``(k, n)`` too (``vmap`` over the rows). The product is
+    computed on ``x``'s device and returned on ``v``'s (CPU probe vectors for a CUDA model).
     """
     x = x.detach()
     g = grad(lambda z: loss(z).reshape(()))
@@ -72,8 +73,9 @@ def hvp_function(loss: Callable[[Tensor], Tensor], x: Tensor) -> Callable[[Tenso
     batched = vmap(hvp)
 
     def apply(v: Tensor) -> Tensor:
-        v = v.to(x.dtype)
-        return (hvp(v) if v.ndim == 1 else batched(v)).detach()
+        home = v.device
+        v = v.to(device=x.device, dtype=x.dtype)
+        return (hvp(v) if v.ndim == 1 else batched(v)).detach().to(home)
 
     return apply
 
@@ -265,7 +267,7 @@ def analyze_curvature(
 
     def hvp(v: Tensor) -> Tensor:
         count["n"] += 1 if v.ndim == 1 else v.shape[0]
-        return raw(v.to(x.dtype)).to(torch.float64)
+        return raw(v.to(x.dtype)).to(device="cpu", dtype=torch.float64)
 
     with torch.enable_grad():
         xg = x.clone().requires_grad_(True)

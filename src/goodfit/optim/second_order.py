@@ -767,6 +767,7 @@ def module_residuals(
     ``N x N`` residual).
     """
     x0, call = _module_caller(model, dtype)
+    X, y = X.to(x0.device), y.to(x0.device)  # data may sit on the CPU beside a CUDA model
     if dtype is not None:
         X = X.to(dtype) if X.is_floating_point() else X
         y = y.to(dtype)
@@ -797,6 +798,7 @@ def module_loss(
     Returns ``(loss, x0)``; see :func:`module_residuals` for ``dtype``.
     """
     x0, call = _module_caller(model, dtype)
+    X, y = X.to(x0.device), y.to(x0.device)
     if dtype is not None:
         X = X.to(dtype) if X.is_floating_point() else X
         y = y.to(dtype) if y.is_floating_point() else y

@@ -82,16 +82,20 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean loss (and accuracy for classification) of ``model`` on ``(X, y)`` in eval mode.
 
+    Batches are moved to the model's device (data may stay on the CPU for a CUDA model).
     Returns e.g. ``{"val_loss": 0.12, "val_accuracy": 0.97}`` for ``prefix="val_"``.
     """
     task = task or infer_task(y)
     loss_fn = loss_fn or default_loss(task)
+    first = next(model.parameters(), None)
+    device = X.device if first is None else first.device
     was_training = model.training
     model.eval()
     try:
         total, correct, n = 0.0, 0, len(X)
         for start in range(0, n, batch_size):
-            xb, yb = X[start : start + batch_size], y[start : start + batch_size]
+            xb = X[start : start + batch_size].to(device)
+            yb = y[start : start + batch_size].to(device)
             out = model(xb)
             total += float(loss_fn(out, yb)) * len(xb)
             if task == "classification":
