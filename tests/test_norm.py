@@ -226,9 +226,17 @@ def _sn_reference(x, mw, vw, w, b, rm, rv, training, components, eps=1e-5):
      (2, ("in", "bn"), False), (2, ("ln",), True)],
 )  # fmt: skip
 @pytest.mark.parametrize("training", [True, False])
-def test_switchable_norm_backward_equals_autograd_of_formula(dims, components, affine, training):
+@pytest.mark.parametrize("fused", [True, False], ids=["cpu_kernels", "generic"])
+def test_switchable_norm_backward_equals_autograd_of_formula(
+    dims, components, affine, training, fused, monkeypatch
+):
     # the hand-written backward (fused per-(n, c) sums of g and g x) against autograd through the
-    # formula, float64; non-contiguous x and g (channels-last / transposed) included
+    # formula, float64; non-contiguous x and g (channels-last / transposed) included. Both ways
+    # of taking the per-(n, c) sums: torch's CPU batch-norm kernels, and the generic
+    # var_mean/sum/bmm that other devices use.
+    import goodfit.nn.functional as gf_functional
+
+    monkeypatch.setattr(gf_functional, "_fused_row_kernels", lambda x: fused)
     torch.manual_seed(11)
     c = 4
     sn = SwitchableNorm(c, dims=dims, components=components, affine=affine).double()

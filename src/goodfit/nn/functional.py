@@ -490,6 +490,14 @@ def _sn_scale_shift(
     return scale, shift
 
 
+def _fused_row_kernels(x: Tensor) -> bool:
+    """Whether Switchable Norm takes its per-(n, c) sums from torch's CPU batch-norm kernels
+    (one pass each; measured 3.5x faster than ``var_mean`` on CPU). Other devices use
+    ``var_mean`` / ``sum`` / ``bmm`` (CUDA's batch-norm backward rejects the undefined weight
+    passed here, and the speed-up was only measured on CPU)."""
+    return x.device.type == "cpu"
+
+
 class _SwitchableNormFn(torch.autograd.Function):
     """Switchable Norm with a hand-written backward over the large tensor.
 
@@ -507,9 +515,14 @@ class _SwitchableNormFn(torch.autograd.Function):
     def forward(ctx, x, small, mean_logits, var_logits, weight, bias):
         n, c = x.shape[0], x.shape[1]
         unit = (n, c) + (1,) * (x.dim() - 2)
-        # biased (1/m) variance and mean of every (n, c) row, mean first then sum (x - mean)^2
-        mean_in, var_in = torch.batch_norm_update_stats(x.reshape(1, n * c, -1), None, None, 0.0)
-        mean_in, var_in = mean_in.to(x.dtype).view(unit), var_in.to(x.dtype).view(unit)
+        if _fused_row_kernels(x):
+            # biased (1/m) variance and mean of every (n, c) row, mean then sum (x - mean)^2
+            rows = x.reshape(1, n * c, -1)
+            mean_in, var_in = torch.batch_norm_update_stats(rows, None, None, 0.0)
+            mean_in, var_in = mean_in.to(x.dtype).view(unit), var_in.to(x.dtype).view(unit)
+        else:
+            red = tuple(range(2, x.dim()))
+            var_in, mean_in = torch.var_mean(x, dim=red, keepdim=True, correction=0)
         params = (mean_logits, var_logits, weight, bias)
         with torch.enable_grad():
             leaves = [var_in.requires_grad_(), mean_in.requires_grad_()]
@@ -527,12 +540,16 @@ class _SwitchableNormFn(torch.autograd.Function):
         n, c = x.shape[0], x.shape[1]
         m = x[0, 0].numel()
         unit = (n, c) + (1,) * (x.dim() - 2)
-        # sum(g * (x - 0) * 1) and sum(g) per (n, c) row in one pass over g and x
-        zero = torch.zeros(n * c, dtype=x.dtype, device=x.device)
-        _, gx_dot, gsum = torch.ops.aten.native_batch_norm_backward(
-            g.reshape(1, n * c, m), x.reshape(1, n * c, m), None, None, None, zero,
-            torch.ones_like(zero), True, 0.0, [False, True, True],
-        )  # fmt: skip
+        if _fused_row_kernels(x):
+            # sum(g * (x - 0) * 1) and sum(g) per (n, c) row in one pass over g and x
+            zero = torch.zeros(n * c, dtype=x.dtype, device=x.device)
+            _, gx_dot, gsum = torch.ops.aten.native_batch_norm_backward(
+                g.reshape(1, n * c, m), x.reshape(1, n * c, m), None, None, None, zero,
+                torch.ones_like(zero), True, 0.0, [False, True, True],
+            )  # fmt: skip
+        else:
+            gsum = g.sum(tuple(range(2, x.dim())))
+            gx_dot = torch.bmm(g.reshape(n * c, 1, m), x.reshape(n * c, m, 1))
         want = [t for t in leaves if t is not None]
         grads = torch.autograd.grad(
             (scale, shift),
