@@ -3,6 +3,7 @@ foreach, fused) on ~11.5M float32 parameters in 74 tensors (36 of 512x512, 36 of
 2 of 1024x1024), 2 threads, in one process.
 
 Run:  .venv/bin/python benchmarks/optimizer_step.py [--steps 10] [--no-compile] [--only adam]
+      [--device cuda]   (on a GPU: each step is timed between two device synchronizations)
 
 Each variant gets identical parameters and the same (shared, read-only) gradients; after
 warm-up (which includes torch.compile's compilation for the compiled path, reported
@@ -49,14 +50,18 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--no-compile", action="store_true", help="skip goodfit's compiled path")
     ap.add_argument("--only", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--device", default="cpu", help="cpu (2 threads) or cuda")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    if dev.type == "cpu":
+        torch.set_num_threads(2)
     gen = torch.Generator().manual_seed(0)
-    init = [torch.randn(s, generator=gen) * 0.1 for s in SHAPES]
-    grads = [torch.randn(s, generator=gen) * 0.01 for s in SHAPES]
+    init = [(torch.randn(s, generator=gen) * 0.1).to(dev) for s in SHAPES]
+    grads = [(torch.randn(s, generator=gen) * 0.01).to(dev) for s in SHAPES]
     n = sum(x.numel() for x in init)
-    nt = torch.get_num_threads()
-    print(f"{n / 1e6:.2f}M float32 parameters in {len(init)} tensors, {nt} threads")
+    where = f"{torch.get_num_threads()} threads" if dev.type == "cpu" else str(dev)
+    print(f"{n / 1e6:.2f}M float32 parameters in {len(init)} tensors, {where}")
     print(f"torch {torch.__version__}")
     header = f"{'optimizer':<13} {'implementation':<22} {'median ms':>10} {'vs torch single':>16} "
     header += f"{'vs torch fused':>15} {'GB/s':>7}"
@@ -77,8 +82,10 @@ def main() -> None:
             for p, g in zip(ps, grads, strict=True):
                 p.grad = g
             opt = make(ps, **kw)
+            sync()
             t0 = time.perf_counter()
             opt.step()
+            sync()
             first = time.perf_counter() - t0
             for _ in range(args.warmup):
                 opt.step()
@@ -88,8 +95,10 @@ def main() -> None:
         times = {label: [] for label in opts}
         for _ in range(args.steps):
             for label, opt in opts.items():
+                sync()
                 t0 = time.perf_counter()
                 opt.step()
+                sync()
                 times[label].append(time.perf_counter() - t0)
         med = {label: statistics.median(ts) for label, ts in times.items()}
         print()

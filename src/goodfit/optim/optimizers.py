@@ -96,8 +96,9 @@ class Optimizer(torch.optim.Optimizer):
         inside ``scale_by_lr`` recompiles every step (use a torch scheduler instead). Each
         optimizer compiles its own copy of the update, so many compiled optimizers in one
         process (a study) all stay compiled. Default ``False``: the eager path runs
-        element-wise chains slice by slice (cache-sized slices of the parameter list, each
-        through the whole chain), which on CPU beats torch's single-tensor loop.
+        element-wise chains with multi-tensor ops, on CPU slice by slice (cache-sized slices
+        of the parameter list, each through the whole chain), which beats torch's
+        single-tensor loop there.
     **defaults
         Extra group defaults (override ``transform.hyperparams``).
 
@@ -190,7 +191,8 @@ class Optimizer(torch.optim.Optimizer):
         st: dict[str, Any] = {k: v for k, v in scalars.items() if k != "step"}
         for k in self._list_keys:
             st[k] = [state[p][k] for p in params]
-        if self._core is None and self.transform.chunkable and len(params) > 1:
+        sliced = self.transform.chunkable and len(params) > 1 and params[0].device.type == "cpu"
+        if self._core is None and sliced:
             for a, b in _chunks(params):
                 sub = {k: (v[a:b] if k in self._list_keys else v) for k, v in st.items()}
                 _update_and_apply(self.transform, grads[a:b], sub, params[a:b], group, t)
