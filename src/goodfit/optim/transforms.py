@@ -24,7 +24,9 @@ the end, by a single fused ``addcdiv_``/``add_`` into the parameters (:func:`app
 ``chain(scale_by_adam(), scale_by_lr(1e-3))`` performs exactly the kernels of
 ``torch.optim.Adam``'s single-tensor step, with multi-tensor ``torch._foreach_*`` ops.
 
-Step counter: ``ctx.step`` is the 1-based index of the current step (``t`` in the notes).
+Step counter: ``ctx.step`` is the 1-based index of the current step (``t`` in the notes); rules
+take powers ``b^t`` (bias corrections) through ``ctx.power(b)``, which the compiled path turns
+into a scalar computed once per step instead of once per element.
 Hyperparameters: each transform lists its hyperparameters in ``hyperparams``; at update it reads
 ``ctx.group.get(name, default)``, so a torch param group (``goodfit.optim.Optimizer``) may
 override any of them per group (e.g. ``weight_decay=0`` for biases) and ``lr`` schedulers work.
