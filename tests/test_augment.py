@@ -414,6 +414,7 @@ def _rows_in(batch, pool):
 
 def test_fit_applies_pipeline_to_training_batches_only():
     from goodfit.train.loop import fit
+
     X, y = images(n=24, h=4, w=4), torch.arange(24) % 3
     Xv, yv = images(n=9, h=4, w=4, seed=1), torch.arange(9) % 3
     model = _Recorder(16, 3)
@@ -439,6 +440,7 @@ def test_fit_applies_pipeline_to_training_batches_only():
 
 def test_fit_trains_on_mixup_soft_targets():
     from goodfit.train.loop import fit
+
     X, y = images(n=32, h=4, w=4), torch.arange(32) % 4
     model = _Recorder(16, 4)
     pipe = A.AugmentPipeline([A.MixUp(alpha=0.4), A.CutMix(alpha=1.0, p=0.5)], num_classes=4)

@@ -190,6 +190,7 @@ def test_plot_is_png(tmp_path):
 
 def test_with_the_real_training_loop():
     from goodfit.train.loop import fit
+
     net = _net()
     x = torch.randn(64, 4, generator=torch.Generator().manual_seed(3))
     y = torch.randint(0, 3, (64,), generator=torch.Generator().manual_seed(4))
