@@ -433,6 +433,27 @@ def test_each_compiled_optimizer_owns_its_compiled_code():
     assert go.adam(ps)._core is None
 
 
+def test_a_chain_that_cannot_compile_into_one_graph_warns_and_runs_eagerly():
+    """Gradient noise draws from a generator, which dynamo cannot keep in one graph: the compiled
+    optimizer must say so and then give exactly the eager steps (never a split graph)."""
+    out = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        ps = [torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(2))]
+        tx = go.chain(go.add_noise(0.01), go.scale_by_lr(0.1))
+        opt = go.Optimizer(ps, tx, compiled=compiled)
+        for t in range(5):
+            for p in ps:
+                p.grad = torch.cos(p.detach() + t)
+            if compiled and t == 0:
+                with pytest.warns(UserWarning, match="does not compile into one graph"):
+                    opt.step()
+            else:
+                opt.step()
+        out.append(torch.cat([p.detach().flatten() for p in ps]))
+    assert torch.equal(out[0], out[1])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_every_named_optimizer_compiled_matches_torch(case):

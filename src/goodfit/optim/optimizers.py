@@ -8,6 +8,7 @@ keyword away (``eps_inside``, ``bias_correction``, ``momentum_decay=None``, ...)
 from __future__ import annotations
 
 import types
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -130,10 +131,13 @@ class Optimizer(torch.optim.Optimizer):
         self.transform = transform
         self._list_keys = tuple(k for k, v in transform.init([]).items() if isinstance(v, list))
         self.compiled = compiled
-        # inputs' sizes and strides are already guarded by dynamo; skip inductor's re-checks
-        # (one Python call per tensor per step)
+        # fullgraph: a graph break would compile the rest of a rule as its own frame, cached on
+        # code shared by every optimizer using that rule (seen to reuse a wrong graph); inputs'
+        # sizes and strides are guarded by dynamo, so inductor's per-tensor re-checks are skipped
         self._core = (
-            torch.compile(_own_copy(_update_and_apply), options={"size_asserts": False})
+            torch.compile(
+                _own_copy(_update_and_apply), fullgraph=True, options={"size_asserts": False}
+            )
             if compiled
             else None
         )
@@ -204,8 +208,18 @@ class Optimizer(torch.optim.Optimizer):
                 # a 0-d tensor, so that a changing lr (torch lr_scheduler) does not recompile
                 hp["lr"] = torch.tensor(float(hp["lr"]), dtype=torch.float64)
             step_tensor = torch.tensor(float(t), dtype=torch.float64)
-            self._core(self.transform, grads, st, params, hp, t, step_tensor)
-            group.update({k: v for k, v in hp.items() if not isinstance(v, Tensor)})
+            try:
+                self._core(self.transform, grads, st, params, hp, t, step_tensor)
+            except torch._dynamo.exc.Unsupported as exc:  # raised while tracing: nothing ran
+                warnings.warn(
+                    f"compiled=True: {self.transform!r} does not compile into one graph "
+                    f"({str(exc).splitlines()[0]}); this optimizer runs eagerly",
+                    stacklevel=3,
+                )
+                self._core = None
+                _update_and_apply(self.transform, grads, st, params, group, t)
+            else:
+                group.update({k: v for k, v in hp.items() if not isinstance(v, Tensor)})
         new = {"step": t}
         for k, v in st.items():
             if k not in self._list_keys:

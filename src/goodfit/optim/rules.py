@@ -22,10 +22,10 @@ from goodfit.optim.transforms import (
     _make,
     _no_state,
     _num,
+    _realize_scalar,
     _writable,
     _zeros,
     materialize,
-    realize_scalar,
     validate_hyperparams,
 )
 
@@ -206,7 +206,7 @@ def _denominator(
         return d
     d = _fe._foreach_sqrt(acc)
     if scaled:
-        root = realize_scalar(div.sqrt()) if isinstance(div, Tensor) else math.sqrt(div)
+        root = _realize_scalar(div.sqrt()) if isinstance(div, Tensor) else math.sqrt(div)
         _fe._foreach_div_(d, root)
     _fe._foreach_add_(d, eps)
     return d
@@ -439,7 +439,8 @@ def scale_by_nadam(
             mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
             prod_t = s["mu_product"] * mu
             s["mu_product"] = prod_t
-            prod = prod_t.item()
+            # a float as torch's NAdam (bit-exact eager path); a 0-d tensor when compiled
+            prod = prod_t if ctx.step_tensor is not None else prod_t.item()
             cg, cm = (1.0 - mu) / (1.0 - prod), mu_next / (1.0 - prod * mu_next)
         num = _fe._foreach_mul(g, cg)
         _fe._foreach_add_(num, m, alpha=cm)

@@ -49,7 +49,6 @@ __all__ = [
     "identity",
     "masked",
     "materialize",
-    "realize_scalar",
     "validate_hyperparams",
 ]
 
@@ -70,7 +69,7 @@ _LIB.impl("realize_scalar", lambda x: x.clone(), "CompositeExplicitAutograd")
 torch.library.register_fake("goodfit::realize_scalar", lambda x: torch.empty_like(x), lib=_LIB)
 
 
-def realize_scalar(x: float | Tensor) -> float | Tensor:
+def _realize_scalar(x: float | Tensor) -> float | Tensor:
     """``x`` itself for a Python number; for a 0-d tensor a copy computed once per call of a
     compiled update (never re-evaluated per element)."""
     if isinstance(x, Tensor):
@@ -118,7 +117,7 @@ class Context:
         """
         if self.step_tensor is None:
             return base**self.step
-        return realize_scalar(torch.pow(base, self.step_tensor))
+        return _realize_scalar(torch.pow(base, self.step_tensor))
 
 
 class GradientTransformation:
@@ -214,7 +213,7 @@ def _make(name, init, update, chunkable=True, **hp) -> GradientTransformation:
 def materialize(updates: list[Tensor], ctx: Context) -> list[Tensor]:
     """Apply the pending divisor and scale of ``ctx``; return owned, concrete updates."""
     if isinstance(ctx.scale, Tensor):
-        ctx.scale = realize_scalar(ctx.scale)
+        ctx.scale = _realize_scalar(ctx.scale)
     if ctx.denom is not None:
         out = _fe._foreach_div(updates, ctx.denom)
         if isinstance(ctx.scale, Tensor) or ctx.scale != 1.0:
@@ -248,7 +247,7 @@ def apply_updates(params: list[Tensor], updates: list[Tensor], ctx: Context | No
     with torch.no_grad():
         if ctx is not None and isinstance(ctx.scale, Tensor):
             # compiled path (0-d tensor lr): plain pointwise ops that inductor fuses per tensor
-            c = realize_scalar(ctx.scale)
+            c = _realize_scalar(ctx.scale)
             if ctx.denom is not None:
                 for p, u, d in zip(params, updates, ctx.denom, strict=True):
                     p.add_(u / d * c)
