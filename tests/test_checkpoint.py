@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import goodfit.train.checkpoint as ck
-from goodfit.train.callbacks import EarlyStopping
+from goodfit.train.early_stopping import EarlyStopping
 from goodfit.train.loop import fit
 
 

@@ -31,9 +31,9 @@ from goodfit.build import (
 )
 from goodfit.cli import main
 from goodfit.config import config_to_toml, parse_config
+from goodfit.hooks import Callback
 from goodfit.nn.dropout import DROPOUTS, POOL_DROPOUTS, make_dropout, make_pool_dropout
 from goodfit.nn.norm import NORMS, make_norm
-from goodfit.train.callbacks import Callback
 from goodfit.train.run import run_config
 
 #: moons: 800 training samples -> 640 train / 160 validation; batch 128 -> 5 steps per epoch

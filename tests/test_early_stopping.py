@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 import goodfit.train.loop as loop
-from goodfit.train.callbacks import Callback, EarlyStopping
+from goodfit.hooks import Callback
+from goodfit.train.early_stopping import EarlyStopping
 
 
 def algorithm_7_1(values, patience, min_delta=0.0, mode="min", max_evals=None):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from goodfit.errors import DivergenceError
-from goodfit.train.callbacks import HOOKS, Callback
+from goodfit.hooks import HOOKS, Callback
 from goodfit.train.checkpoint import load_checkpoint
 from goodfit.train.loop import evaluate, fit
 

@@ -9,7 +9,7 @@ import torch
 
 from goodfit import schedules as S
 from goodfit.errors import ConfigError
-from goodfit.train.callbacks import Callback
+from goodfit.hooks import Callback
 from goodfit.train.loop import fit
 from goodfit.train.schedule_callbacks import (
     ReduceLROnPlateau,

@@ -18,7 +18,8 @@ from torch import nn
 
 from goodfit.config import Config, DataConfig, ModelConfig, OptimizerConfig
 from goodfit.errors import ConfigError, DataError
-from goodfit.train.callbacks import Callback, EarlyStopping
+from goodfit.hooks import Callback
+from goodfit.train.early_stopping import EarlyStopping
 
 __all__ = [
     "PreparedData",

@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from goodfit.errors import ConfigError
+from goodfit.hooks import Callback
 from goodfit.regularize.selection import select_parameters
-from goodfit.train.callbacks import Callback
 
 __all__ = [
     "CONSTRAINTS",

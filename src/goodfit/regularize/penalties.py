@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from goodfit.hooks import Callback
 from goodfit.regularize.selection import _as_list, is_bias_or_norm, select_parameters
-from goodfit.train.callbacks import Callback
 
 __all__ = [
     "BasePenalty",

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from goodfit.hooks import Callback
 from goodfit.regularize.selection import select_parameters
-from goodfit.train.callbacks import Callback
 
 __all__ = ["SparsityCallback", "sparsity_report"]
 

@@ -223,8 +223,8 @@ def _run_meta(
     steps_per_epoch: int,
 ) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
     """GBC Algorithm 7.2 or 7.3 (``early_stopping.algorithm``); no mid-run checkpoints."""
-    from goodfit.select.early_stopping import algorithm_7_2, algorithm_7_3
-    from goodfit.train.callbacks import EarlyStopping
+    from goodfit.select.meta_early_stopping import algorithm_7_2, algorithm_7_3
+    from goodfit.train.early_stopping import EarlyStopping
 
     ds = prepared.dataset
     if prepared.val is None:

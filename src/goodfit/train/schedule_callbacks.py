@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from goodfit.errors import ConfigError
-from goodfit.train.callbacks import Callback
+from goodfit.hooks import Callback
 
 if TYPE_CHECKING:  # pragma: no cover
     from goodfit.train.loop import Trainer

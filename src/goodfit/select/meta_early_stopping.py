@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from goodfit.train.callbacks import Callback, EarlyStopping
+from goodfit.hooks import Callback
+from goodfit.train.early_stopping import EarlyStopping
 from goodfit.train.history import History
 from goodfit.train.loop import evaluate, fit, seed_everything
 
