@@ -303,35 +303,38 @@ def test_robbins_monro_recursive_form_is_summable_numerically():
 @pytest.mark.parametrize(
     "build,match",
     [
-        (lambda: S.constant(-1.0), "value must be >= 0"),
-        (lambda: S.inverse_time(-0.1, 0.1), "init_value must be >= 0"),
-        (lambda: S.inverse_time(0.1, -0.1), "decay_rate must be >= 0"),
+        (lambda: S.constant(-1.0), "value must be a finite number >= 0"),
+        (lambda: S.inverse_time(-0.1, 0.1), "init_value must be a finite number >= 0"),
+        (lambda: S.inverse_time(0.1, -0.1), "decay_rate must be a finite number >= 0"),
         (lambda: S.inverse_time(0.1, 0.1, tau_decay_steps=10), "recursive=True"),
         (lambda: S.inverse_time(0.1, 0.1, recursive=True, power=0.5), "power"),
-        (lambda: S.linear(0.1, -0.01, 100), "end_value must be >= 0"),
+        (lambda: S.linear(0.1, -0.01, 100), "end_value must be a finite number >= 0"),
         (lambda: S.linear(0.1, 0.01, 0), "transition_steps must be an integer >= 1"),
         (lambda: S.linear(0.1, 0.01, 10.5), "transition_steps must be an integer"),
         (lambda: S.exponential(0.1), "exactly one of decay_rate"),
         (lambda: S.exponential(0.1, decay_rate=0.9, alpha=0.1), "exactly one of decay_rate"),
-        (lambda: S.exponential(0.1, decay_rate=-0.9), "decay_rate must be > 0"),
+        (lambda: S.exponential(0.1, decay_rate=-0.9), "decay_rate must be a finite number > 0"),
         (lambda: S.sqrt_decay(float("nan")), "init_value must be a finite number"),
         (lambda: S.inverse_sqrt(0.1, warmup_steps=-1), "warmup_steps"),
-        (lambda: S.polynomial(-0.1, 100), "init_value must be >= 0"),
-        (lambda: S.polynomial(0.1, 100, power=0.0), "power must be > 0"),
+        (lambda: S.polynomial(-0.1, 100), "init_value must be a finite number >= 0"),
+        (lambda: S.polynomial(0.1, 100, power=0.0), "power must be a finite number > 0"),
         (lambda: S.piecewise_constant([10, 10], [1, 2, 3]), "strictly increasing"),
         (lambda: S.piecewise_constant([20, 10], [1, 2, 3]), "strictly increasing"),
         (lambda: S.piecewise_constant([10, 20], [1, 2]), "len\\(boundaries\\) \\+ 1"),
-        (lambda: S.piecewise_constant([10], [0.1, -0.01]), "values\\[1\\] must be >= 0"),
+        (
+            lambda: S.piecewise_constant([10], [0.1, -0.01]),
+            "values\\[1\\] must be a finite number >= 0",
+        ),
         (lambda: S.piecewise_constant([10]), "needs values"),
-        (lambda: S.cosine(0.1, 100, end_value=-1e-3), "end_value must be >= 0"),
+        (lambda: S.cosine(0.1, 100, end_value=-1e-3), "end_value must be a finite number >= 0"),
         (lambda: S.warmup_cosine(peak=-1e-3, warmup_steps=10, total_steps=100), "peak must be"),
         (lambda: S.warmup_cosine(peak=1e-3, warmup_steps=200, total_steps=100), "longer than"),
         (lambda: S.warmup_cosine(warmup_steps=10, total_steps=100), "exactly one of peak"),
         (lambda: S.warmup_cosine(peak=1e-3, warmup_steps=10, total_steps=99, form="x"), "form"),
         (lambda: S.cosine_restarts(0.1, 10, period_mult=0), "period_mult"),
-        (lambda: S.cyclic(-0.1, 0.1, 10), "low must be >= 0"),
+        (lambda: S.cyclic(-0.1, 0.1, 10), "low must be a finite number >= 0"),
         (lambda: S.cyclic(0.01, 0.1, 10, mode="sine"), "mode must be one of"),
-        (lambda: S.one_cycle(0.1, 100, pct_start=0.0), "pct_start must be > 0"),
+        (lambda: S.one_cycle(0.1, 100, pct_start=0.0), "pct_start must be a finite number > 0"),
         (lambda: S.one_cycle(0.1, 100, pct_start=1.0), "empty phase"),
         (lambda: S.one_cycle(0.1, 100, pct_start=0.6, three_phase=True), "empty phase"),
         (lambda: S.one_cycle(0.1, 100, anneal="exp"), "anneal must be one of"),
@@ -419,7 +422,7 @@ def test_config_errors():
         cfg("cosine", {"warmup_epochs": 3})
     with pytest.raises(ValueError, match="schedule name must be one of"):
         cfg("cosine_decay", {})
-    with pytest.raises(ValueError, match="init_value must be >= 0"):
+    with pytest.raises(ValueError, match="init_value must be a finite number >= 0"):
         cfg("cosine", {"init_value": -1.0})
     with pytest.raises(ValueError, match="not both"):
         cfg("cosine", {"decay_steps": 10, "decay_epochs": 1})

@@ -10,9 +10,9 @@ tau, exponential, square root, cosine to eta_T, warm-up), GBC eq. 8.14 (seed 001
 linear decay), seed 003 (linear/polynomial, inverse square root, exponential ``c^t`` per
 minibatch/epoch, cosine to zero, restarts/warm-up, Robbins-Monro conditions).
 
-Layout: :mod:`~goodfit.schedules.base` (the :class:`Schedule` base class),
-:mod:`~goodfit.schedules.functions` (the schedules), :mod:`~goodfit.schedules.config` (the
-:data:`SCHEDULES` registry and :func:`schedule_from_config`),
+Layout: :mod:`~goodfit.schedules.base` (the :class:`Schedule` base class and
+:func:`robbins_monro`), :mod:`~goodfit.schedules.decay` (the decay schedules),
+:mod:`~goodfit.schedules.phases` (warm-up, warm restarts, cycles and :func:`join`),
 :mod:`~goodfit.schedules.torch_adapter` (:class:`ScheduleLR`, :func:`as_lr_scheduler`) and
 :mod:`~goodfit.schedules.plot` (:func:`plot_schedule`); everything is re-exported here.
 
@@ -24,48 +24,19 @@ Example
 (0.0, 0.001, 0.0)
 """
 
-from goodfit.schedules.base import Schedule
-from goodfit.schedules.config import SCHEDULES, schedule_from_config
-from goodfit.schedules.functions import (
-    constant,
-    cosine,
-    cosine_restarts,
-    cyclic,
-    exponential,
-    inverse_sqrt,
-    inverse_time,
-    join,
-    linear,
-    one_cycle,
-    piecewise_constant,
-    polynomial,
-    robbins_monro,
-    sqrt_decay,
-    warmup_cosine,
-)
+from goodfit.schedules import decay, phases
+from goodfit.schedules.base import Schedule, robbins_monro
+from goodfit.schedules.decay import *  # noqa: F403
+from goodfit.schedules.phases import *  # noqa: F403
 from goodfit.schedules.plot import plot_schedule
 from goodfit.schedules.torch_adapter import ScheduleLR, as_lr_scheduler
 
 __all__ = [
-    "SCHEDULES",
     "Schedule",
     "ScheduleLR",
     "as_lr_scheduler",
-    "constant",
-    "cosine",
-    "cosine_restarts",
-    "cyclic",
-    "exponential",
-    "inverse_sqrt",
-    "inverse_time",
-    "join",
-    "linear",
-    "one_cycle",
-    "piecewise_constant",
     "plot_schedule",
-    "polynomial",
     "robbins_monro",
-    "schedule_from_config",
-    "sqrt_decay",
-    "warmup_cosine",
+    *decay.__all__,
+    *phases.__all__,
 ]

@@ -1,58 +1,26 @@
-"""The :class:`Schedule` base class and the hyperparameter checks every schedule uses.
+"""The :class:`Schedule` base class, the Robbins-Monro check and the boundaries check.
 
 A schedule is a callable ``schedule(step) -> float`` holding only its hyperparameters; the
 position (the step) lives in the caller, so checkpoints store a single integer. Subclasses
 implement ``_at(t)`` for an integer ``t >= 0`` and, when their form decides it,
-``_robbins_monro()``. The private checks (``_real``, ``_rate``, ``_int``, ``_choice``,
-``_boundaries``) raise ``ValueError`` naming the parameter, the value and what is allowed.
+``_robbins_monro()``. Hyperparameters are checked with :mod:`goodfit.checks` (messages name the
+parameter, the value and what is allowed).
 """
 
 from __future__ import annotations
 
-import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Schedule"]
+from goodfit.checks import check_int
+
+__all__ = ["Schedule", "check_boundaries", "robbins_monro"]
 
 
-# --------------------------------------------------------------------------------------------
-# validation helpers
-
-
-def _real(name: str, value: Any, *, min_value: float | None = None, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if min_value is not None and (value <= min_value if strict else value < min_value):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {min_value}, got {value!r}")
-    return float(value)
-
-
-def _rate(name: str, value: Any) -> float:
-    return _real(name, value, min_value=0.0)
-
-
-def _int(name: str, value: Any, *, min_value: int = 1) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer >= {min_value}, got {value!r}")
-    try:
-        ivalue = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {min_value}, got {value!r}") from None
-    if ivalue < min_value:
-        raise ValueError(f"{name} must be an integer >= {min_value}, got {value!r}")
-    return ivalue
-
-
-def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    return value
-
-
-def _boundaries(name: str, values: Any) -> tuple[int, ...]:
-    out = tuple(_int(f"{name}[{i}]", v) for i, v in enumerate(values))
+def check_boundaries(name: str, values: Any) -> tuple[int, ...]:
+    """``values`` as a tuple of strictly increasing integers >= 1, else ``ValueError``."""
+    out = tuple(check_int(f"{name}[{i}]", v, low=1) for i, v in enumerate(values))
     for i in range(1, len(out)):
         if out[i] <= out[i - 1]:
             raise ValueError(
@@ -85,3 +53,16 @@ class Schedule:
         return f"{self._name}({args})"
 
     _name = "schedule"
+
+
+def robbins_monro(schedule: Callable[[int], float]) -> bool | None:
+    """Whether the rates meet the Robbins-Monro conditions (seed 003).
+
+    ``sum_t a_t = inf`` and ``sum_t a_t^2 < inf``, decided from the schedule's form: only
+    ``inverse_time`` in closed form with ``1/2 < power <= 1`` (e.g. ``a_t = a_0/(1 + k t)``)
+    qualifies among the built-ins; schedules with a constant, periodic, geometric or
+    ``t^-1/2`` tail do not. ``None`` for a callable whose form is unknown.
+    """
+    if isinstance(schedule, Schedule):
+        return schedule._robbins_monro()
+    return None
