@@ -7,7 +7,13 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.model_selection import KFold, LeavePOut
+from sklearn.model_selection import (
+    KFold,
+    LeavePOut,
+    RepeatedKFold,
+    RepeatedStratifiedKFold,
+    StratifiedKFold,
+)
 
 from goodfit.data.splits import (
     SMALL_DATA_THRESHOLD,
@@ -171,3 +177,108 @@ def test_n_splits_validates_up_front():
 
 def test_registry_names_are_snake_case():
     assert all(name == name.lower() and " " not in name for name in SPLITTERS)
+
+
+# -- repeated k-fold and 5x2 -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kind", "params", "expected"),
+    [
+        ("repeated_kfold", {"k": 3, "repeats": 4}, 12),
+        ("repeated_kfold", {}, 100),
+        ("repeated_stratified_kfold", {"k": 5, "repeats": 2}, 10),
+        ("5x2", {}, 10),
+    ],
+)
+def test_repeated_kinds_count_and_partition_each_repetition(kind, params, expected):
+    n = 103
+    y = np.arange(n) % 3
+    pairs = make_splits(kind, n, y, seed=4, **params)
+    assert len(pairs) == expected == n_splits(kind, n, **params)
+    _check_pairs(pairs, n)
+    k = params.get("k", 2 if kind == "5x2" else 10)
+    for r in range(expected // k):  # the validation parts of one repetition partition the data
+        vals = np.concatenate([va for _, va in pairs[r * k : (r + 1) * k]])
+        np.testing.assert_array_equal(np.sort(vals), np.arange(n))
+    assert not np.array_equal(pairs[0][1], pairs[k][1])  # a fresh shuffle per repetition
+
+
+def test_repeated_kinds_are_sklearn_splitters():
+    y = np.arange(60) % 2
+    x = np.zeros((60, 1))
+    cases = [
+        ("repeated_kfold", {}, RepeatedKFold(n_splits=3, n_repeats=2, random_state=7).split(x)),
+        (
+            "repeated_stratified_kfold",
+            {},
+            RepeatedStratifiedKFold(n_splits=3, n_repeats=2, random_state=7).split(x, y),
+        ),
+    ]
+    for kind, _, ref in cases:
+        pairs = make_splits(kind, 60, y, seed=7, k=3, repeats=2)
+        for (tr, va), (rtr, rva) in zip(pairs, ref, strict=True):
+            np.testing.assert_array_equal(tr, rtr)
+            np.testing.assert_array_equal(va, rva)
+
+
+def test_5x2_is_five_stratified_two_fold_splits_in_order():
+    rng = np.random.default_rng(0)
+    y = rng.choice(2, size=300, p=[0.7, 0.3])
+    pairs = make_splits("5x2", len(y), y, seed=10)
+    ref = [
+        s
+        for i in range(5)
+        for s in StratifiedKFold(2, shuffle=True, random_state=10 + i).split(np.zeros((300, 1)), y)
+    ]
+    for (tr, va), (rtr, rva) in zip(pairs, ref, strict=True):
+        np.testing.assert_array_equal(tr, rtr)
+        np.testing.assert_array_equal(va, rva)
+    for i in range(5):  # the two folds of a repetition swap roles
+        (tr1, va1), (tr2, va2) = pairs[2 * i], pairs[2 * i + 1]
+        np.testing.assert_array_equal(np.sort(tr1), np.sort(va2))
+        np.testing.assert_array_equal(np.sort(tr2), np.sort(va1))
+        assert abs(len(va1) - len(va2)) <= 1
+        assert abs(np.sum(y[va1] == 1) - np.sum(y[va2] == 1)) <= 1  # stratified
+
+
+def test_5x2_without_labels_is_plain_kfold():
+    pairs = make_splits("5x2", 51, seed=3)
+    ref = [
+        s
+        for i in range(5)
+        for s in KFold(2, shuffle=True, random_state=3 + i).split(np.zeros((51, 1)))
+    ]
+    for (tr, va), (rtr, rva) in zip(pairs, ref, strict=True):
+        np.testing.assert_array_equal(tr, rtr)
+        np.testing.assert_array_equal(va, rva)
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "match"),
+    [
+        ("repeated_kfold", {"k": 1}, "k must be between 2 and 50"),
+        ("repeated_kfold", {"repeats": 0}, "repeats must be >= 1"),
+        ("repeated_stratified_kfold", {"k": 51}, "k must be between 2 and 50"),
+        ("repeated_stratified_kfold", {"repeats": -1}, "repeats must be >= 1"),
+    ],
+)
+def test_repeated_bad_params(kind, params, match):
+    y = np.arange(50) % 2
+    with pytest.raises(ValueError, match=match):
+        make_splits(kind, 50, y, seed=0, **params)
+    with pytest.raises(ValueError, match=match):
+        n_splits(kind, 50, **params)
+
+
+def test_repeated_and_5x2_label_and_size_checks():
+    with pytest.raises(ValueError, match="repeated_stratified_kfold needs the class labels"):
+        make_splits("repeated_stratified_kfold", 20, seed=0)
+    with pytest.raises(ValueError, match="k=5 is larger than the number of samples of every class"):
+        make_splits("repeated_stratified_kfold", 8, np.arange(8) % 2, seed=0, k=5)
+    with pytest.raises(ValueError, match="5x2 needs n_samples >= 4"):
+        make_splits("5x2", 3, seed=0)
+    with pytest.raises(ValueError, match="5x2 needs n_samples >= 4"):
+        n_splits("5x2", 3)
+    with pytest.raises(TypeError, match="'5x2'"):
+        n_splits("5x2", 100, k=3)
+    with pytest.raises(TypeError):
+        make_splits("repeated_kfold", 100, seed=0, n_repeats=3)

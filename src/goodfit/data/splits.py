@@ -1,5 +1,6 @@
 """Validation splits for model selection: holdout, k-fold, stratified k-fold, repeated random
-subsampling, leave-p-out and leave-one-out (seed 000 §1.2.2 "Cross-Validation").
+subsampling, leave-p-out and leave-one-out (seed 000 §1.2.2 "Cross-Validation"), repeated
+(stratified) k-fold and the 5x2 cross-validation of Dietterich (1998).
 
 Every splitter is a thin front over :mod:`sklearn.model_selection` (not a rewrite) and returns a
 list of ``(train_idx, val_idx)`` pairs of ``int64`` index arrays into the *training* data. The test
@@ -27,13 +28,16 @@ __all__ = [
     "DEFAULT_MAX_FITS",
     "SMALL_DATA_THRESHOLD",
     "SPLITTERS",
+    "five_by_two",
     "holdout",
     "kfold",
     "leave_one_out",
     "leave_p_out",
     "make_splits",
     "n_splits",
+    "repeated_kfold",
     "repeated_random",
+    "repeated_stratified_kfold",
     "stratified_kfold",
 ]
 
@@ -148,16 +152,74 @@ def stratified_kfold(
     n = _check_n(n_samples)
     y = _labels(y, n, "stratified_kfold")
     k = _check_int("k", k, 2, n, why=f" (at most n_samples={n})")
+    _check_classes(y, k)
+    splitter = ms.StratifiedKFold(
+        n_splits=k, shuffle=shuffle, random_state=seed if shuffle else None
+    )
+    return _run(splitter, n, y)
+
+
+def _check_classes(y: np.ndarray, k: int) -> None:
     _, counts = np.unique(y, return_counts=True)
     if counts.max() < k:
         raise ValueError(
             f"k={k} is larger than the number of samples of every class "
             f"(largest class has {counts.max()}); use a smaller k"
         )
-    splitter = ms.StratifiedKFold(
-        n_splits=k, shuffle=shuffle, random_state=seed if shuffle else None
-    )
+
+
+def repeated_kfold(
+    n_samples: int, y: Any = None, *, seed: int = 0, k: int = 10, repeats: int = 10
+) -> list[Split]:
+    """Repeated k-fold: ``repeats`` k-fold splits, each with a fresh shuffle
+    (``sklearn.model_selection.RepeatedKFold``), ``k · repeats`` fits in all, repetition by
+    repetition. More repeats buy a less noisy mean (not more independent data: the corrected
+    t-test of :mod:`goodfit.select.stats` accounts for the overlap). The default ``10 x 10`` is
+    the design Bouckaert & Frank (2004, *Evaluating the replicability of significance tests for
+    comparing learning algorithms*) recommend with the corrected test.
+    """
+    n = _check_n(n_samples)
+    k = _check_int("k", k, 2, n, why=f" (at most n_samples={n})")
+    repeats = _check_int("repeats", repeats, 1)
+    return _run(ms.RepeatedKFold(n_splits=k, n_repeats=repeats, random_state=seed), n)
+
+
+def repeated_stratified_kfold(
+    n_samples: int, y: Any = None, *, seed: int = 0, k: int = 10, repeats: int = 10
+) -> list[Split]:
+    """Repeated stratified k-fold: :func:`repeated_kfold` with every fold keeping the class
+    ratios of ``y`` (``sklearn.model_selection.RepeatedStratifiedKFold``). Needs the labels."""
+    n = _check_n(n_samples)
+    y = _labels(y, n, "repeated_stratified_kfold")
+    k = _check_int("k", k, 2, n, why=f" (at most n_samples={n})")
+    repeats = _check_int("repeats", repeats, 1)
+    _check_classes(y, k)
+    splitter = ms.RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
     return _run(splitter, n, y)
+
+
+def five_by_two(n_samples: int, y: Any = None, *, seed: int = 0) -> list[Split]:
+    """5x2 cross-validation (Dietterich 1998, *Approximate statistical tests for comparing
+    supervised classification learning algorithms*): five repetitions of a 2-fold split, each
+    half the training part once and the validation part once; 10 fits.
+
+    Repetition ``i`` (``i = 0..4``) is ``StratifiedKFold(2, shuffle=True, random_state=seed + i)``
+    when the labels ``y`` are given (classification), ``KFold(2, ...)`` the same way when
+    ``y`` is None (regression). The splits come repetition by repetition, fold 1 then fold 2 —
+    the order :func:`goodfit.select.stats.paired_ttest_5x2cv` and
+    :func:`~goodfit.select.stats.combined_ftest_5x2cv` expect.
+    """
+    n = _check_n(n_samples)
+    if n < 4:
+        raise ValueError(f"5x2 needs n_samples >= 4 (two folds of two), got {n}")
+    labels = None if y is None else _labels(y, n, "5x2")
+    if labels is not None:
+        _check_classes(labels, 2)
+    splits: list[Split] = []
+    for i in range(5):
+        cls = ms.KFold if labels is None else ms.StratifiedKFold
+        splits += _run(cls(n_splits=2, shuffle=True, random_state=seed + i), n, labels)
+    return splits
 
 
 def _shuffle_split(
@@ -257,6 +319,9 @@ SPLITTERS: dict[str, Callable[..., list[Split]]] = {
     "repeated_random": repeated_random,
     "leave_p_out": leave_p_out,
     "leave_one_out": leave_one_out,
+    "repeated_kfold": repeated_kfold,
+    "repeated_stratified_kfold": repeated_stratified_kfold,
+    "5x2": five_by_two,
 }
 
 
@@ -293,6 +358,13 @@ def n_splits(kind: str, n_samples: int, **params: Any) -> int:
         _check_fraction("val_fraction", params["val_fraction"])
     if kind in ("kfold", "stratified_kfold"):
         return _check_int("k", params.get("k", 10), 2, n, why=f" (at most n_samples={n})")
+    if kind in ("repeated_kfold", "repeated_stratified_kfold"):
+        k = _check_int("k", params.get("k", 10), 2, n, why=f" (at most n_samples={n})")
+        return k * _check_int("repeats", params.get("repeats", 10), 1)
+    if kind == "5x2":
+        if n < 4:
+            raise ValueError(f"5x2 needs n_samples >= 4 (two folds of two), got {n}")
+        return 10
     if kind == "holdout":
         _check_int("small_data_threshold", params.get("small_data_threshold", 0), 0)
         return 1
