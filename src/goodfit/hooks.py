@@ -16,10 +16,11 @@ plain tensors, numbers, strings, lists and dicts, so checkpoints load with
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from goodfit.train.loop import Trainer
+#: A hook's ``trainer`` argument: the :class:`goodfit.train.loop.Trainer` running the loop
+#: (typed loosely so that this leaf module imports nothing of the loop).
+Trainer = Any
 
 __all__ = ["HOOKS", "Callback"]
 

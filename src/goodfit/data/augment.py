@@ -5,7 +5,7 @@ seed 001; seed 004). The ops live in :mod:`goodfit.data.augment_image` (kornia-b
 kornia has the op, plus multiplicative noise, mixup and cutmix) and
 :mod:`goodfit.data.augment_signal` (1-D ops, batched versions of ``mnist1d``'s transforms); this
 module is the public entry: :class:`AugmentPipeline`, the registry :data:`AUGMENTATIONS`,
-:func:`pipeline_from_config` for the ``[augment]`` config section, and :func:`preview`.
+and :func:`preview` (the ``[augment]`` config section is read by :mod:`goodfit.app.augment_spec`).
 
 Randomness: every op draws from the global torch RNG of the data's device (as kornia does); the
 trainer seeds it from the run's seed and checkpoints its state, so ``torch.manual_seed(s)``
@@ -22,7 +22,7 @@ torch.Size([8, 10])
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,6 @@ from goodfit.data.augment_signal import (
     stretch_signal,
     trend,
 )
-from goodfit.errors import ConfigError
 
 __all__ = [
     "AUGMENTATIONS",
@@ -105,7 +104,6 @@ __all__ = [
     "hue_shift",
     "linear_illumination",
     "perspective",
-    "pipeline_from_config",
     "preview",
     "rain",
     "resized_crop",
@@ -395,77 +393,6 @@ class AugmentPipeline:
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(op) for op in self.ops)
         return f"AugmentPipeline([\n  {inner}\n], num_classes={self.num_classes})"
-
-
-def pipeline_from_config(
-    cfg: Mapping[str, Any], *, input_shape: Sequence[int], num_classes: int | None
-) -> AugmentPipeline:
-    """Build an :class:`AugmentPipeline` from an ``[augment]`` config section.
-
-    Parameters
-    ----------
-    cfg : mapping
-        ``{"ops": [{"name": "hflip", "p": 0.5}, {"name": "affine", "degrees": 10}, ...]}``; each
-        entry's keys other than ``name`` are the factory's keyword hyperparameters.
-    input_shape : tuple of int
-        Shape of one sample without the batch axis: ``(C, H, W)`` for images, ``(C, L)`` for
-        signals.
-    num_classes : int or None
-        Number of classes (needed by mixup/cutmix).
-
-    Raises
-    ------
-    ConfigError (a ValueError)
-        Unknown op (the message lists the allowed names), a 2-D op on 1-D data or vice versa, or
-        a bad value (the message names the op and the key).
-    TypeError
-        An unknown hyperparameter for an op.
-    """
-    if not isinstance(cfg, Mapping):
-        raise ConfigError(f"augment must be a table with an 'ops' list, got {type(cfg).__name__}")
-    extra = set(cfg) - {"ops"}
-    if extra:
-        raise ConfigError(f"augment: unknown key(s) {sorted(extra)}; allowed: ['ops']")
-    ops_cfg = cfg.get("ops", [])
-    if not isinstance(ops_cfg, Sequence) or isinstance(ops_cfg, (str, bytes)):
-        raise ConfigError('augment.ops must be a list of tables like {name = "hflip", p = 0.5}')
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) not in (2, 3):
-        raise ConfigError(
-            f"augment: input shape must be (C, L) for signals or (C, H, W) for images, got "
-            f"{shape}; augmentation does not apply to flat feature vectors"
-        )
-    sdim = len(shape) - 1
-    kind = {2: "images (C, H, W)", 1: "signals (C, L)"}
-    ops: list[Augmentation] = []
-    for i, entry in enumerate(ops_cfg):
-        where = f"augment.ops[{i}]"
-        if not isinstance(entry, Mapping) or "name" not in entry:
-            raise ConfigError(f"{where} must be a table with a 'name' key, got {entry!r}")
-        kwargs = dict(entry)
-        name = kwargs.pop("name")
-        factory = AUGMENTATIONS.get(name)
-        if factory is None:
-            raise ConfigError(
-                f"{where}: unknown augmentation {name!r}; allowed: {sorted(AUGMENTATIONS)}"
-            )
-        try:
-            op = factory(**kwargs)
-        except TypeError as e:
-            raise TypeError(f"{where} ({name}): {e}") from None
-        except ValueError as e:
-            raise ConfigError(f"{where} ({name}): {e}") from None
-        if sdim not in op.dims:
-            allowed = " or ".join(kind[d] for d in op.dims)
-            raise ConfigError(
-                f"{where}: name = {name!r} works on {allowed}, but the data are {kind[sdim]} "
-                f"of shape {shape}"
-            )
-        ops.append(op)
-    try:
-        return AugmentPipeline(ops, num_classes=num_classes)
-    except ValueError as e:
-        raise ConfigError(f"augment: {e}") from None
 
 
 def preview(

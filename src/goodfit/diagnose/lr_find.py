@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,11 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from goodfit.errors import ConfigError
 from goodfit.train.checkpoint import capture_rng_state, restore_rng_state
 from goodfit.train.loop import default_loss, infer_task, seed_everything
 
-__all__ = ["LRFindResult", "lr_find", "run_lr_find_cli"]
+__all__ = ["LRFindResult", "check_lr_find_args", "lr_find"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -134,8 +131,13 @@ class LRFindResult:
                 default = " (suggested)" if lr == self.suggestion else ""
                 ax.axvline(lr, color=color, ls="--", lw=1.2, label=f"{name}: {lr:.3g}{default}")
         if self.diverged_at is not None:
-            ax.axvline(self.diverged_at, color="C3", ls=":", lw=1.2,
-                       label=f"diverged: {self.diverged_at:.3g}")  # fmt: skip
+            ax.axvline(
+                self.diverged_at,
+                color="C3",
+                ls=":",
+                lw=1.2,
+                label=f"diverged: {self.diverged_at:.3g}",
+            )
         finite = [v for v in self.smoothed if math.isfinite(v)]
         if finite:  # top from the smoothed curve, so raw spikes don't squash the plot
             lo = min(finite + [v for v in self.losses if math.isfinite(v)])
@@ -152,9 +154,10 @@ class LRFindResult:
         return fig
 
 
-def _check_args(
+def check_lr_find_args(
     min_lr: float, max_lr: float, steps: int, batch_size: int, smoothing: float, factor: float
 ) -> None:
+    """Validate the range test's arguments: ``ValueError`` naming the bad one."""
     if not (isinstance(min_lr, int | float) and math.isfinite(min_lr) and min_lr > 0):
         raise ValueError(f"min_lr must be a finite number > 0, got {min_lr!r}")
     if not (isinstance(max_lr, int | float) and math.isfinite(max_lr) and max_lr > 0):
@@ -250,7 +253,7 @@ def lr_find(
     >>> res.suggestion is not None
     True
     """
-    _check_args(min_lr, max_lr, steps, batch_size, smoothing, diverge_factor)
+    check_lr_find_args(min_lr, max_lr, steps, batch_size, smoothing, diverge_factor)
     X, y = tuple(train)
     if len(X) != len(y):
         raise ValueError(f"train has {len(X)} inputs but {len(y)} targets")
@@ -269,48 +272,34 @@ def lr_find(
     rng_state = capture_rng_state()
     was_training = model.training
 
-    lrs: list[float] = []
-    losses: list[float] = []
-    smoothed: list[float] = []
-    diverged_at: float | None = None
     try:
         seed_everything(seed)
-        generator = torch.Generator().manual_seed(seed)
-        batches = _batches(len(X), batch_size, generator)
         model.train()
-        ratio = max_lr / min_lr
-        avg, best = 0.0, math.inf
-        for i in range(steps):
-            lr = min_lr * ratio ** (i / (steps - 1))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            idx = next(batches)
-            if device.type != "cpu":
-                idx = idx.to(device)
-            xb, yb = X[idx], y[idx]
-            if augment is not None:
-                xb, yb = augment(xb, yb)
-            value = _step(model, optimizer, loss_fn, penalty, xb, yb, needs_closure)
-            if not math.isfinite(value):
-                diverged_at = lr
-                break
-            avg = smoothing * avg + (1.0 - smoothing) * value
-            smooth = avg / (1.0 - smoothing ** (i + 1))
-            lrs.append(lr)
-            losses.append(value)
-            smoothed.append(smooth)
-            best = min(best, smooth)
-            if i > 0 and smooth > diverge_factor * best:
-                diverged_at = lr
-                break
+        sweep = _sweep(
+            model,
+            optimizer,
+            loss_fn,
+            penalty,
+            augment,
+            X,
+            y,
+            needs_closure,
+            min_lr,
+            max_lr,
+            steps,
+            batch_size,
+            seed,
+            smoothing,
+            diverge_factor,
+        )
     finally:
         model.load_state_dict(model_state)
         optimizer.load_state_dict(opt_state)
         model.train(was_training)
         restore_rng_state(rng_state)
-        if params:
-            for p in params:
-                p.grad = None
+        for p in params:
+            p.grad = None
+    lrs, losses, smoothed, diverged_at = sweep
 
     steepest, min_div10 = _suggestions(lrs, smoothed)
     reading, regions = _read_curve(lrs, losses, smoothed, diverged_at)
@@ -334,6 +323,55 @@ def lr_find(
             "seed": int(seed),
         },
     )
+
+
+def _sweep(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    penalty: Callable[[nn.Module], torch.Tensor] | None,
+    augment: Any,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    needs_closure: bool,
+    min_lr: float,
+    max_lr: float,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    smoothing: float,
+    diverge_factor: float,
+) -> tuple[list[float], list[float], list[float], float | None]:
+    """The exponential sweep ``lr_i = min_lr (max_lr/min_lr)^(i/(steps-1))``, one step each,
+    with the bias-corrected moving average of the loss; stops at divergence."""
+    lrs: list[float] = []
+    losses: list[float] = []
+    smoothed: list[float] = []
+    batches = _batches(len(X), batch_size, torch.Generator().manual_seed(seed))
+    ratio = max_lr / min_lr
+    avg, best = 0.0, math.inf
+    for i in range(steps):
+        lr = min_lr * ratio ** (i / (steps - 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = next(batches)
+        if X.device.type != "cpu":
+            idx = idx.to(X.device)
+        xb, yb = X[idx], y[idx]
+        if augment is not None:
+            xb, yb = augment(xb, yb)
+        value = _step(model, optimizer, loss_fn, penalty, xb, yb, needs_closure)
+        if not math.isfinite(value):
+            return lrs, losses, smoothed, lr
+        avg = smoothing * avg + (1.0 - smoothing) * value
+        smooth = avg / (1.0 - smoothing ** (i + 1))
+        lrs.append(lr)
+        losses.append(value)
+        smoothed.append(smooth)
+        best = min(best, smooth)
+        if i > 0 and smooth > diverge_factor * best:
+            return lrs, losses, smoothed, lr
+    return lrs, losses, smoothed, None
 
 
 def _step(
@@ -459,86 +497,3 @@ def _read_curve(
             "highest usable rate"
         )
     return "; ".join(parts) + ".", regions
-
-
-# -- command line --------------------------------------------------------------------------------
-
-
-def run_lr_find_cli(args: Any) -> int:
-    """``goodfit lr-find CONFIG.toml``: the range test on the configured data, model and
-    optimizer; writes ``lr_find.png`` and ``lr_find.json`` into ``--out`` (default
-    ``runs/lr_find-<config stem>-<time>``) and prints the suggestions and the reading."""
-    from goodfit.build import (
-        build_augment,
-        build_model,
-        build_optimizer,
-        build_penalty,
-        prepare_data,
-    )
-    from goodfit.config import load_config
-    from goodfit.train.run import atomic_write_text
-
-    cfg = load_config(args.config, getattr(args, "set", None))
-    steps = getattr(args, "steps", 200)
-    min_lr = getattr(args, "min_lr", 1e-6)
-    max_lr = getattr(args, "max_lr", 10.0)
-    try:
-        _check_args(min_lr, max_lr, steps, cfg.train.batch_size, 0.98, 4.0)
-    except ValueError as err:
-        flag = str(err).split(" ", 1)[0].replace("_", "-")
-        raise ConfigError(f"--{flag}: {err}") from None
-    from goodfit import optim as gf_optim
-
-    if cfg.optimizer.name in getattr(gf_optim, "SECOND_ORDER", {}):
-        raise ConfigError(
-            f"[optimizer] {cfg.optimizer.name!r} is a full-batch second-order solver with no "
-            "learning rate to sweep; lr-find needs a first-order optimizer (e.g. sgd, adam)"
-        )
-    if cfg.train.threads is not None:
-        torch.set_num_threads(cfg.train.threads)
-    seed = cfg.train.seed
-    seed_everything(seed)
-    prepared = prepare_data(cfg.data, seed)
-    ds = prepared.dataset
-    model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
-    try:
-        model.to(cfg.train.device)
-    except (RuntimeError, ValueError) as err:
-        raise ConfigError(f"[train] device = {cfg.train.device!r}: {err}") from None
-    optimizer = build_optimizer(cfg.optimizer, model)
-    penalty = build_penalty(cfg, model)
-    augment = build_augment(cfg, ds.input_shape, ds.num_classes)
-    result = lr_find(
-        model,
-        prepared.train,
-        optimizer=optimizer,
-        min_lr=min_lr,
-        max_lr=max_lr,
-        steps=steps,
-        batch_size=cfg.train.batch_size,
-        seed=seed,
-        penalty=penalty,
-        augment=augment,
-    )
-    stem = Path(args.config).stem if args.config else "config"
-    out = Path(args.out) if getattr(args, "out", None) else (
-        Path("runs") / f"lr_find-{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    record = result.to_dict()
-    record["config"] = str(args.config)
-    record["optimizer"] = cfg.optimizer.name
-    atomic_write_text(out / "lr_find.json", json.dumps(record, indent=2) + "\n")
-    result.plot(out / "lr_find.png")
-
-    def fmt(v: float | None) -> str:
-        return "-" if v is None else f"{v:.3g}"
-
-    print(f"lr range test ({len(result.lrs)} of {steps} steps, optimizer {cfg.optimizer.name})")
-    print(f"  suggested lr        {fmt(result.suggestion)}")
-    print(f"  steepest descent    {fmt(result.suggestion_steepest)}")
-    print(f"  minimum / 10        {fmt(result.suggestion_min_div10)}")
-    print(f"  diverged at         {fmt(result.diverged_at)}")
-    print(f"  reading: {result.reading}")
-    print(f"output folder: {out}")
-    return 0

@@ -1,15 +1,12 @@
 """goodfit.regularize: weight penalties, constraints, tying/sharing and sparsity reports."""
 
-from goodfit.regularize.config import penalty_from_config
 from goodfit.regularize.constraints import (
-    CONSTRAINTS,
     Constraint,
     ConstraintCallback,
     MaxNorm,
     NonNeg,
     NormBall,
     UnitNorm,
-    constraints_from_config,
     project_l1_ball,
 )
 from goodfit.regularize.penalties import (
@@ -31,7 +28,6 @@ from goodfit.regularize.sparsity import SparsityCallback, sparsity_report
 from goodfit.regularize.tying import TyingPenalty, share_parameters, tying_penalty
 
 __all__ = [
-    "CONSTRAINTS",
     "BasePenalty",
     "Constraint",
     "ConstraintCallback",
@@ -46,13 +42,11 @@ __all__ = [
     "Term",
     "TyingPenalty",
     "UnitNorm",
-    "constraints_from_config",
     "elastic_net",
     "from_prior",
     "is_bias_or_norm",
     "l1",
     "l2",
-    "penalty_from_config",
     "per_layer",
     "prior_coefficient",
     "project_l1_ball",

@@ -15,27 +15,23 @@ biases and normalization parameters excluded unless ``include_bias_and_norm=True
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from goodfit.errors import ConfigError
 from goodfit.hooks import Callback
 from goodfit.regularize.selection import select_parameters
 
 __all__ = [
-    "CONSTRAINTS",
     "Constraint",
     "ConstraintCallback",
     "MaxNorm",
     "NonNeg",
     "NormBall",
     "UnitNorm",
-    "constraints_from_config",
     "project_l1_ball",
 ]
 
@@ -205,76 +201,3 @@ class ConstraintCallback(Callback):
         with torch.no_grad():
             for c in self.constraints:
                 c(trainer.model)
-
-
-CONSTRAINTS: dict[str, Callable[..., Constraint]] = {
-    "max_norm": MaxNorm,
-    "unit_norm": UnitNorm,
-    "non_neg": NonNeg,
-    "norm_ball": NormBall,
-}
-
-_SELECTION_KEYS = ("pattern", "type", "exclude", "include_bias_and_norm")
-
-
-def _allowed_keys(cls: Callable[..., Constraint]) -> set[str]:
-    params = inspect.signature(cls.__init__).parameters
-    return {n for n, p in params.items() if n != "self" and p.kind != p.VAR_KEYWORD} | set(
-        _SELECTION_KEYS
-    )
-
-
-def constraints_from_config(
-    cfg: Mapping[str, Any] | None, model: nn.Module | None = None
-) -> list[Constraint]:
-    """Constraints of a ``[regularize]`` table's ``constraints`` list (other keys are ignored).
-
-    Each entry is ``{kind = NAME, ...}`` with NAME in :data:`CONSTRAINTS` and that class's keyword
-    arguments plus the selection keys ``pattern``, ``type``, ``exclude``,
-    ``include_bias_and_norm``::
-
-        constraints = [{kind = "max_norm", max_value = 3.0},
-                       {kind = "norm_ball", radius = 10.0, p = 2, pattern = "fc*"},
-                       {kind = "non_neg", pattern = "head"}, {kind = "unit_norm", axis = 0}]
-
-    Wrap the result in :class:`ConstraintCallback`. Unknown kinds/keys and bad values raise
-    :class:`goodfit.errors.ConfigError` (a ValueError) naming them; with ``model`` the constraints
-    are bound now (bad patterns raise here).
-    """
-    try:
-        return _constraints_from_config(cfg, model)
-    except ConfigError:
-        raise
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-def _constraints_from_config(cfg: Any, model: nn.Module | None) -> list[Constraint]:
-    if cfg is None:
-        return []
-    entries = cfg.get("constraints", []) if isinstance(cfg, Mapping) else cfg
-    if not isinstance(entries, (list, tuple)):
-        raise ValueError(f"regularize.constraints must be a list of tables, got {entries!r}")
-    out: list[Constraint] = []
-    for i, e in enumerate(entries):
-        where = f"regularize.constraints[{i}]"
-        if not isinstance(e, Mapping) or "kind" not in e:
-            raise ValueError(f"{where} must be a table with a 'kind' key, got {e!r}")
-        kind = e["kind"]
-        if kind not in CONSTRAINTS:
-            raise ValueError(
-                f"{where}.kind: unknown constraint {kind!r}; known: {sorted(CONSTRAINTS)}"
-            )
-        cls = CONSTRAINTS[kind]
-        kwargs = {k: v for k, v in e.items() if k != "kind"}
-        allowed = _allowed_keys(cls) - {"model"}
-        for k in kwargs:
-            if k not in allowed:
-                raise ValueError(
-                    f"{where}: unknown key {k!r} for {kind!r}; allowed: {sorted(allowed)}"
-                )
-        try:
-            out.append(cls(**kwargs, model=model))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{where}: {err}") from None
-    return out

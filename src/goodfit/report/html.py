@@ -57,174 +57,15 @@ import base64
 import datetime as _dt
 import html
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from goodfit.diagnose.bias_variance import (
-    DEFAULT_BIAS_THRESHOLD,
-    DEFAULT_VARIANCE_THRESHOLD,
-    TABLE,
-    diagnose_variants,
-)
-from goodfit.diagnose.overfitting import overfitting_onset
-from goodfit.select.stats import ALPHA, higher_is_better, rank_variants, summarize
+from goodfit.diagnose.bias_variance import TABLE
+from goodfit.select.analysis import analyze_results, format_number, format_pvalue
+from goodfit.select.stats import ALPHA
 
-__all__ = ["SCHEMA_VERSION", "analyze_results", "render_report", "write_report"]
-
-SCHEMA_VERSION = 1
-
-
-# -- analysis -------------------------------------------------------------------------------------
-def _fold_scores(results: Mapping[str, Any], metric: str) -> dict[str, dict[int, float]]:
-    out: dict[str, dict[int, float]] = {}
-    for name, variant in results["variants"].items():
-        scores = {}
-        for i, fold in enumerate(variant.get("folds", [])):
-            value = fold.get("scores", {}).get(metric)
-            if value is not None and math.isfinite(value):
-                scores[int(fold.get("fold", i))] = float(value)
-        out[name] = scores
-    return out
-
-
-def _mean_score(variant: Mapping[str, Any], key: str) -> float | None:
-    vals = [f.get("scores", {}).get(key) for f in variant.get("folds", [])]
-    vals = [float(v) for v in vals if v is not None and math.isfinite(v)]
-    return sum(vals) / len(vals) if vals else None
-
-
-def analyze_results(results: Mapping[str, Any]) -> dict[str, Any]:
-    """Statistics and diagnosis of a study's ``results`` (schema in the module docstring).
-
-    Returns a JSON-ready dict: ``metric``, ``higher_is_better``, ``folds`` (fold ids used: those
-    every variant finished), ``ranking`` (:func:`goodfit.select.stats.rank_variants`),
-    ``metrics`` (``{metric: {variant: summarize(...)}}`` for every score key),
-    ``diagnosis`` (:func:`goodfit.diagnose.bias_variance.diagnose_variants`) and
-    ``diagnosis_basis`` ("accuracy" or "loss"), ``onsets`` (overfitting onset per fold),
-    ``gradient_flags`` (per variant), ``verdict`` (one paragraph of plain text).
-    """
-    variants = results.get("variants") or {}
-    if not variants:
-        raise ValueError("results['variants'] must name at least one variant, got none")
-    metric = results.get("metric")
-    if not metric:
-        raise ValueError("results['metric'] must name the ranking metric, e.g. 'val_accuracy'")
-    hib = results.get("higher_is_better")
-    hib = higher_is_better(metric) if hib is None else bool(hib)
-    per_variant = _fold_scores(results, metric)
-    empty = [n for n, s in per_variant.items() if not s]
-    if empty:
-        raise ValueError(f"variants {empty} have no fold with a finite {metric!r} score")
-    common = sorted(set.intersection(*(set(s) for s in per_variant.values())))
-    if not common:
-        raise ValueError("the variants share no finished fold, so they cannot be compared")
-    baseline = results.get("baseline") or next(iter(variants))
-    ranking = rank_variants(
-        {n: [s[f] for f in common] for n, s in per_variant.items()},
-        hib,
-        baseline=baseline,
-        alpha=ALPHA,
-    )
-    keys: dict[str, None] = {}
-    for v in variants.values():
-        for fold in v.get("folds", []):
-            keys.update(dict.fromkeys(fold.get("scores", {})))
-    metrics: dict[str, dict[str, Any]] = {}
-    for key in keys:
-        per = _fold_scores(results, key)
-        metrics[key] = {n: summarize(list(s.values())) for n, s in per.items() if s}
-
-    basis = "accuracy"
-    errors: dict[str, tuple[float, float]] = {}
-    for name, v in variants.items():
-        tr, va = _mean_score(v, "train_accuracy"), _mean_score(v, "val_accuracy")
-        if tr is not None and va is not None:
-            errors[name] = (1.0 - tr, 1.0 - va)
-    if len(errors) != len(variants):
-        basis, errors = "loss", {}
-        for name, v in variants.items():
-            tr, va = _mean_score(v, "train_loss"), _mean_score(v, "val_loss")
-            if tr is not None and va is not None:
-                errors[name] = (tr, va)
-    thresholds = results.get("thresholds") or {}
-    diagnosis = (
-        diagnose_variants(
-            errors,
-            results.get("reference_error"),
-            bias_threshold=thresholds.get("bias", DEFAULT_BIAS_THRESHOLD),
-            variance_threshold=thresholds.get("variance", DEFAULT_VARIANCE_THRESHOLD),
-        )
-        if errors
-        else {}
-    )
-    onsets = {
-        name: [overfitting_onset(f.get("history", [])) for f in v.get("folds", [])]
-        for name, v in variants.items()
-    }
-    flags = {
-        name: [
-            dict(flag, fold=f.get("fold", i))
-            for i, f in enumerate(v.get("folds", []))
-            for flag in (f.get("gradient_flow") or {}).get("flags", [])
-        ]
-        for name, v in variants.items()
-    }
-    analysis = {
-        "metric": metric,
-        "higher_is_better": hib,
-        "folds": common,
-        "ranking": ranking,
-        "metrics": metrics,
-        "diagnosis": diagnosis,
-        "diagnosis_basis": basis,
-        "onsets": onsets,
-        "gradient_flags": flags,
-    }
-    analysis["verdict"] = _verdict(analysis)
-    return analysis
-
-
-def _fmt(x: float | None, digits: int = 4) -> str:
-    if x is None or not math.isfinite(x):
-        return "–"
-    if x != 0 and (abs(x) < 10**-digits or abs(x) >= 1e6):
-        return f"{x:.2e}"
-    return f"{x:.{digits}f}"
-
-
-def _pval(p: float | None) -> str:
-    if p is None:
-        return "–"
-    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
-
-
-def _verdict(a: Mapping[str, Any]) -> str:
-    r = a["ranking"]
-    best, metric = r["best"], a["metric"]
-    s = r["summaries"][best]
-    text = f"Best variant: {best} with {metric} {_fmt(s['mean'])}"
-    if s["std"] is not None:
-        text += f" ± {_fmt(s['std'])} (95% CI {_fmt(s['ci_low'])} to {_fmt(s['ci_high'])})"
-    text += f" over {s['n']} folds."
-    if r["runner_up"] is not None:
-        text += f" Margin over the runner-up {r['runner_up']}: {_fmt(r['margin_over_runner_up'])}."
-    if best != r["baseline"]:
-        c = r["best_vs_baseline"]
-        sig = "significant" if c["significant"] else "not significant"
-        text += (
-            f" Margin over the baseline ({r['baseline']}): {_fmt(r['margin_over_baseline'])} "
-            f"(paired t-test p = {_pval(c['t_pvalue'])}, {sig} at {ALPHA})."
-        )
-    else:
-        text += " The baseline itself is best."
-    d = a["diagnosis"].get(best)
-    if d:
-        text += f" Diagnosis of {best}: {d['label']}."
-        if d["diagnosis"] != "good_fit":
-            text += " Remedies: " + "; ".join(d["remedies"]) + "."
-    return text
+__all__ = ["render_report", "write_report"]
 
 
 # -- rendering -----------------------------------------------------------------------------------
@@ -270,7 +111,7 @@ def _img(png: bytes, alt: str) -> str:
 
 def _kv_table(d: Mapping[str, Any]) -> str:
     rows = "".join(
-        f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v) if isinstance(v, float) else v)}</td></tr>"
+        f"<tr><th>{_e(k)}</th><td>{_e(format_number(v) if isinstance(v, float) else v)}</td></tr>"
         for k, v in d.items()
     )
     return f'<table class="kv">{rows}</table>'
@@ -293,8 +134,8 @@ def _scores_table(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
         if c is None:
             delta, tp, wp, mark = "baseline", "–", "–", ""
         else:
-            delta = ("+" if (c["mean_diff"] or 0) >= 0 else "") + _fmt(c["mean_diff"])
-            tp, wp = _pval(c["t_pvalue"]), _pval(c["wilcoxon_pvalue"])
+            delta = ("+" if (c["mean_diff"] or 0) >= 0 else "") + format_number(c["mean_diff"])
+            tp, wp = format_pvalue(c["t_pvalue"]), format_pvalue(c["wilcoxon_pvalue"])
             mark = ""
             if c["significant"]:
                 cls = "sig" if c["better"] else "worse"
@@ -302,17 +143,21 @@ def _scores_table(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
                 mark = f'<span class="{cls}" title="paired t-test p &lt; {ALPHA}">* {word}</span>'
                 if c["wilcoxon_significant"]:
                     mark += f' <span class="{cls}" title="Wilcoxon p &lt; {ALPHA}">†</span>'
-        ci = f"{_fmt(s['ci_low'])} – {_fmt(s['ci_high'])}" if s["ci_low"] is not None else "–"
+        ci = (
+            f"{format_number(s['ci_low'])} – {format_number(s['ci_high'])}"
+            if s["ci_low"] is not None
+            else "–"
+        )
         cells = [
             f'<td class="num">{rank}</td><td>{_e(name)}</td>',
-            f'<td class="num">{_fmt(s["mean"])} ± {_fmt(s["std"])}</td>',
+            f'<td class="num">{format_number(s["mean"])} ± {format_number(s["std"])}</td>',
             f'<td class="num">{ci}</td><td class="num">{_e(delta)}</td>',
             f'<td class="num">{tp}</td><td class="num">{wp}</td><td>{mark}</td>',
         ]
         for k in extra:
             m = a["metrics"][k].get(name)
             cells.append(
-                f'<td class="num">{_fmt(m["mean"])} ± {_fmt(m["std"])}</td>'
+                f'<td class="num">{format_number(m["mean"])} ± {format_number(m["std"])}</td>'
                 if m
                 else '<td class="num">–</td>'
             )
@@ -341,9 +186,9 @@ def _diagnosis_section(a: Mapping[str, Any]) -> str:
     for name, x in d.items():
         remedies = "".join(f"<li>{_e(t)}</li>" for t in x["remedies"])
         rows.append(
-            f"<tr><td>{_e(name)}</td><td class='num'>{_fmt(x['train_error'])}</td>"
-            f"<td class='num'>{_fmt(x['val_error'])}</td><td class='num'>{_fmt(x['bias'])}</td>"
-            f"<td class='num'>{_fmt(x['variance'])}</td>"
+            f"<tr><td>{_e(name)}</td><td class='num'>{format_number(x['train_error'])}</td>"
+            f"<td class='num'>{format_number(x['val_error'])}</td><td class='num'>{format_number(x['bias'])}</td>"
+            f"<td class='num'>{format_number(x['variance'])}</td>"
             f"<td><span class='tag {_e(x['diagnosis'])}'>{_e(x['label'])}</span></td>"
             f"<td><ul>{remedies}</ul></td></tr>"
         )
@@ -353,9 +198,9 @@ def _diagnosis_section(a: Mapping[str, Any]) -> str:
     )
     return (
         f"<p>Training and validation {unit}, mean over folds, against the reference error "
-        f"<b>{_fmt(first['reference_error'])}</b>. Bias = train − reference (high above "
-        f"{_fmt(first['bias_threshold'])}); variance = validation − train (high above "
-        f"{_fmt(first['variance_threshold'])}).</p>"
+        f"<b>{format_number(first['reference_error'])}</b>. Bias = train − reference (high above "
+        f"{format_number(first['bias_threshold'])}); variance = validation − train (high above "
+        f"{format_number(first['variance_threshold'])}).</p>"
         "<table><tr><th>variant</th><th>train</th><th>validation</th><th>bias</th>"
         "<th>variance</th><th>diagnosis</th><th>recommended remedies</th></tr>"
         + "".join(rows)
@@ -406,15 +251,15 @@ def _lr_curvature_section(results: Mapping[str, Any]) -> str:
         if lf:
             curves[name] = lf
             lr_rows.append(
-                f"<tr><td>{_e(name)}</td><td class='num'>{_fmt(lf.get('suggestion'))}</td>"
+                f"<tr><td>{_e(name)}</td><td class='num'>{format_number(lf.get('suggestion'))}</td>"
                 f"<td>{_e(lf.get('reading', ''))}</td></tr>"
             )
         if cv:
             curv_rows.append(
-                f"<tr><td>{_e(name)}</td><td class='num'>{_fmt(cv.get('lambda_max'))}</td>"
-                f"<td class='num'>{_fmt(cv.get('lambda_min'))}</td>"
-                f"<td class='num'>{_fmt(cv.get('trace'))}</td>"
-                f"<td class='num'>{_fmt(cv.get('max_stable_lr'))}</td>"
+                f"<tr><td>{_e(name)}</td><td class='num'>{format_number(cv.get('lambda_max'))}</td>"
+                f"<td class='num'>{format_number(cv.get('lambda_min'))}</td>"
+                f"<td class='num'>{format_number(cv.get('trace'))}</td>"
+                f"<td class='num'>{format_number(cv.get('max_stable_lr'))}</td>"
                 f"<td>{_e(cv.get('verdict', ''))}</td></tr>"
             )
     parts: list[str] = []
@@ -474,7 +319,7 @@ def _gradient_section(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
     flag_rows = [
         f"<tr><td>{_e(n)}</td><td>{_e(f.get('fold'))}</td><td>{_e(f.get('epoch'))}</td>"
         f"<td>{_e(f.get('layer'))}</td><td>{_e(f.get('kind'))}</td>"
-        f"<td class='num'>{_fmt(f.get('value'))}</td></tr>"
+        f"<td class='num'>{format_number(f.get('value'))}</td></tr>"
         for n, flags in a["gradient_flags"].items()
         for f in flags[:50]
     ]

@@ -10,26 +10,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from goodfit.atomic import atomic_write_text
-from goodfit.build import (
+from goodfit.app.build import (
+    RunParts,
     build_augment,
-    build_callbacks,
     build_model,
-    build_optimizer,
-    build_penalty,
-    build_schedule,
+    build_run,
+    call_with_config,
     check_buildable,
-    prepare_data,
+    is_second_order,
+    load_dataset_from_config,
+    prepare_from_config,
 )
-from goodfit.config import Config, config_to_toml
-from goodfit.errors import ConfigError
+from goodfit.app.config import Config, config_to_toml
+from goodfit.atomic import atomic_write_text
+from goodfit.errors import ConfigError, DivergenceError
+from goodfit.train.checkpoint import CHECKPOINT_NAME
 from goodfit.train.history import History, json_safe
 from goodfit.train.loop import evaluate, fit, seed_everything
 
@@ -69,22 +70,21 @@ def summarize_history(records: list[dict[str, Any]], best_epoch: int | None) -> 
     return out
 
 
-def _prepare_out_dir(out_dir: Path, resume: bool, create: bool = True) -> None:
-    if resume:
-        if not (out_dir / "checkpoints" / "last.pt").exists():
-            raise ConfigError(
-                f"--resume {out_dir}: no checkpoint there (expected {out_dir}/checkpoints/last.pt)"
-            )
-        return
-    if out_dir.exists() and any(
-        (out_dir / name).exists() for name in ("summary.json", "checkpoints", "history.jsonl")
-    ):
+def _resumes(out: Path, marker: dict[str, Any] | None, resume: bool) -> bool:
+    """Whether a run in the claimed folder ``out`` continues a checkpoint. A folder that holds a
+    run is not started again without ``resume``; one killed before its first checkpoint is
+    cleared and restarts from scratch."""
+    from goodfit.app.run_folder import clear_unstarted_run
+
+    started = (out / "checkpoints" / CHECKPOINT_NAME).exists()
+    if not resume and marker is not None and (started or (out / "summary.json").exists()):
         raise ConfigError(
-            f"output folder {out_dir} already holds a run; continue it with --resume {out_dir} "
+            f"output folder {out} already holds a run; continue it with --resume {out} "
             "or choose another --out"
         )
-    if create:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    if marker is not None and not started:
+        clear_unstarted_run(out)
+    return resume and started
 
 
 def run_config(
@@ -92,6 +92,7 @@ def run_config(
     out_dir: str | Path | None,
     *,
     resume: bool = False,
+    force: bool = False,
     progress: Any = None,
     data: Any = None,
     write_plots: bool = True,
@@ -100,64 +101,52 @@ def run_config(
     """Train the configured model and write the run folder; returns a :class:`RunResult`.
 
     ``out_dir=None`` trains without writing anything (used by studies for in-memory runs).
-    ``data`` may be a prepared :class:`goodfit.build.PreparedData` (e.g. a CV fold).
+    The folder is locked for the run's life; ``resume`` continues its checkpoint bit-for-bit
+    (a folder killed before its first checkpoint restarts from scratch); ``force`` writes into a
+    non-empty folder that is not goodfit's. ``data`` may be a
+    :class:`goodfit.data.prepare.PreparedData` (e.g. a CV fold).
     """
+    if out_dir is None:
+        return _run(cfg, None, False, progress, data, write_plots, extra_callbacks)
+    from goodfit.app.run_folder import claim_run_folder
+
+    out = Path(out_dir)
+    with claim_run_folder(out, kind="train", resume=resume, force=force) as marker:
+        resume = _resumes(out, marker, resume)
+        return _run(cfg, out, resume, progress, data, write_plots, extra_callbacks)
+
+
+def _run(
+    cfg: Config,
+    out: Path | None,
+    resume: bool,
+    progress: Any,
+    data: Any,
+    write_plots: bool,
+    extra_callbacks: list[Any] | None,
+) -> RunResult:
     t0 = time.perf_counter()
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        _prepare_out_dir(out, resume, create=False)
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.device != "cpu":  # CPU kernels are deterministic already
         torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
     seed = cfg.train.seed
     seed_everything(seed)
-    prepared = data if data is not None else prepare_data(cfg.data, seed)
+    if data is None:
+        data = prepare_from_config(cfg, load_dataset_from_config(cfg.data))
+    prepared = data
     ds = prepared.dataset
     if out is not None:  # bad config values fail here, before the run folder is written
-        check_buildable(cfg, ds, prepared.val is not None)
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            atomic_write_text(out / "config.toml", config_to_toml(cfg.to_dict()))
+        check_buildable(cfg, prepared)
+        atomic_write_text(out / "config.toml", config_to_toml(cfg.to_dict()))
     seed_everything(seed)
-    model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
-    n_train = len(prepared.train[0])
-    steps_per_epoch = max(1, math.ceil(n_train / cfg.train.batch_size))
-
-    from goodfit import optim as gf_optim
-
-    second_order = getattr(gf_optim, "SECOND_ORDER", {})
-    if cfg.optimizer.name in second_order:
+    if is_second_order(cfg):
+        model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
         summary, records = _run_second_order(cfg, model, prepared, out)
     else:
-        es = cfg.early_stopping
-        algorithm = es.algorithm if es is not None and es.enabled else "7.1"
-        if algorithm == "7.1":
-            fit_summary, records = _run_fit(
-                cfg, model, prepared, out, resume, progress, extra_callbacks, steps_per_epoch
-            )
-        else:
-            model, fit_summary, records = _run_meta(
-                cfg, algorithm, prepared, progress, extra_callbacks, steps_per_epoch
-            )
-        summary = {
-            **summarize_history(records, fit_summary.get("best_epoch")),
-            **{k: v for k, v in fit_summary.items() if k != "wall_seconds"},
-        }
-        if out is not None:
-            History(records).to_jsonl(out / "history.jsonl")
-            schedule = build_schedule(cfg, steps_per_epoch)
-            if schedule is not None and write_plots:
-                from goodfit.schedules import plot_schedule
-
-                per_step = cfg.schedule.interval == "step"
-                plot_schedule(
-                    schedule,
-                    cfg.train.epochs * (steps_per_epoch if per_step else 1),
-                    path=out / "lr.png",
-                    xlabel="step" if per_step else "epoch",
-                )
-        summary["train_seconds"] = fit_summary.get("wall_seconds")
+        model, summary, records = _run_first_order(
+            cfg, prepared, out, resume, progress, extra_callbacks, write_plots
+        )
     test = evaluate(model, *prepared.test, task=ds.task, prefix="test_")
     summary.update(test)
     summary["n_parameters"] = sum(p.numel() for p in model.parameters())
@@ -169,6 +158,48 @@ def run_config(
     return RunResult(summary, model, records)
 
 
+def _run_first_order(
+    cfg: Config,
+    prepared: Any,
+    out: Path | None,
+    resume: bool,
+    progress: Any,
+    extra_callbacks: list[Any] | None,
+    write_plots: bool,
+) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
+    """GBC Algorithm 7.1 (a plain fit with early stopping) or the meta-algorithms 7.2/7.3."""
+    es = cfg.early_stopping
+    algorithm = es.algorithm if es is not None and es.enabled else "7.1"
+    if algorithm == "7.1":
+        parts = build_run(cfg, prepared)
+        fit_summary, records = _run_fit(
+            cfg, parts, prepared, out, resume, progress, extra_callbacks
+        )
+        model = parts.model
+    else:
+        parts = None
+        model, fit_summary, records = _run_meta(cfg, algorithm, prepared, progress, extra_callbacks)
+    summary = {
+        **summarize_history(records, fit_summary.get("best_epoch")),
+        **{k: v for k, v in fit_summary.items() if k != "wall_seconds"},
+    }
+    if out is not None:
+        History(records).to_jsonl(out / "history.jsonl")
+        if parts is not None and parts.schedule is not None and write_plots:
+            _plot_schedule(cfg, parts, out / "lr.png")
+    summary["train_seconds"] = fit_summary.get("wall_seconds")
+    return model, summary, records
+
+
+def _plot_schedule(cfg: Config, parts: RunParts, path: Path) -> None:
+    """The schedule that trained, over the whole run."""
+    from goodfit.schedules import plot_schedule
+
+    per_step = cfg.schedule.interval == "step"
+    steps = cfg.train.epochs * (parts.steps_per_epoch if per_step else 1)
+    plot_schedule(parts.schedule, steps, path=path, xlabel="step" if per_step else "epoch")
+
+
 def _save_model(model: torch.nn.Module, path: Path) -> None:
     """The final (early-stopping-restored) weights, loadable with ``weights_only=True``."""
     from goodfit.train.checkpoint import save_checkpoint
@@ -178,29 +209,25 @@ def _save_model(model: torch.nn.Module, path: Path) -> None:
 
 def _run_fit(
     cfg: Config,
-    model: Any,
+    parts: RunParts,
     prepared: Any,
     out: Path | None,
     resume: bool,
     progress: Any,
     extra_callbacks: list[Any] | None,
-    steps_per_epoch: int,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     ds = prepared.dataset
-    optimizer = build_optimizer(cfg.optimizer, model)
-    callbacks = build_callbacks(cfg, model, steps_per_epoch, prepared.val is not None, task=ds.task)
-    callbacks += extra_callbacks or []
     history = fit(
-        model,
+        parts.model,
         prepared.train,
         prepared.val,
-        optimizer=optimizer,
+        optimizer=parts.optimizer,
         epochs=cfg.train.epochs,
         batch_size=cfg.train.batch_size,
         task=ds.task,
-        penalty=build_penalty(cfg, model, len(prepared.train[0])),
-        augment=build_augment(cfg, ds.input_shape, ds.num_classes),
-        callbacks=callbacks,
+        penalty=parts.penalty,
+        augment=parts.augment,
+        callbacks=parts.callbacks + list(extra_callbacks or []),
         seed=cfg.train.seed,
         val_every=cfg.train.val_every,
         progress=progress,
@@ -220,7 +247,6 @@ def _run_meta(
     prepared: Any,
     progress: Any,
     extra_callbacks: list[Any] | None,
-    steps_per_epoch: int,
 ) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
     """GBC Algorithm 7.2 or 7.3 (``early_stopping.algorithm``); no mid-run checkpoints."""
     from goodfit.select.meta_early_stopping import algorithm_7_2, algorithm_7_3
@@ -232,22 +258,11 @@ def _run_meta(
             f"[early_stopping] algorithm = {algorithm!r} needs validation data: set "
             "data.val_fraction > 0"
         )
-    n_train = len(prepared.train[0])
 
     def build() -> tuple[Any, Any, list[Any], Any]:
-        model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
-        optimizer = build_optimizer(cfg.optimizer, model)
-        callbacks = [
-            c
-            for c in build_callbacks(cfg, model, steps_per_epoch, True, task=ds.task)
-            if not isinstance(c, EarlyStopping)
-        ]
-        return (
-            model,
-            optimizer,
-            callbacks + list(extra_callbacks or []),
-            build_penalty(cfg, model, n_train),
-        )
+        parts = build_run(cfg, prepared, early_stopping=False)
+        callbacks = parts.callbacks + list(extra_callbacks or [])
+        return parts.model, parts.optimizer, callbacks, parts.penalty
 
     es = cfg.early_stopping
     stopper = EarlyStopping(es.monitor, es.patience, es.min_delta, es.mode, es.restore_best)
@@ -265,7 +280,6 @@ def _run_meta(
         progress=progress,
         device=cfg.train.device,
     )
-
     summary = {
         **result.first.summary,
         "algorithm": algorithm,
@@ -283,7 +297,6 @@ def _run_second_order(
     cfg: Config, model: Any, prepared: Any, out: Path | None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from goodfit import optim as gf_optim
-    from goodfit.build import call_with_config
 
     if prepared.dataset.task != "regression":
         raise ConfigError(
@@ -314,6 +327,13 @@ def _run_second_order(
             records[-1].update(val)
     if out is not None:
         History(records).to_jsonl(out / "history.jsonl")
+    if getattr(result, "diverged", False):
+        first, last = (records[0]["train_loss"], records[-1]["train_loss"]) if records else (0, 0)
+        raise DivergenceError(
+            f"[optimizer] {cfg.optimizer.name} diverged: the training loss went from {first:.4g} "
+            f"to {last:.4g} in {result.n_iter} iterations ({result.message}); try "
+            "levenberg_marquardt (damped) or a smaller model"
+        )
     summary = summarize_history(records, None)
     summary.update(
         converged=bool(result.converged),
@@ -323,3 +343,53 @@ def _run_second_order(
         solver_message=result.message,
     )
     return summary, records
+
+
+#: Config keys a resumed run may change: they act from the resumed epoch on (``train.epochs``
+#: extends or shortens the run) and are written to ``config.toml``. Every other key (the
+#: architecture, data, optimizer, schedule, callbacks, seed) shaped the checkpoint and is fixed.
+RESUMABLE_KEYS = ("train.epochs", "train.threads", "train.val_every", "checkpoint.")
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """The dotted keys whose resolved values differ between two configs."""
+    a, b = _flat(old.to_dict()), _flat(new.to_dict())
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def resume_config(run_dir: Path, config: str | None, overrides: list[str]) -> Config:
+    """The config a ``--resume run_dir`` continues with: the folder's ``config.toml`` with the
+    ``--set`` overrides of :data:`RESUMABLE_KEYS` (written back to ``config.toml``). A
+    ``config`` argument must resolve to the stored config; any other change is refused."""
+    from goodfit.app.config import load_config
+    from goodfit.app.run_folder import read_marker
+
+    saved = run_dir / "config.toml"
+    if read_marker(run_dir) is None or not saved.exists():
+        raise ConfigError(f"--resume {run_dir}: not a goodfit run folder (no config.toml there)")
+    stored = load_config(saved)
+    if config is not None:
+        differ = changed_keys(stored, load_config(config))
+        if differ:
+            raise ConfigError(
+                f"--resume {run_dir}: {config} differs from the run's config.toml in "
+                f"{', '.join(differ)}; resume without a CONFIG (change what may change with "
+                "--set) or start a new run"
+            )
+    cfg = load_config(saved, overrides)
+    fixed = [k for k in changed_keys(stored, cfg) if not k.startswith(RESUMABLE_KEYS)]
+    if fixed:
+        raise ConfigError(
+            f"--resume {run_dir}: cannot change {', '.join(fixed)} when resuming (the checkpoint "
+            f"was trained with them); keys that may change: {', '.join(RESUMABLE_KEYS)}*"
+        )
+    return cfg

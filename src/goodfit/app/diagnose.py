@@ -1,4 +1,4 @@
-"""``goodfit diagnose curvature|gradients CONFIG.toml|RUN_DIR``.
+"""``goodfit diagnose curvature|gradients CONFIG.toml|RUN_DIR``: the runners behind the command.
 
 - With a run folder (written by ``goodfit train``), the diagnosis uses its resolved
   ``config.toml`` and its trained weights (``model.pt``).
@@ -18,16 +18,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from goodfit.app.run_folder import make_folder
+from goodfit.atomic import atomic_write_text
 from goodfit.errors import ConfigError
 
-__all__ = ["run_curvature_cli", "run_gradient_cli"]
+__all__ = ["run_curvature", "run_gradients"]
 
 
 def _resolve(target: str, overrides: list[str]) -> tuple[Any, Path | None, Path]:
     """(config, run_dir or None, default output folder)."""
-    from goodfit.config import load_config
+    from goodfit.app.config import load_config
 
     path = Path(target)
     if path.is_dir():
@@ -39,10 +39,10 @@ def _resolve(target: str, overrides: list[str]) -> tuple[Any, Path | None, Path]
 
 def _trained_model(cfg: Any, run_dir: Path | None, extra_callbacks: list[Any]) -> tuple[Any, Any]:
     """The trained model and the prepared data of ``cfg`` (weights of ``run_dir`` if given)."""
-    from goodfit.build import build_model, prepare_data
-    from goodfit.train.run import run_config
+    from goodfit.app.build import build_model, load_dataset_from_config, prepare_from_config
+    from goodfit.app.run import run_config
 
-    prepared = prepare_data(cfg.data, cfg.train.seed)
+    prepared = prepare_from_config(cfg, load_dataset_from_config(cfg.data))
     if run_dir is not None and not extra_callbacks:
         weights = run_dir / "model.pt"
         if not weights.exists():
@@ -52,7 +52,15 @@ def _trained_model(cfg: Any, run_dir: Path | None, extra_callbacks: list[Any]) -
             )
         ds = prepared.dataset
         model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        from goodfit.train.checkpoint import load_checkpoint
+
+        try:
+            model.load_state_dict(load_checkpoint(weights))
+        except RuntimeError as err:  # another architecture (e.g. --set model.widths=[..])
+            raise ConfigError(
+                f"{weights} does not fit the configured model (was [model] changed with "
+                f"--set?): {str(err).splitlines()[0]}"
+            ) from None
         return model, prepared
     cfg = cfg.model_copy(deep=True)
     cfg.checkpoint.enabled = False
@@ -60,24 +68,27 @@ def _trained_model(cfg: Any, run_dir: Path | None, extra_callbacks: list[Any]) -
     return result.model, prepared
 
 
-def run_curvature_cli(args: Any) -> int:
-    """Hessian spectrum of the training loss at the trained weights."""
+def run_curvature(
+    target: str, overrides: list[str], out: str | None, *, top_k: int = 5, samples: int = 2048
+) -> int:
+    """Hessian spectrum of the training loss at the trained weights (``target``: a run folder
+    or a config, trained first in memory); saves ``curvature.png`` and ``curvature.json``."""
     from goodfit.diagnose.curvature import curvature_report, plot_spectrum
     from goodfit.train.loop import default_loss
 
-    cfg, run_dir, default_out = _resolve(args.target, args.set)
-    if args.top_k < 1:
-        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"--top-k must be an integer >= 1, got {top_k!r}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ConfigError(f"--samples must be an integer >= 1, got {samples!r}")
+    cfg, run_dir, default_out = _resolve(target, overrides)
     model, prepared = _trained_model(cfg, run_dir, [])
     X, y = prepared.train
-    n = min(len(X), getattr(args, "samples", 2048))
-    report = curvature_report(
-        model, default_loss(prepared.dataset.task), X[:n], y[:n], k=args.top_k
-    )
-    out = Path(args.out) if args.out else default_out
-    out.mkdir(parents=True, exist_ok=True)
-    plot_spectrum(report, out / "curvature.png")
-    (out / "curvature.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    n = min(len(X), samples)
+    report = curvature_report(model, default_loss(prepared.dataset.task), X[:n], y[:n], k=top_k)
+    out_dir = Path(out) if out else default_out
+    make_folder(out_dir)
+    plot_spectrum(report, out_dir / "curvature.png")
+    atomic_write_text(out_dir / "curvature.json", json.dumps(report.to_dict(), indent=2) + "\n")
     print(f"parameters          {report.n_params}")
     print(f"training loss       {report.loss:.6g}  (on {n} samples, eval mode)")
     print(f"top eigenvalues     {', '.join(f'{v:.4g}' for v in report.top_eigenvalues)}")
@@ -87,22 +98,22 @@ def run_curvature_cli(args: Any) -> int:
     print(f"condition number    {cond:.4g}" if math.isfinite(cond) else "condition number    inf")
     print(f"largest stable lr   {report.max_stable_lr:.4g}  (2 / lambda_max)")
     print(f"verdict             {report.verdict}")
-    print(f"saved {out / 'curvature.png'} and {out / 'curvature.json'}")
+    print(f"saved {out_dir / 'curvature.png'} and {out_dir / 'curvature.json'}")
     return 0
 
 
-def run_gradient_cli(args: Any) -> int:
+def run_gradients(target: str, overrides: list[str], out: str | None) -> int:
     """Train with per-layer gradient norms recorded; plot them and list the flags."""
     from goodfit.diagnose.gradient_flow import GradientFlowCallback, plot_gradient_flow
 
-    cfg, _, default_out = _resolve(args.target, args.set)
+    cfg, _, default_out = _resolve(target, overrides)
     callback = GradientFlowCallback()
     _trained_model(cfg, None, [callback])
-    out = Path(args.out) if args.out else default_out
-    out.mkdir(parents=True, exist_ok=True)
-    plot_gradient_flow(callback, out / "gradient_flow.png")
+    out_dir = Path(out) if out else default_out
+    make_folder(out_dir)
+    plot_gradient_flow(callback, out_dir / "gradient_flow.png")
     data = callback.to_dict()
-    (out / "gradient_flow.json").write_text(json.dumps(data, indent=1) + "\n")
+    atomic_write_text(out_dir / "gradient_flow.json", json.dumps(data, indent=1) + "\n")
     final = data["norms"][-1] if data.get("norms") else []
     for name, value in zip(data.get("layers", []), final, strict=False):
         print(f"  {name:<24} last gradient norm {value:.3g}")
@@ -111,5 +122,5 @@ def run_gradient_cli(args: Any) -> int:
         print("no vanishing or exploding gradients flagged")
     for flag in flags[:20]:
         print(f"  epoch {flag['epoch']} step {flag['step']}: {flag['layer']} {flag['kind']}")
-    print(f"saved {out / 'gradient_flow.png'} and {out / 'gradient_flow.json'}")
+    print(f"saved {out_dir / 'gradient_flow.png'} and {out_dir / 'gradient_flow.json'}")
     return 0

@@ -11,25 +11,15 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from goodfit.errors import ConfigError, GoodfitError
+
 __all__ = ["main"]
 
 EXIT_USER_ERROR = 2
-
-
-def _default_out(config: str | None, command: str) -> Path:
-    stem = Path(config).stem if config else command
-    return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _load(args: argparse.Namespace) -> Any:
-    from goodfit.config import load_config
-
-    return load_config(args.config, getattr(args, "set", None))
 
 
 def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
@@ -42,6 +32,7 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         "final_train_loss",
         "epochs_run",
         "stop_reason",
+        "converged",
         "wall_seconds",
     ]
     shown = {k: summary[k] for k in keys if k in summary}
@@ -55,59 +46,95 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``goodfit train``: one config (or a run folder to resume) into a run folder."""
-    from goodfit.train.run import run_config
+    from goodfit.app.config import load_config
+    from goodfit.app.run import resume_config, run_config
+    from goodfit.app.run_folder import default_out
 
     if args.resume:
-        from goodfit.config import load_config
-
         out = Path(args.resume)
-        saved = out / "config.toml"
-        if not saved.exists():
-            from goodfit.errors import ConfigError
-
-            raise ConfigError(f"--resume {out}: no config.toml there; is it a goodfit run folder?")
-        cfg = load_config(saved, args.set)
+        if args.out and Path(args.out) != out:
+            raise ConfigError("--resume continues the run in its own folder; drop --out")
+        cfg = resume_config(out, args.config, args.set)
     else:
         if args.config is None:
-            from goodfit.errors import ConfigError
-
             raise ConfigError("goodfit train needs a CONFIG.toml (or --resume RUN_DIR)")
-        cfg = _load(args)
-        out = Path(args.out) if args.out else _default_out(args.config, "train")
-    result = run_config(cfg, out, resume=bool(args.resume))
+        cfg = load_config(args.config, args.set)
+        out = Path(args.out) if args.out else default_out(Path(args.config).stem)
+    result = run_config(cfg, out, resume=bool(args.resume), force=args.force)
     _print_summary(result.summary, out)
     return 0
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from goodfit.select.study import run_study_cli
+    """``goodfit study [CONFIG.toml]``: the built-in study without a config."""
+    import copy
 
-    return run_study_cli(args)
+    from goodfit.app.config import apply_overrides, read_toml
+    from goodfit.app.run_folder import default_out
+    from goodfit.app.study import DEFAULT_STUDY, run_study
+
+    if args.config is None:
+        data, source = copy.deepcopy(DEFAULT_STUDY), "built-in study"
+    else:
+        data, source = read_toml(args.config), str(args.config)
+    if args.set:
+        data = apply_overrides(data, args.set)
+    out = Path(args.out) if args.out else default_out("study")
+    results = run_study(data, out, source=source, workers=args.workers, force=args.force)
+    analysis = results["analysis"]
+    print(analysis["verdict"])
+    print(f"winner: {analysis['ranking']['best']}")
+    print(f"report: {out / 'report.html'}")
+    return 0
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from goodfit.diagnose.lr_find import run_lr_find_cli
+    """``goodfit lr-find CONFIG.toml``: print the suggestions and the reading of the curve."""
+    from goodfit.app.config import load_config
+    from goodfit.app.lr_find import run_lr_find
+    from goodfit.app.run_folder import default_out
 
-    return run_lr_find_cli(args)
+    cfg = load_config(args.config, args.set)
+    out = Path(args.out) if args.out else default_out(f"lr_find-{Path(args.config).stem}")
+    result = run_lr_find(cfg, out, steps=args.steps, min_lr=args.min_lr, max_lr=args.max_lr)
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3g}"
+
+    print(
+        f"lr range test ({len(result.lrs)} of {args.steps} steps, optimizer {cfg.optimizer.name})"
+    )
+    print(f"  suggested lr        {fmt(result.suggestion)}")
+    print(f"  steepest descent    {fmt(result.suggestion_steepest)}")
+    print(f"  minimum / 10        {fmt(result.suggestion_min_div10)}")
+    print(f"  diverged at         {fmt(result.diverged_at)}")
+    print(f"  reading: {result.reading}")
+    print(f"output folder: {out}")
+    return 0
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from goodfit.diagnose import cli as diagnose_cli
+    """``goodfit diagnose curvature|gradients TARGET``."""
+    from goodfit.app.diagnose import run_curvature, run_gradients
 
     if args.what == "curvature":
-        return diagnose_cli.run_curvature_cli(args)
-    return diagnose_cli.run_gradient_cli(args)
+        return run_curvature(
+            args.target, args.set, args.out, top_k=args.top_k, samples=args.samples
+        )
+    return run_gradients(args.target, args.set, args.out)
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
-    from goodfit.data.augment_cli import run_preview_cli
+    """``goodfit augment preview CONFIG.toml``."""
+    from goodfit.app.augment_preview import run_preview
 
-    return run_preview_cli(args)
+    run_preview(args.config, args.set, args.out, n=args.n)
+    return 0
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     """``goodfit datasets``: the built-in datasets as a table (or JSON)."""
-    from goodfit.data.datasets import describe_datasets
+    from goodfit.data import describe_datasets
 
     rows = describe_datasets()
     if args.json:
@@ -157,11 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a config value, e.g. --set optimizer.lr=0.01 (repeatable)",
         )
 
+    def add_force(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help="write into a non-empty --out folder that is not a goodfit run folder",
+        )
+
     p = sub.add_parser("train", help="train one config and write a run folder")
     p.add_argument("config", nargs="?", help="CONFIG.toml")
     add_set(p)
     p.add_argument("--out", help="run folder (default: runs/<config>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run bit-for-bit")
+    add_force(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("study", help="cross-validated comparison of strategies, with a report")
@@ -174,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="runs at a time, in separate processes (default: the study's `workers`, 1 if unset)",
     )
+    add_force(p)
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("lr-find", help="learning-rate range test on a config")
@@ -216,8 +252,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from goodfit.errors import GoodfitError
-
     try:
         return int(args.func(args) or 0)
     except GoodfitError as err:

@@ -1,4 +1,4 @@
-"""The schedule registry :data:`SCHEDULES` and :func:`schedule_from_config`.
+"""``[schedule]`` -> a schedule: the registry :data:`SCHEDULES`, :func:`schedule_from_config`.
 
 Maps the lower_snake_case names of a config's ``[schedule]`` section to the factories of
 :mod:`goodfit.schedules.functions`, converts ``X_epochs`` durations to steps (or keeps epochs
@@ -12,40 +12,27 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from goodfit.schedules.base import Schedule, _choice, _int, _rate, _real
-from goodfit.schedules.functions import (
-    constant,
-    cosine,
-    cosine_restarts,
-    cyclic,
-    exponential,
-    inverse_sqrt,
-    inverse_time,
-    linear,
-    one_cycle,
-    piecewise_constant,
-    polynomial,
-    sqrt_decay,
-    warmup_cosine,
-)
+from goodfit import schedules
+from goodfit.checks import check_choice, check_int, check_real
+from goodfit.schedules import Schedule
 
 __all__ = ["SCHEDULES", "schedule_from_config"]
 
 
 SCHEDULES: dict[str, Callable[..., Schedule]] = {
-    "constant": constant,
-    "inverse_time": inverse_time,
-    "linear": linear,
-    "exponential": exponential,
-    "sqrt_decay": sqrt_decay,
-    "inverse_sqrt": inverse_sqrt,
-    "polynomial": polynomial,
-    "piecewise_constant": piecewise_constant,
-    "cosine": cosine,
-    "warmup_cosine": warmup_cosine,
-    "cosine_restarts": cosine_restarts,
-    "cyclic": cyclic,
-    "one_cycle": one_cycle,
+    "constant": schedules.constant,
+    "inverse_time": schedules.inverse_time,
+    "linear": schedules.linear,
+    "exponential": schedules.exponential,
+    "sqrt_decay": schedules.sqrt_decay,
+    "inverse_sqrt": schedules.inverse_sqrt,
+    "polynomial": schedules.polynomial,
+    "piecewise_constant": schedules.piecewise_constant,
+    "cosine": schedules.cosine,
+    "warmup_cosine": schedules.warmup_cosine,
+    "cosine_restarts": schedules.cosine_restarts,
+    "cyclic": schedules.cyclic,
+    "one_cycle": schedules.one_cycle,
 }
 
 # name -> (key that defaults to the optimizer's lr, keys that replace it, key defaulting to the run)
@@ -69,7 +56,7 @@ _CONFIG_DEFAULTS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
 def _epochs_to_steps(key: str, value: Any, unit: int, interval: str) -> Any:
     if isinstance(value, (list, tuple)):
         return [_epochs_to_steps(f"{key}[{i}]", v, unit, interval) for i, v in enumerate(value)]
-    v = _real(key, value, min_value=0.0)
+    v = check_real(key, value, low=0.0)
     if interval == "epoch":
         if v != int(v):
             raise ValueError(
@@ -110,10 +97,10 @@ def schedule_from_config(
     in_params = params.pop("interval", None)
     if in_params is not None and interval is not None and in_params != interval:
         raise ValueError(f"interval given twice: {in_params!r} and {interval!r}")
-    interval = _choice("interval", in_params or interval or "step", ("step", "epoch"))
-    _rate("base_lr", base_lr)
-    unit = _int("steps_per_epoch", steps_per_epoch)
-    epochs = _int("epochs", epochs)
+    interval = check_choice("interval", in_params or interval or "step", ("step", "epoch"))
+    check_real("base_lr", base_lr, low=0.0)
+    unit = check_int("steps_per_epoch", steps_per_epoch, low=1)
+    epochs = check_int("epochs", epochs, low=1)
     if interval == "epoch":
         unit = 1
     factory = SCHEDULES[name]

@@ -1,4 +1,4 @@
-"""Configuration: strict pydantic models for every section, TOML loading and ``--set`` overrides.
+"""Configuration: the whole config model, TOML loading and writing, ``--set`` overrides.
 
 A config is a TOML file with the sections below (all optional except what a run needs)::
 
@@ -11,7 +11,7 @@ A config is a TOML file with the sections below (all optional except what a run 
     [train]           epochs = 30, batch_size = 32, seed = 0, device = "cpu"
     [early_stopping]  patience = 10, monitor = "val_loss"
     [checkpoint]      every = 1
-    [study]           (see goodfit.select.study)
+    [study]           (see goodfit.app.study)
 
 Unknown keys are rejected, types and ranges are checked, and every error names the file, the
 key and what is allowed. Sections whose keys are the keyword arguments of a registered factory
@@ -22,146 +22,52 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError
 
+from goodfit.app.sections import (
+    AugmentConfig,
+    CheckpointConfig,
+    DataConfig,
+    EarlyStoppingConfig,
+    ModelConfig,
+    OptimizerConfig,
+    RegularizeConfig,
+    ScheduleConfig,
+    StudyConfig,
+    TrainConfig,
+    _Strict,
+)
 from goodfit.errors import ConfigError
 
 __all__ = [
-    "CheckpointConfig",
     "Config",
-    "DataConfig",
-    "EarlyStoppingConfig",
-    "ModelConfig",
-    "OptimizerConfig",
-    "ScheduleConfig",
-    "TrainConfig",
     "apply_overrides",
     "config_to_toml",
+    "format_validation_error",
     "load_config",
     "parse_config",
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class _Open(BaseModel):
-    """A section whose extra keys are keyword arguments of a named factory."""
-
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
-
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-class DataConfig(_Strict):
-    """``[data]``: a built-in name or a .npz/.csv path, the validation holdout, standardization
-    (fitted on the training part only), the label column of a .csv, dataset options."""
-
-    name: str = "digits"
-    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    standardize: bool = True
-    label: str | None = None
-    test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class ModelConfig(_Strict):
-    """``[model]``: the builder (:mod:`goodfit.nn.models`) and its options, and ``init``
-    (a :mod:`goodfit.init` scheme or ``{scheme, gain, ...}``)."""
-
-    kind: Literal["mlp", "cnn1d", "cnn2d", "auto"] = "auto"
-    widths: list[int] = Field(default_factory=lambda: [128, 128])
-    channels: list[int] = Field(default_factory=lambda: [32, 64])
-    hidden: list[int] = Field(default_factory=lambda: [128])
-    kernel_size: int | None = Field(None, ge=1)
-    activation: str = "relu"
-    dropout: dict[str, Any] | float | None = None
-    norm: str | dict[str, Any] | None = None
-    pool: str | dict[str, Any] = "max"
-    pool_every: int = Field(1, ge=1)
-    weight_standardization: bool = False
-    spectral_norm: bool = False
-    init: str | dict[str, Any] | None = None
-
-    @field_validator("widths", "channels", "hidden")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if any(w < 1 for w in v):
-            raise ValueError(f"sizes must be >= 1, got {v}")
-        return v
-
-
-class OptimizerConfig(_Open):
-    """``[optimizer]``: ``name`` (goodfit, ``torch.<Class>`` or a second-order solver) with its
-    keyword arguments, or an explicit ``chain`` of transforms."""
-
-    name: str = "adam"
-    lr: float | None = Field(None, ge=0.0)
-    chain: list[dict[str, Any]] | None = None
-    no_decay_for_bias_and_norm: bool = True
-
-
-class ScheduleConfig(_Open):
-    """``[schedule]``: a :mod:`goodfit.schedules` name (or ``reduce_on_plateau``) with its
-    parameters, stepped per ``step`` or per ``epoch``."""
-
-    name: str
-    interval: Literal["step", "epoch"] = "step"
-
-
-class TrainConfig(_Strict):
-    """``[train]``: epochs, batch size, the one ``seed``, device, validation interval, threads."""
-
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(32, ge=1)
-    seed: int = Field(0, ge=0)
-    device: str = "cpu"
-    val_every: int | None = Field(None, ge=1)
-    deterministic: bool = True
-    threads: int | None = Field(None, ge=1)
-
-
-class EarlyStoppingConfig(_Strict):
-    """``[early_stopping]``: GBC Algorithm 7.1's monitor/patience, and ``algorithm`` 7.2 or 7.3
-    (seed 001) to use the validation part for training afterwards."""
-
-    enabled: bool = True
-    monitor: str = "val_loss"
-    patience: int = Field(10, ge=1)
-    min_delta: float = Field(0.0, ge=0.0)
-    mode: Literal["min", "max", "auto"] = "auto"
-    restore_best: bool = True
-    algorithm: Literal["7.1", "7.2", "7.3"] = "7.1"
-
-
-class CheckpointConfig(_Strict):
-    """``[checkpoint]``: atomic checkpoints every ``every`` epochs (exact resume)."""
-
-    enabled: bool = True
-    every: int = Field(1, ge=1)
-
-
 class Config(_Strict):
-    """A whole run: every section above (``study`` is validated by :mod:`goodfit.select.study`)."""
+    """A whole run: every section of :mod:`goodfit.app.sections`."""
 
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig | None = None
-    regularize: dict[str, Any] | None = None
-    augment: dict[str, Any] | None = None
+    regularize: RegularizeConfig | None = None
+    augment: AugmentConfig | None = None
     train: TrainConfig = Field(default_factory=TrainConfig)
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
-    study: dict[str, Any] | None = None
+    study: StudyConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (``None`` sections dropped), TOML-writable."""
@@ -176,27 +82,47 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside an annotation (``Model``, ``Model | None``, ``list[Model]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for a in getattr(annotation, "__args__", ()) for m in _models_in(a)]
+
+
+def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model of the table at ``loc`` (list indices skipped), ``None`` if not a model."""
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part)) if model is not None else None
+        models = _models_in(getattr(field, "annotation", None))
+        model = models[0] if models else None
+        if model is None:
+            return None
+    return model
+
+
+def _key_of(loc: tuple[Any, ...]) -> str:
+    """``("regularize", "per_layer", 0, "coef")`` -> ``regularize.per_layer[0].coef``; the
+    union-member tags pydantic adds (``dict[str,any]``, ``constrained-float``) are dropped."""
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        elif str(part).isidentifier():
+            key += f".{part}" if key else str(part)
+    return key
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        key = _key_of(e["loc"]) or "(root)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            section = ".".join(str(p) for p in e["loc"][:-1])
-            model: Any = Config
-            for part in e["loc"][:-1]:
-                field = model.model_fields.get(str(part))
-                ann = getattr(field, "annotation", None)
-                model = next(
-                    (
-                        a
-                        for a in getattr(ann, "__args__", (ann,))
-                        if isinstance(a, type) and issubclass(a, BaseModel)
-                    ),
-                    None,
-                )
-                if model is None:
-                    break
+            section = _key_of(e["loc"][:-1])
+            model = _section_model(e["loc"][:-1])
             allowed = sorted(model.model_fields) if model is not None else []
             where = f"section [{section}]" if section else "the top level"
             msg = f"unknown key in {where}; allowed keys: {', '.join(allowed)}"
@@ -211,7 +137,7 @@ def parse_config(data: dict[str, Any], source: str = "config") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source)) from None
 
 
 def _parse_value(text: str) -> Any:

@@ -1,0 +1,7 @@
+"""``python -m goodfit.app``: the ``goodfit`` command."""
+
+import sys
+
+from goodfit.app.cli import main
+
+sys.exit(main())

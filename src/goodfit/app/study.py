@@ -1,0 +1,459 @@
+"""``goodfit study``: a base config plus named variants, run over cross-validation folds, compared
+with paired statistics, diagnosed (bias/variance, overfitting onset, gradient flow) and reported.
+
+A study config is a training config with a ``[study]`` table::
+
+    [study]
+    title = "Which regularizer helps my CNN?"
+    splits = { kind = "stratified_kfold", k = 5 }    # goodfit.data.splits kinds
+    metric = "val_accuracy"                          # ranking metric (fold held-out part)
+    baseline = "baseline"
+
+    [[study.variants]]
+    name = "baseline"
+
+    [[study.variants]]
+    name = "l2"
+    set = { "regularize.l2" = 1e-4 }                 # dotted overrides of the base config
+
+Every fold's training part is split again (``data.val_fraction``) into the part the model trains
+on and the part early stopping watches; the fold's held-out part scores the run
+(``val_*``) and the dataset's test set (never in any fold) gives ``test_*``. Standardization is
+fitted on the part the model trains on only (:func:`goodfit.data.prepare.prepare_data`).
+
+Each finished run is written to ``runs/<variant>/fold<k>/`` (``summary.json`` last, holding the
+study config's hash), so a killed study resumed with the same command skips them, and results
+of another config are never mixed in. Every variant and setting is validated before any training.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+
+from goodfit.app.build import (
+    check_buildable,
+    load_dataset_from_config,
+    prepare_from_config,
+)
+from goodfit.app.config import (
+    Config,
+    apply_overrides,
+    config_to_toml,
+    format_validation_error,
+    parse_config,
+)
+from goodfit.app.default_study import DEFAULT_STUDY
+from goodfit.app.progress import StudyProgress
+from goodfit.app.sections import StudyConfig
+from goodfit.atomic import atomic_write_text
+from goodfit.errors import ConfigError
+from goodfit.train.history import History, json_safe
+
+__all__ = ["DEFAULT_STUDY", "StudyPlan", "prepare_study", "run_study"]
+
+
+@dataclasses.dataclass
+class StudyPlan:
+    """A validated study: the base config, the ``[study]`` table, every variant's config, the
+    dataset (loaded once), the splits and the ranking metric."""
+
+    base: Config
+    study: StudyConfig
+    variants: dict[str, Config]
+    dataset: Any
+    splits_kind: str
+    splits_params: dict[str, Any]
+    splits: list[Any]
+    metric: str
+    config_hash: str
+
+
+def _parse_study(data: dict[str, Any], source: str) -> StudyConfig:
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as err:
+        text = format_validation_error(err, source)
+        raise ConfigError(text.replace(f"{source}: ", f"{source}: study.")) from None
+
+
+def _metrics_of(task: str) -> list[str]:
+    kinds = ("loss", "accuracy") if task == "classification" else ("loss",)
+    return [f"{part}_{k}" for part in ("val", "train", "test") for k in kinds]
+
+
+def _check_study(study: StudyConfig, dataset: Any, source: str) -> tuple[str, dict, str]:
+    """The splits (kind, parameters) and the metric, validated against the dataset."""
+    from goodfit.data.splits import n_splits
+
+    names = [v.name for v in study.variants]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{source}: study.variants: duplicate names {dupes}")
+    if study.baseline is not None and study.baseline not in names:
+        raise ConfigError(
+            f"{source}: study.baseline = {study.baseline!r} is not a variant; variants: {names}"
+        )
+    params = dict(study.splits)
+    kind = params.pop("kind", "stratified_kfold")
+    if kind == "stratified_kfold" and dataset.task != "classification":
+        kind = "kfold"
+    try:
+        count = n_splits(kind, dataset.n_train, **params)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{source}: study.splits: {err}") from None
+    if study.test.startswith("5x2cv") and (kind != "5x2" or count != 10):
+        raise ConfigError(
+            f'{source}: study.test = {study.test!r} needs study.splits = {{kind = "5x2"}} '
+            f"(five repetitions of a 2-fold split), got kind = {kind!r}"
+        )
+    allowed = _metrics_of(dataset.task)
+    metric = study.metric or ("val_accuracy" if dataset.task == "classification" else "val_loss")
+    if metric not in allowed:
+        raise ConfigError(
+            f"{source}: study.metric = {metric!r} is not a metric of this {dataset.task} "
+            f"study; allowed: {', '.join(allowed)}"
+        )
+    return kind, params, metric
+
+
+def prepare_study(data: dict[str, Any], source: str = "study") -> StudyPlan:
+    """Validate the base config, the ``[study]`` table and **every** variant (overrides applied,
+    each variant's parts built once on the dataset) before any training starts."""
+    data = copy.deepcopy(data)
+    study_data = data.pop("study", None)
+    if study_data is None:
+        raise ConfigError(f"{source}: a study config needs a [study] table with variants")
+    study = _parse_study(study_data, source)
+    base = parse_config(data, source)
+    dataset = load_dataset_from_config(base.data)
+    kind, params, metric = _check_study(study, dataset, source)
+    variants: dict[str, Config] = {}
+    for v in study.variants:
+        where = f"{source} (variant {v.name!r})"
+        try:
+            cfg = parse_config(apply_overrides(data, v.set), where)
+            check_buildable(cfg, prepare_from_config(cfg, dataset))
+        except ConfigError as err:
+            msg = str(err)
+            raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+        variants[v.name] = cfg
+    from goodfit.data.splits import make_splits
+
+    y = dataset.y_train.numpy() if dataset.task == "classification" else None
+    splits = make_splits(kind, dataset.n_train, y, seed=base.train.seed, **params)
+    full = config_to_toml({**data, "study": study_data})
+    digest = hashlib.sha256(full.encode()).hexdigest()[:16]
+    return StudyPlan(base, study, variants, dataset, kind, params, splits, metric, digest)
+
+
+def _run_one(
+    cfg: Config,
+    dataset: Any,
+    fold: int,
+    split: tuple[Any, Any],
+    run_dir: Path,
+    progress: Any,
+    diagnostics: dict[str, bool],
+    config_hash: str,
+) -> dict[str, Any]:
+    from goodfit.app.run import run_config
+    from goodfit.train.loop import evaluate
+
+    prepared = prepare_from_config(cfg, dataset, seed=cfg.train.seed + fold, pool=split[0])
+    held_out = prepared.rows(split[1])
+    cfg = cfg.model_copy(deep=True)
+    cfg.checkpoint.enabled = False
+    extra = []
+    lr_found = _lr_find(cfg, prepared) if diagnostics["lr_find"] and fold == 0 else None
+    if diagnostics["gradient_flow"]:
+        from goodfit.diagnose.gradient_flow import GradientFlowCallback
+
+        extra.append(GradientFlowCallback())
+    result = run_config(
+        cfg, None, data=prepared, progress=progress, extra_callbacks=extra, write_plots=False
+    )
+    model, task = result.model, dataset.task
+    scores = {
+        **evaluate(model, *prepared.train, task=task, prefix="train_"),
+        **evaluate(model, *held_out, task=task, prefix="val_"),
+        **{k: v for k, v in result.summary.items() if k.startswith("test_")},
+    }
+    if prepared.val is not None:
+        scores.update(evaluate(model, *prepared.val, task=task, prefix="es_val_"))
+    fold_result: dict[str, Any] = {
+        "fold": fold,
+        "config_hash": config_hash,
+        "n_train": len(split[0]),
+        "n_test": len(split[1]),
+        "scores": scores,
+        "history": result.records,
+        "best_epoch": result.summary.get("best_epoch"),
+        "epochs_run": result.summary.get("epochs_run"),
+        "stop_reason": result.summary.get("stop_reason"),
+        "wall_seconds": result.summary.get("wall_seconds"),
+    }
+    if extra:
+        fold_result["gradient_flow"] = extra[0].to_dict()
+    if lr_found is not None:
+        fold_result["lr_find"] = lr_found
+    if diagnostics["curvature"] and fold == 0:
+        from goodfit.diagnose.curvature import curvature_report
+        from goodfit.train.loop import default_loss
+
+        X, y = prepared.train
+        report = curvature_report(model, default_loss(task), X[:1024], y[:1024], k=3)
+        fold_result["curvature"] = report.to_dict()
+    History(result.records).to_jsonl(run_dir / "history.jsonl")
+    atomic_write_text(run_dir / "summary.json", json.dumps(json_safe(fold_result)) + "\n")
+    return fold_result
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+_WORKER_DATA: dict[str, Any] = {}
+
+
+def _worker_run(cfg_data: dict[str, Any], *args: Any) -> dict[str, Any]:
+    """One (variant, fold) run in a worker process (the dataset is loaded once per process)."""
+    cfg = parse_config(cfg_data)
+    key = json.dumps(cfg_data["data"], sort_keys=True)
+    if key not in _WORKER_DATA:
+        _WORKER_DATA[key] = load_dataset_from_config(cfg.data)
+    fold, split, run_dir, diagnostics, config_hash = args
+    return _run_one(
+        cfg, _WORKER_DATA[key], fold, split, Path(run_dir), False, diagnostics, config_hash
+    )
+
+
+def _run_parallel(
+    plan: StudyPlan, jobs: list[tuple[str, int]], out: Path, workers: int, finished: Any
+) -> None:
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # fork after torch threads start can hang
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_init, initargs=(threads,)
+    ) as pool:
+        futures = {
+            pool.submit(
+                _worker_run,
+                plan.variants[name].to_dict(),
+                fold,
+                plan.splits[fold],
+                str(out / "runs" / name / f"fold{fold}"),
+                plan.study.diagnostics(),
+                plan.config_hash,
+            ): (name, fold)
+            for name, fold in jobs
+        }
+        for future in as_completed(futures):
+            name, fold = futures[future]
+            finished(name, fold, future.result())
+
+
+def _lr_find(cfg: Config, prepared: Any) -> dict[str, Any]:
+    """The LR range test (seed 000's reading) on the run's model and optimizer at
+    initialization; the model and optimizer are rebuilt from the seed, so the run is unaffected."""
+    from goodfit.app.build import build_model, build_optimizer
+    from goodfit.diagnose.lr_find import lr_find
+    from goodfit.train.loop import seed_everything
+
+    seed_everything(cfg.train.seed)
+    ds = prepared.dataset
+    model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    result = lr_find(
+        model,
+        prepared.train,
+        optimizer=optimizer,
+        batch_size=cfg.train.batch_size,
+        steps=100,
+        seed=cfg.train.seed,
+    )
+    out = result.to_dict()
+    return {k: out[k] for k in ("suggestion", "reading", "lrs", "smoothed", "diverged_at")}
+
+
+def _environment(device: str, wall: float) -> dict[str, Any]:
+    import goodfit
+
+    return {
+        "goodfit": goodfit.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "wall_seconds": round(wall, 2),
+    }
+
+
+def _results_header(plan: StudyPlan, data: dict[str, Any]) -> dict[str, Any]:
+    ds, study = plan.dataset, plan.study
+    return {
+        "schema_version": 2,
+        "title": study.title,
+        "dataset": {
+            "name": ds.name,
+            "task": ds.task,
+            "n_train": ds.n_train,
+            "n_test": ds.n_test,
+            "input_shape": list(ds.input_shape),
+            "num_classes": ds.num_classes,
+        },
+        "metric": plan.metric,
+        "baseline": study.baseline or study.variants[0].name,
+        "reference_error": study.reference_error,
+        "test": study.test,
+        "alpha": study.alpha,
+        "rope": study.rope,
+        "config_hash": plan.config_hash,
+        "splits": {
+            "kind": plan.splits_kind,
+            "params": plan.splits_params,
+            "seed": plan.base.train.seed,
+            "n_splits": len(plan.splits),
+        },
+        "variants": {
+            v.name: {"overrides": v.set, "description": v.description, "folds": []}
+            for v in study.variants
+        },
+        "config": config_to_toml(data),
+    }
+
+
+def _finished(run_dir: Path, config_hash: str) -> bool:
+    """Whether ``run_dir`` holds a finished run of this study config (another config's result
+    is refused, never mixed in)."""
+    done = run_dir / "summary.json"
+    if not done.exists():
+        return False
+    try:
+        stored = json.loads(done.read_text()).get("config_hash")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        stored = None
+    if stored != config_hash:
+        raise ConfigError(
+            f"{run_dir} holds a result of another study configuration (or a damaged one); "
+            "resume a study with the config it started with, or choose another --out"
+        )
+    return True
+
+
+def _train_all(plan: StudyPlan, out: Path, bar: StudyProgress, workers: int) -> None:
+    jobs: list[tuple[str, int]] = []
+    for name, cfg in plan.variants.items():
+        for fold in range(len(plan.splits)):
+            run_dir = out / "runs" / name / f"fold{fold}"
+            if _finished(run_dir, plan.config_hash):
+                bar.advance(f"{name} fold {fold + 1} (done before)")
+                continue
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "config.toml", config_to_toml(cfg.to_dict()))
+            jobs.append((name, fold))
+
+    def finished(name: str, fold: int, fold_result: dict[str, Any]) -> None:
+        score = fold_result["scores"].get(plan.metric, float("nan"))
+        bar.advance(f"{name} fold {fold + 1}: {plan.metric}={score:.4f}")
+
+    if workers > 1 and len(jobs) > 1:
+        _run_parallel(plan, jobs, out, workers, finished)
+        return
+    for name, fold in jobs:
+        bar.describe(f"{name} fold {fold + 1}/{len(plan.splits)}")
+        run_dir = out / "runs" / name / f"fold{fold}"
+        result = _run_one(
+            plan.variants[name],
+            plan.dataset,
+            fold,
+            plan.splits[fold],
+            run_dir,
+            bar.inner,
+            plan.study.diagnostics(),
+            plan.config_hash,
+        )
+        finished(name, fold, result)
+
+
+def run_study(
+    data: dict[str, Any],
+    out_dir: str | Path,
+    *,
+    source: str = "study",
+    progress: bool | None = None,
+    workers: int | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Run a study config (a dict as read from TOML) into ``out_dir``; returns the results dict
+    (also written as ``results.json``, with ``report.html`` beside it).
+
+    ``workers`` (default: the study's ``workers``, 1 unless set) runs that many (variant, fold)
+    runs at once in separate processes (the study's progress bar only; no per-run bar), each with
+    ``cores // workers`` torch threads; every run is seeded alone, so results match a serial
+    study (up to the summation order of multithreaded kernels; identical in our CPU tests).
+    """
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise ConfigError(f"--workers must be an integer >= 1, got {workers!r}")
+    t0 = time.perf_counter()
+    plan = prepare_study(data, source)
+    workers = plan.study.workers if workers is None else workers
+    out = Path(out_dir)
+    from goodfit.app.run_folder import claim_run_folder
+
+    with claim_run_folder(out, kind="study", config_hash=plan.config_hash, force=force):
+        atomic_write_text(out / "study.toml", config_to_toml(data))
+        results = _results_header(plan, data)
+        with StudyProgress(progress, len(plan.variants) * len(plan.splits)) as bar:
+            _train_all(plan, out, bar, workers)
+        for name in plan.variants:
+            for fold in range(len(plan.splits)):
+                done = out / "runs" / name / f"fold{fold}" / "summary.json"
+                results["variants"][name]["folds"].append(json.loads(done.read_text()))
+        schedule = _schedule_curve(plan)
+        if schedule is not None:
+            results["schedule"] = schedule
+        results["environment"] = _environment(plan.base.train.device, time.perf_counter() - t0)
+        from goodfit.report.html import write_report
+        from goodfit.select.analysis import analyze_results
+
+        results["analysis"] = analyze_results(results)
+        atomic_write_text(out / "results.json", json.dumps(json_safe(results), indent=1) + "\n")
+        write_report(results, out / "report.html")
+    return results
+
+
+def _schedule_curve(plan: StudyPlan) -> dict[str, Any] | None:
+    """The base config's schedule as it trains on the first fold (the same builder as a run)."""
+    base = plan.base
+    if base.schedule is None or base.schedule.name == "reduce_on_plateau":
+        return None
+    from goodfit.app.build import build_run
+
+    prepared = prepare_from_config(base, plan.dataset, pool=plan.splits[0][0])
+    parts = build_run(base, prepared)
+    unit = parts.steps_per_epoch if base.schedule.interval == "step" else 1
+    n = base.train.epochs * unit
+    stride = max(1, n // 400)
+    steps = list(range(0, n, stride))
+    return {
+        "name": base.schedule.name,
+        "steps": steps,
+        "lr": [float(parts.schedule(s)) for s in steps],
+    }

@@ -1,0 +1,99 @@
+"""One data-preparation path: hold out a validation part, standardize on the part the model
+trains on, and hand the three parts to the loop.
+
+Used by ``goodfit train`` (the whole training set), by a study's folds (a fold's training part)
+and by the LR finder, so the split and the standardization are the same everywhere: the
+validation part is drawn with scikit-learn's ``train_test_split`` (stratified for
+classification), and the standardizer is fitted on the training part only (seed 000 §1.1: the
+statistics of the data the model learns from; never the validation or test data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from goodfit.data.standardize import fit_standardizer
+
+__all__ = ["PreparedData", "holdout_indices", "prepare_data"]
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """A dataset split into the part the model trains on, the validation part (``None``
+    without one) and the test set, standardized with statistics of ``train`` only.
+
+    ``transform`` is that standardization (identity when disabled): apply it to any other
+    rows of the dataset's training array, e.g. a cross-validation fold's held-out part.
+    """
+
+    dataset: Any
+    train: Pair
+    val: Pair | None
+    test: Pair
+    transform: Callable[[torch.Tensor], torch.Tensor]
+
+    def rows(self, idx: Sequence[int] | torch.Tensor) -> Pair:
+        """Rows ``idx`` of the dataset's training array, transformed like ``train``."""
+        idx = torch.as_tensor(idx)
+        return self.transform(self.dataset.X_train[idx]), self.dataset.y_train[idx]
+
+
+def holdout_indices(
+    dataset: Any, pool: torch.Tensor, val_fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Split the row indices ``pool`` into (train, validation), sorted, stratified for
+    classification (unstratified when a class is too small to stratify)."""
+    if val_fraction <= 0:
+        return pool, None
+    from sklearn.model_selection import train_test_split
+
+    idx = pool.numpy()
+    strat = dataset.y_train[pool].numpy() if dataset.task == "classification" else None
+    try:
+        tr, va = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=strat)
+    except ValueError:  # too few samples of a class to stratify
+        tr, va = train_test_split(idx, test_size=val_fraction, random_state=seed)
+    return torch.as_tensor(sorted(tr)), torch.as_tensor(sorted(va))
+
+
+def prepare_data(
+    dataset: Any,
+    *,
+    val_fraction: float,
+    seed: int,
+    standardize: bool = True,
+    pool: Sequence[int] | torch.Tensor | None = None,
+) -> PreparedData:
+    """Split ``pool`` (default: every training row) into train/validation and standardize.
+
+    Parameters
+    ----------
+    dataset : a :class:`goodfit.data.Dataset` (not standardized).
+    val_fraction : share of ``pool`` held out for validation (0: none).
+    seed : random state of the split.
+    standardize : fit a per-feature (per-channel) standardizer on the train part.
+    pool : training-array rows to use, e.g. a cross-validation fold's training part.
+    """
+    pool = torch.arange(dataset.n_train) if pool is None else torch.as_tensor(pool)
+    train_idx, val_idx = holdout_indices(dataset, pool, val_fraction, seed)
+    X, y = dataset.X_train, dataset.y_train
+    transform = fit_standardizer(X[train_idx]) if standardize else _identity
+    X_train = transform(X[train_idx])
+    val = (transform(X[val_idx]), y[val_idx]) if val_idx is not None else None
+    return PreparedData(
+        dataset=dataset,
+        train=(X_train, y[train_idx]),
+        val=val,
+        test=(transform(dataset.X_test), dataset.y_test),
+        transform=transform,
+    )
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
