@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd import gradcheck
 
-from goodfit.nn import functional as GF
+from goodfit.nn import functional
 from goodfit.nn.dropout import (
     DROPOUTS,
     POOL_DROPOUTS,
@@ -277,7 +277,7 @@ def test_dropconnect_train_mask_on_weights_reused_in_backward(scale):
         torch.manual_seed(15)
         y = layer(x)
         torch.manual_seed(15)
-        m = GF.keep_mask(layer.weight.shape, p, dtype=torch.float64)
+        m = functional.keep_mask(layer.weight.shape, p, dtype=torch.float64)
         assert set(m.unique().tolist()) == {0.0, 1.0}
         w_ref = (layer.weight.detach() * m / c).requires_grad_()
         x_ref = x.detach().clone().requires_grad_()
@@ -305,7 +305,7 @@ def test_keep_mask_transcription(p):
     shape = (128, 51)  # 6528 entries, not a multiple of 8
     n = 128 * 51
     torch.manual_seed(22)
-    got = GF.keep_mask(shape, p, dtype=torch.float64)
+    got = functional.keep_mask(shape, p, dtype=torch.float64)
     assert got.shape == shape and got.dtype == torch.float64
     t = round(p * 2**32)
     if t >= 2**32:
@@ -330,7 +330,7 @@ def test_keep_mask_statistics():
     # draws (a lane with fewer random bits, e.g. a sign bit, would be off by > 0.1 = 100 sd).
     p, n = 0.3, 1 << 21
     torch.manual_seed(23)
-    drop = 1.0 - GF.keep_mask((n,), p, dtype=torch.float64)
+    drop = 1.0 - functional.keep_mask((n,), p, dtype=torch.float64)
     sd = math.sqrt(p * (1 - p) / n)
     assert abs(drop.mean().item() - p) / sd < Z_MAX
     lanes = drop.view(-1, 8).mean(0)
@@ -341,9 +341,9 @@ def test_keep_mask_statistics():
     assert abs(both - p * p) / sd2 < Z_MAX
     # same seed -> same mask; float32 by default
     torch.manual_seed(24)
-    a = GF.keep_mask((7, 9), p)
+    a = functional.keep_mask((7, 9), p)
     torch.manual_seed(24)
-    assert a.dtype == torch.float32 and torch.equal(a, GF.keep_mask((7, 9), p))
+    assert a.dtype == torch.float32 and torch.equal(a, functional.keep_mask((7, 9), p))
 
 
 def test_dropconnect_moment_matching_transcription_and_accuracy():
@@ -431,7 +431,7 @@ def test_gradcheck_dropconnect(inference, training):
     w, b = lin.weight, lin.bias
 
     def f(x, w, b):
-        return GF.dropconnect_linear(
+        return functional.dropconnect_linear(
             x, w, b, 0.3, training, inference=inference, activation=torch.tanh, num_samples=8
         )
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd import gradcheck
 
-from goodfit.nn import functional as GF
+from goodfit.nn import functional
 from goodfit.nn.norm import (
     NORMS,
     BiasedVarBatchNorm,
@@ -189,7 +189,7 @@ def test_gradcheck_switchable_norm(training):
 
     def f(x, mw, vw, w, b):
         # fresh copies of the buffers: the training update must not change them between calls
-        return GF.switchable_norm(
+        return functional.switchable_norm(
             x, mw, vw, w, b, sn.running_mean.clone(), sn.running_var.clone(), training
         )
 
@@ -234,9 +234,7 @@ def test_switchable_norm_backward_equals_autograd_of_formula(
     # formula, float64; non-contiguous x and g (channels-last / transposed) included. Both ways
     # of taking the per-(n, c) sums: torch's CPU batch-norm kernels, and the generic
     # var_mean/sum/bmm that other devices use.
-    import goodfit.nn.functional as gf_functional
-
-    monkeypatch.setattr(gf_functional, "_fused_row_kernels", lambda x: fused)
+    monkeypatch.setattr(functional, "_fused_row_kernels", lambda x: fused)
     torch.manual_seed(11)
     c = 4
     sn = SwitchableNorm(c, dims=dims, components=components, affine=affine).double()
@@ -317,11 +315,13 @@ def test_gradcheck_weight_standardized_layers():
     conv = WSConv2d(2, 3, 3).double()
     x = torch.randn(1, 2, 4, 4, dtype=torch.float64, requires_grad=True)
     assert gradcheck(
-        lambda x, w: F.conv2d(x, GF.standardize_weight(w), conv.bias), (x, conv.weight)
+        lambda x, w: F.conv2d(x, functional.standardize_weight(w), conv.bias), (x, conv.weight)
     )
     lin = WSLinear(4, 3).double()
     xl = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
-    assert gradcheck(lambda x, w: F.linear(x, GF.standardize_weight(w), lin.bias), (xl, lin.weight))
+    assert gradcheck(
+        lambda x, w: F.linear(x, functional.standardize_weight(w), lin.bias), (xl, lin.weight)
+    )
     assert gradcheck(lin, (xl,))
 
 

@@ -27,8 +27,9 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-from goodfit.nn import functional as GF
-from goodfit.nn.functional import check_choice, check_nonneg, check_p
+from goodfit.checks import check_choice, check_int, check_probability, check_real
+from goodfit.nn import functional
+from goodfit.nn.functional import check_dims
 
 __all__ = [
     "DROPOUTS",
@@ -77,11 +78,11 @@ class ClassicDropout(nn.Module):
 
     def __init__(self, p: float = 0.5, *, channelwise: bool = False) -> None:
         super().__init__()
-        self.p = check_p(p)
+        self.p = check_probability("p", p, high_open=True)
         self.channelwise = bool(channelwise)
 
     def forward(self, x: Tensor) -> Tensor:
-        return GF.classic_dropout(x, self.p, self.training, channelwise=self.channelwise)
+        return functional.classic_dropout(x, self.p, self.training, channelwise=self.channelwise)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, channelwise={self.channelwise}"
@@ -107,20 +108,20 @@ class GaussianDropout(nn.Module):
         channelwise: bool = False,
     ) -> None:
         super().__init__()
-        check_choice(convention, "convention", ("srivastava", "seed000"))
+        check_choice("convention", convention, ("srivastava", "seed000"))
         if (p is None) == (sigma is None):
             raise ValueError(f"give exactly one of p or sigma, got p={p!r}, sigma={sigma!r}")
-        self.p = None if p is None else check_p(p)
+        self.p = None if p is None else check_probability("p", p, high_open=True)
         self.convention = convention
         self.std = (
-            check_nonneg(sigma, "sigma")
+            check_real("sigma", sigma, low=0.0)
             if sigma is not None
-            else GF.gaussian_dropout_std(self.p, convention)
+            else functional.gaussian_dropout_std(self.p, convention)
         )
         self.channelwise = bool(channelwise)
 
     def forward(self, x: Tensor) -> Tensor:
-        return GF.gaussian_dropout(x, self.std, self.training, channelwise=self.channelwise)
+        return functional.gaussian_dropout(x, self.std, self.training, channelwise=self.channelwise)
 
     def extra_repr(self) -> str:
         head = (
@@ -139,10 +140,10 @@ class AdditiveGaussianNoise(nn.Module):
 
     def __init__(self, sigma: float = 0.1) -> None:
         super().__init__()
-        self.sigma = check_nonneg(sigma, "sigma")
+        self.sigma = check_real("sigma", sigma, low=0.0)
 
     def forward(self, x: Tensor) -> Tensor:
-        return GF.additive_gaussian_noise(x, self.sigma, self.training)
+        return functional.additive_gaussian_noise(x, self.sigma, self.training)
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}"
@@ -152,10 +153,9 @@ class AdditiveGaussianNoise(nn.Module):
 # DropConnect
 # --------------------------------------------------------------------------------------------------
 def _check_dropconnect(scale: str, inference: str, num_samples: int) -> None:
-    check_choice(scale, "scale", ("inverted", "classic"))
-    check_choice(inference, "inference", ("mean", "moment_matching"))
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+    check_choice("scale", scale, ("inverted", "classic"))
+    check_choice("inference", inference, ("mean", "moment_matching"))
+    check_int("num_samples", num_samples, low=1)
 
 
 class DropConnectLinear(nn.Linear):
@@ -189,13 +189,13 @@ class DropConnectLinear(nn.Linear):
         dtype=None,
     ) -> None:
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
-        self.p = check_p(p)
+        self.p = check_probability("p", p, high_open=True)
         _check_dropconnect(scale, inference, num_samples)
         self.scale, self.inference, self.num_samples = scale, inference, num_samples
         self.activation = activation
 
     def forward(self, x: Tensor) -> Tensor:
-        return GF.dropconnect_linear(
+        return functional.dropconnect_linear(
             x, self.weight, self.bias, self.p, self.training, scale=self.scale,
             inference=self.inference, activation=self.activation, num_samples=self.num_samples,
         )  # fmt: skip
@@ -232,13 +232,13 @@ class DropConnectConv2d(nn.Conv2d):
         )  # fmt: skip
         if self.padding_mode != "zeros":  # pragma: no cover - constructor default
             raise ValueError("DropConnectConv2d supports padding_mode='zeros' only")
-        self.p = check_p(p)
+        self.p = check_probability("p", p, high_open=True)
         _check_dropconnect(scale, inference, num_samples)
         self.scale, self.inference, self.num_samples = scale, inference, num_samples
         self.activation = activation
 
     def forward(self, x: Tensor) -> Tensor:
-        return GF.dropconnect_conv2d(
+        return functional.dropconnect_conv2d(
             x, self.weight, self.bias, self.p, self.training, stride=self.stride,
             padding=self.padding, dilation=self.dilation, groups=self.groups, scale=self.scale,
             inference=self.inference, activation=self.activation, num_samples=self.num_samples,
@@ -252,28 +252,50 @@ class DropConnectConv2d(nn.Conv2d):
 # pooling dropout
 # --------------------------------------------------------------------------------------------------
 def _check_pool(kernel_size, stride, dims: int) -> None:
-    if dims not in (1, 2, 3):
-        raise ValueError(f"dims must be 1, 2 or 3 for a pooling layer, got {dims!r}")
-    GF._ntuple(kernel_size, dims, "kernel_size")
+    check_dims(dims, (1, 2, 3))
+    functional._ntuple(kernel_size, dims, "kernel_size")
     if stride is not None:
-        GF._ntuple(stride, dims, "stride")
+        functional._ntuple(stride, dims, "stride")
 
 
 class _PoolBase(nn.Module):
+    """A pooling layer with dropout: checks the input's layout, then ``_pool(x)``."""
+
     def __init__(self, kernel_size, stride, dims: int) -> None:
         super().__init__()
         _check_pool(kernel_size, stride, dims)
         self.kernel_size, self.stride, self.dims = kernel_size, stride, dims
 
-    def _check_input(self, x: Tensor) -> None:
+    def forward(self, x: Tensor) -> Tensor:
         if x.dim() != self.dims + 2:
             raise ValueError(
                 f"{type(self).__name__}(dims={self.dims}) expects a {self.dims + 2}-D input "
                 f"(N, C, *spatial), got shape {tuple(x.shape)}"
             )
+        return self._pool(x)
+
+    def _pool(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
 
 
-class MaxPoolDropout(_PoolBase):
+class _BernoulliPoolDropout(_PoolBase):
+    """Pooling with a Bernoulli mask of drop rate ``p`` and one rule, the attribute named
+    ``_rule``: the shared body of :class:`MaxPoolDropout` and :class:`AvgPoolDropout`."""
+
+    _rule: str
+
+    def __init__(self, p: float, kernel_size, stride, dims: int) -> None:
+        super().__init__(kernel_size, stride, dims)
+        self.p = check_probability("p", p, high_open=True)
+
+    def extra_repr(self) -> str:
+        return (
+            f"p={self.p}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"dims={self.dims}, {self._rule}={getattr(self, self._rule)}"
+        )
+
+
+class MaxPoolDropout(_BernoulliPoolDropout):
     """Max-pooling dropout (seed 000 §1.1.4 "Pooling Dropout"; Wu & Gu 2015).
 
     Train: ``y = max{pool_size(x) * M}``, ``M`` kept w.p. ``1 - p`` (mask before the max).
@@ -281,6 +303,8 @@ class MaxPoolDropout(_PoolBase):
     Gu's probabilistic weighted pooling (``eval_rule="probabilistic"``), the exact training
     expectation for non-negative inputs. See :func:`goodfit.nn.functional.max_pool_dropout`.
     """
+
+    _rule = "eval_rule"
 
     def __init__(
         self,
@@ -291,30 +315,24 @@ class MaxPoolDropout(_PoolBase):
         dims: int = 2,
         eval_rule: str = "scaled",
     ) -> None:
-        super().__init__(kernel_size, stride, dims)
-        self.p = check_p(p)
-        self.eval_rule = check_choice(eval_rule, "eval_rule", ("scaled", "probabilistic"))
+        super().__init__(p, kernel_size, stride, dims)
+        self.eval_rule = check_choice("eval_rule", eval_rule, ("scaled", "probabilistic"))
 
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
-        return GF.max_pool_dropout(
+    def _pool(self, x: Tensor) -> Tensor:
+        return functional.max_pool_dropout(
             x, self.p, self.kernel_size, self.stride, self.training, eval_rule=self.eval_rule
         )
 
-    def extra_repr(self) -> str:
-        return (
-            f"p={self.p}, kernel_size={self.kernel_size}, stride={self.stride}, "
-            f"dims={self.dims}, eval_rule={self.eval_rule}"
-        )
 
-
-class AvgPoolDropout(_PoolBase):
+class AvgPoolDropout(_BernoulliPoolDropout):
     """Average-pooling dropout (seed 000 §1.1.4 "Pooling Dropout").
 
     Train: mean over the window of ``x * M`` (``M / (1 - p)`` with ``scale="inverted"``, the
     default, so that seed 000's evaluation rule - the plain average - is the expectation);
     ``scale="classic"``: unscaled mask in training, ``(1 - p) * avg`` at evaluation.
     """
+
+    _rule = "scale"
 
     def __init__(
         self,
@@ -325,20 +343,12 @@ class AvgPoolDropout(_PoolBase):
         dims: int = 2,
         scale: str = "inverted",
     ) -> None:
-        super().__init__(kernel_size, stride, dims)
-        self.p = check_p(p)
-        self.scale = check_choice(scale, "scale", ("inverted", "classic"))
+        super().__init__(p, kernel_size, stride, dims)
+        self.scale = check_choice("scale", scale, ("inverted", "classic"))
 
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
-        return GF.avg_pool_dropout(
+    def _pool(self, x: Tensor) -> Tensor:
+        return functional.avg_pool_dropout(
             x, self.p, self.kernel_size, self.stride, self.training, scale=self.scale
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"p={self.p}, kernel_size={self.kernel_size}, stride={self.stride}, "
-            f"dims={self.dims}, scale={self.scale}"
         )
 
 
@@ -362,14 +372,13 @@ class MaxDrop(_PoolBase):
         dims: int = 2,
     ) -> None:
         super().__init__(kernel_size, stride, dims)
-        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not mu > 0:
-            raise ValueError(f"mu must be a float > 0, got {mu!r}")
-        self.mu = float(mu)
-        self.sigma = check_nonneg(sigma, "sigma")
+        self.mu = check_real("mu", mu, low=0.0, low_open=True)
+        self.sigma = check_real("sigma", sigma, low=0.0)
 
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
-        return GF.max_drop(x, self.mu, self.sigma, self.kernel_size, self.stride, self.training)
+    def _pool(self, x: Tensor) -> Tensor:
+        return functional.max_drop(
+            x, self.mu, self.sigma, self.kernel_size, self.stride, self.training
+        )
 
     def extra_repr(self) -> str:
         return (
@@ -381,14 +390,8 @@ class MaxDrop(_PoolBase):
 # --------------------------------------------------------------------------------------------------
 # factories and registries (config layer)
 # --------------------------------------------------------------------------------------------------
-def _check_dims(dims: int, allowed: Sequence[int] = (0, 1, 2, 3)) -> int:
-    if isinstance(dims, bool) or not isinstance(dims, int) or dims not in allowed:
-        raise ValueError(f"dims must be one of {list(allowed)}, got {dims!r}")
-    return dims
-
-
 def _standard(p: float, *, dims: int, inplace: bool = False) -> nn.Module:
-    return nn.Dropout(check_p(p), inplace=inplace)
+    return nn.Dropout(check_probability("p", p, high_open=True), inplace=inplace)
 
 
 def _classic(p: float, *, dims: int) -> nn.Module:
@@ -396,11 +399,13 @@ def _classic(p: float, *, dims: int) -> nn.Module:
 
 
 def _spatial(p: float, *, dims: int, scale: str = "inverted") -> nn.Module:
-    _check_dims(dims, (1, 2, 3))
-    check_choice(scale, "scale", ("inverted", "classic"))
+    check_dims(dims, (1, 2, 3))
+    check_choice("scale", scale, ("inverted", "classic"))
     if scale == "classic":
         return ClassicDropout(p, channelwise=True)
-    return (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)[dims - 1](check_p(p))
+    return (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)[dims - 1](
+        check_probability("p", p, high_open=True)
+    )
 
 
 def _gaussian(p: float, *, dims: int, channelwise: bool = False) -> nn.Module:
@@ -423,7 +428,9 @@ def _additive_gaussian(p: float | None = None, *, dims: int, sigma: float | None
 
 
 def _alpha(p: float, *, dims: int, channelwise: bool = False) -> nn.Module:
-    return (nn.FeatureAlphaDropout if channelwise else nn.AlphaDropout)(check_p(p))
+    return (nn.FeatureAlphaDropout if channelwise else nn.AlphaDropout)(
+        check_probability("p", p, high_open=True)
+    )
 
 
 #: name -> factory ``(p, *, dims, **kwargs) -> nn.Module`` (unknown kwargs raise TypeError)
@@ -462,7 +469,7 @@ def make_dropout(kind: str, p: float | None = None, *, dims: int, **kwargs) -> n
     """
     if kind not in DROPOUTS:
         raise ValueError(f"unknown dropout kind {kind!r}; allowed: {sorted(DROPOUTS)}")
-    _check_dims(dims)
+    check_dims(dims)
     if p is None and kind != "additive_gaussian":
         raise ValueError(f"dropout kind {kind!r} needs p in [0, 1)")
     return DROPOUTS[kind](p, dims=dims, **kwargs)
@@ -477,7 +484,7 @@ def _avg_pool_dropout(p: float, kernel_size=2, *, dims: int = 2, stride=None, sc
 
 
 def _max_drop(p: float, kernel_size=2, *, dims: int = 2, stride=None, mu=None, sigma=None):
-    p = check_p(p)
+    p = check_probability("p", p, high_open=True)
     mu = 1.0 - p if mu is None else mu
     sigma = (p * (1.0 - p)) ** 0.5 if sigma is None else sigma
     return MaxDrop(kernel_size, stride, mu=mu, sigma=sigma, dims=dims)
@@ -507,5 +514,5 @@ def make_pool_dropout(
     """
     if kind not in POOL_DROPOUTS:
         raise ValueError(f"unknown pool dropout kind {kind!r}; allowed: {sorted(POOL_DROPOUTS)}")
-    _check_dims(dims, (1, 2, 3))
+    check_dims(dims, (1, 2, 3))
     return POOL_DROPOUTS[kind](p, kernel_size, dims=dims, **kwargs)

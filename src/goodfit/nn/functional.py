@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from goodfit.checks import check_choice, check_int
+
 __all__ = [
     "additive_gaussian_noise",
     "avg_pool_dropout",
-    "check_p",
     "classic_dropout",
     "dropconnect_conv2d",
     "dropconnect_linear",
@@ -41,28 +42,11 @@ _SCALES = ("inverted", "classic")
 
 
 # --------------------------------------------------------------------------------------------------
-# validation helpers (shared with the modules)
+# the one domain check the modules share (the others come from goodfit.checks)
 # --------------------------------------------------------------------------------------------------
-def check_p(p: float, name: str = "p") -> float:
-    """Return ``float(p)`` if ``0 <= p < 1`` else raise ``ValueError`` naming ``name``."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
-        raise ValueError(f"{name} must be a float in [0, 1), got {p!r}")
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {p}")
-    return float(p)
-
-
-def check_nonneg(x: float, name: str) -> float:
-    """Return ``float(x)`` if ``x >= 0`` (finite) else raise ``ValueError`` naming ``name``."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0:
-        raise ValueError(f"{name} must be a finite float >= 0, got {x!r}")
-    return float(x)
-
-
-def check_choice(value: str, name: str, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    return value
+def check_dims(dims: int, allowed: Sequence[int] = (0, 1, 2, 3)) -> int:
+    """``dims`` (the input's number of spatial dims) if it is an integer in ``allowed``."""
+    return check_choice("dims", check_int("dims", dims), allowed)
 
 
 def _mask_shape(x: Tensor, channelwise: bool) -> tuple[int, ...]:
@@ -104,7 +88,7 @@ def gaussian_dropout_std(p: float, convention: str = "srivastava") -> float:
     inverted Bernoulli mask ``m / (1 - p)``); ``"seed000"``: ``var = p (1 - p)`` (seed 000 §1.1.4,
     "Gaussian Dropout": ``m ~ N(1, p(1-p))``, the variance of an unscaled Bernoulli mask).
     """
-    check_choice(convention, "convention", ("srivastava", "seed000"))
+    check_choice("convention", convention, ("srivastava", "seed000"))
     return math.sqrt(p / (1.0 - p)) if convention == "srivastava" else math.sqrt(p * (1.0 - p))
 
 
@@ -188,7 +172,7 @@ def max_pool_dropout(
         return _MAX_POOL[d](x, k, s)
     if eval_rule == "scaled":
         return _MAX_POOL[d](x, k, s) * (1.0 - p)
-    check_choice(eval_rule, "eval_rule", ("scaled", "probabilistic"))
+    check_choice("eval_rule", eval_rule, ("scaled", "probabilistic"))
     w = _windows(x, k, s)
     n = w.shape[-1]
     # weight of the i-th smallest (0-based): (1 - p) p^(n - 1 - i)
@@ -429,7 +413,7 @@ def switchable_norm(
     """
     nred = x.dim() - 2
     for comp in components:
-        check_choice(comp, "components", ("in", "ln", "bn"))
+        check_choice("components", comp, ("in", "ln", "bn"))
     if nred == 0:
         if "in" in components:
             raise ValueError("instance statistics need at least one spatial dim; input is (N, C)")

@@ -41,8 +41,9 @@ from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.parametrizations import spectral_norm
 
-from goodfit.nn import functional as GF
-from goodfit.nn.functional import check_choice
+from goodfit.checks import check_choice, check_int, check_probability, check_real
+from goodfit.nn import functional
+from goodfit.nn.functional import check_dims
 
 __all__ = [
     "NORMS",
@@ -57,34 +58,9 @@ __all__ = [
 ]
 
 
-def _check_dims(dims: int, allowed: Sequence[int] = (0, 1, 2, 3)) -> int:
-    if isinstance(dims, bool) or not isinstance(dims, int) or dims not in allowed:
-        raise ValueError(f"dims must be one of {list(allowed)}, got {dims!r}")
-    return dims
-
-
-def _check_features(num_features: int) -> int:
-    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-        raise ValueError(f"num_features must be an int >= 1, got {num_features!r}")
-    return num_features
-
-
-def _check_eps(eps: float) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-        raise ValueError(f"eps must be a float >= 0, got {eps!r}")
-    return float(eps)
-
-
-def _check_momentum(momentum: float | None) -> float | None:
-    if momentum is None:
-        return None
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
-        raise ValueError(f"momentum must be a float in [0, 1] or None, got {momentum!r}")
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(
-            f"momentum must be in [0, 1] (torch convention = seed 000's w), got {momentum}"
-        )
-    return float(momentum)
+def _momentum_or_none(momentum: float | None) -> float | None:
+    """torch's BatchNorm ``momentum`` (seed 000's ``w``): in [0, 1], or None (cumulative mean)."""
+    return None if momentum is None else check_probability("momentum", momentum)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,10 +89,10 @@ class BiasedVarBatchNorm(_BatchNorm):
         dtype=None,
     ) -> None:
         super().__init__(
-            _check_features(num_features), _check_eps(eps), _check_momentum(momentum), affine,
-            track_running_stats, device=device, dtype=dtype,
+            check_int("num_features", num_features, low=1), check_real("eps", eps, low=0.0),
+            _momentum_or_none(momentum), affine, track_running_stats, device=device, dtype=dtype,
         )  # fmt: skip
-        self.dims = _check_dims(dims)
+        self.dims = check_dims(dims)
 
     def _check_input_dim(self, input: Tensor) -> None:
         ok = (2, 3) if self.dims <= 1 else (self.dims + 2,)
@@ -187,20 +163,17 @@ class SwitchableNorm(nn.Module):
         components: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        self.num_features = _check_features(num_features)
-        self.dims = _check_dims(dims)
-        self.eps = _check_eps(eps)
-        mom = _check_momentum(momentum)
-        if mom is None:
-            raise ValueError("momentum must be a float in [0, 1], got None")
-        self.momentum = mom
+        self.num_features = check_int("num_features", num_features, low=1)
+        self.dims = check_dims(dims)
+        self.eps = check_real("eps", eps, low=0.0)
+        self.momentum = check_probability("momentum", momentum)
         if components is None:
             components = ("in", "ln", "bn") if dims > 0 else ("ln", "bn")
         components = tuple(components)
         if not components or len(set(components)) != len(components):
             raise ValueError(f"components must be distinct, non-empty, got {components!r}")
         for c in components:
-            check_choice(c, "components", ("in", "ln", "bn"))
+            check_choice("components", c, ("in", "ln", "bn"))
         if dims == 0 and "in" in components:
             raise ValueError("components cannot contain 'in' for dims=0 (no spatial dims)")
         self.components = components
@@ -230,7 +203,7 @@ class SwitchableNorm(nn.Module):
                 f"{expected} dims, got shape {tuple(x.shape)}"
             )
         use_batch = self.training or self.running_mean is None
-        return GF.switchable_norm(
+        return functional.switchable_norm(
             x, self.mean_weight, self.var_weight, self.weight, self.bias,
             self.running_mean, self.running_var, use_batch, momentum=self.momentum,
             eps=self.eps, components=self.components,
@@ -251,7 +224,7 @@ class _WSMixin:
 
     def standardized_weight(self) -> Tensor:
         """The weight used in forward: ``(W - mu_i) / (sigma_i + eps)`` per output channel."""
-        return GF.standardize_weight(self.weight, self.eps)  # type: ignore[attr-defined]
+        return functional.standardize_weight(self.weight, self.eps)  # type: ignore[attr-defined]
 
 
 class WSLinear(_WSMixin, nn.Linear):
@@ -264,7 +237,7 @@ class WSLinear(_WSMixin, nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, eps: float = 1e-5,
                  device=None, dtype=None) -> None:  # fmt: skip
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
-        self.eps = _check_eps(eps)
+        self.eps = check_real("eps", eps, low=0.0)
 
     def forward(self, x: Tensor) -> Tensor:
         return nn.functional.linear(x, self.standardized_weight(), self.bias)
@@ -277,7 +250,7 @@ def _ws_conv(base: type[nn.Module], n: int) -> type[nn.Module]:
     class WSConv(_WSMixin, base):  # type: ignore[misc, valid-type]
         def __init__(self, *args, eps: float = 1e-5, **kwargs) -> None:
             super().__init__(*args, **kwargs)
-            self.eps = _check_eps(eps)
+            self.eps = check_real("eps", eps, low=0.0)
 
         def forward(self, x: Tensor) -> Tensor:
             return self._conv_forward(x, self.standardized_weight(), self.bias)
@@ -344,28 +317,30 @@ _IN = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 
 
 def _batch(num_features: int, *, dims: int, running_var: str = "unbiased", **kwargs) -> nn.Module:
-    check_choice(running_var, "running_var", ("unbiased", "biased"))
-    _check_momentum(kwargs.get("momentum"))
+    check_choice("running_var", running_var, ("unbiased", "biased"))
+    _momentum_or_none(kwargs.get("momentum"))
     if "eps" in kwargs:
-        _check_eps(kwargs["eps"])
+        check_real("eps", kwargs["eps"], low=0.0)
     if running_var == "biased":
         return BiasedVarBatchNorm(num_features, dims=dims, **kwargs)
-    return _BN[dims](_check_features(num_features), **kwargs)
+    return _BN[dims](check_int("num_features", num_features, low=1), **kwargs)
 
 
 def _layer(num_features: int, *, dims: int, eps: float = 1e-5, affine: bool = True) -> nn.Module:
-    _check_features(num_features)
+    check_int("num_features", num_features, low=1)
     if dims == 0:
-        return nn.LayerNorm(num_features, eps=_check_eps(eps), elementwise_affine=affine)
-    return nn.GroupNorm(1, num_features, eps=_check_eps(eps), affine=affine)
+        return nn.LayerNorm(
+            num_features, eps=check_real("eps", eps, low=0.0), elementwise_affine=affine
+        )
+    return nn.GroupNorm(1, num_features, eps=check_real("eps", eps, low=0.0), affine=affine)
 
 
 def _instance(num_features: int, *, dims: int, affine: bool = True, **kwargs) -> nn.Module:
     if dims == 0:
         raise ValueError("instance norm needs spatial dims (dims >= 1); use 'layer' for (N, F)")
     if "eps" in kwargs:
-        _check_eps(kwargs["eps"])
-    return _IN[dims](_check_features(num_features), affine=affine, **kwargs)
+        check_real("eps", kwargs["eps"], low=0.0)
+    return _IN[dims](check_int("num_features", num_features, low=1), affine=affine, **kwargs)
 
 
 def _default_groups(c: int) -> int:
@@ -375,11 +350,11 @@ def _default_groups(c: int) -> int:
 
 def _group(num_features: int, *, dims: int, groups: int | None = None, eps: float = 1e-5,
            affine: bool = True) -> nn.Module:  # fmt: skip
-    c = _check_features(num_features)
+    c = check_int("num_features", num_features, low=1)
     g = _default_groups(c) if groups is None else groups
     if isinstance(g, bool) or not isinstance(g, int) or g < 1 or c % g:
         raise ValueError(f"groups must be a positive divisor of num_features={c}, got {g!r}")
-    return nn.GroupNorm(g, c, eps=_check_eps(eps), affine=affine)
+    return nn.GroupNorm(g, c, eps=check_real("eps", eps, low=0.0), affine=affine)
 
 
 def _switchable(num_features: int, *, dims: int, **kwargs) -> nn.Module:
@@ -415,5 +390,5 @@ def make_norm(kind: str, num_features: int, *, dims: int, **kwargs) -> nn.Module
     """
     if kind not in NORMS:
         raise ValueError(f"unknown norm kind {kind!r}; allowed: {sorted(NORMS)}")
-    _check_dims(dims)
+    check_dims(dims)
     return NORMS[kind](num_features, dims=dims, **kwargs)
