@@ -18,7 +18,7 @@ Example
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -282,47 +282,44 @@ def _pool_layer(pool: str | Mapping[str, Any], dims: int) -> nn.Module:
     return make_pool_dropout(kind, p, kernel_size=2, dims=dims, **spec)
 
 
-def cnn1d(
-    input_shape: Sequence[int],
-    channels: Sequence[int] = (32, 64),
-    num_outputs: int = 10,
-    *,
-    hidden: Sequence[int] = (128,),
-    kernel_size: int = 5,
-    activation: str = "relu",
-    dropout: Mapping[str, Any] | float | None = None,
-    norm: NormSpec = None,
-    pool: str | Mapping[str, Any] = "max",
-    pool_every: int = 1,
-    weight_standardization: bool = False,
-    spectral_norm: bool = False,
-) -> nn.Sequential:
+def _cnn_builder(dims: int, kernel_size_default: int, doc: str) -> Callable[..., nn.Sequential]:
+    """The public ``cnn{dims}d`` builder: one signature for both, only the default kernel and the
+    docstring differ."""
+
+    def builder(
+        input_shape: Sequence[int],
+        channels: Sequence[int] = (32, 64),
+        num_outputs: int = 10,
+        *,
+        hidden: Sequence[int] = (128,),
+        kernel_size: int = kernel_size_default,
+        activation: str = "relu",
+        dropout: Mapping[str, Any] | float | None = None,
+        norm: NormSpec = None,
+        pool: str | Mapping[str, Any] = "max",
+        pool_every: int = 1,
+        weight_standardization: bool = False,
+        spectral_norm: bool = False,
+    ) -> nn.Sequential:
+        return _cnn(
+            dims, input_shape, channels, hidden, num_outputs, kernel_size, activation, dropout,
+            norm, pool, pool_every, weight_standardization, spectral_norm,
+        )  # fmt: skip
+
+    builder.__name__ = builder.__qualname__ = f"cnn{dims}d"
+    builder.__doc__ = doc
+    return builder
+
+
+cnn1d = _cnn_builder(
+    1,
+    5,
     """1-D CNN for (C, L) signals: conv blocks ``Conv1d -> [norm] -> act -> [pool] -> [dropout]``
-    (a pool of size 2 after every ``pool_every`` blocks), then an :func:`mlp` head."""
-    return _cnn(
-        1, input_shape, channels, hidden, num_outputs, kernel_size, activation, dropout, norm,
-        pool, pool_every, weight_standardization, spectral_norm,
-    )  # fmt: skip
-
-
-def cnn2d(
-    input_shape: Sequence[int],
-    channels: Sequence[int] = (32, 64),
-    num_outputs: int = 10,
-    *,
-    hidden: Sequence[int] = (128,),
-    kernel_size: int = 3,
-    activation: str = "relu",
-    dropout: Mapping[str, Any] | float | None = None,
-    norm: NormSpec = None,
-    pool: str | Mapping[str, Any] = "max",
-    pool_every: int = 1,
-    weight_standardization: bool = False,
-    spectral_norm: bool = False,
-) -> nn.Sequential:
+    (a pool of size 2 after every ``pool_every`` blocks), then an :func:`mlp` head.""",
+)
+cnn2d = _cnn_builder(
+    2,
+    3,
     """2-D CNN for (C, H, W) images: conv blocks ``Conv2d -> [norm] -> act -> [pool] ->
-    [dropout]`` (a 2x2 pool after every ``pool_every`` blocks), then an :func:`mlp` head."""
-    return _cnn(
-        2, input_shape, channels, hidden, num_outputs, kernel_size, activation, dropout, norm,
-        pool, pool_every, weight_standardization, spectral_norm,
-    )  # fmt: skip
+    [dropout]`` (a 2x2 pool after every ``pool_every`` blocks), then an :func:`mlp` head.""",
+)
