@@ -10,6 +10,7 @@ import torch
 from torch.optim import lr_scheduler as tls
 
 from goodfit import schedules as S
+from goodfit.app import schedule_spec
 
 N = 1200  # >= 1000 steps for every equivalence check
 TOL = 1e-12
@@ -375,12 +376,12 @@ def test_schedules_pickle_and_repr():
 
 
 # ------------------------------------------------------------------------------------------
-# config
+# config (goodfit.app.schedule_spec)
 
 
 def cfg(name, params, **kw):
     kw = {"base_lr": 0.1, "steps_per_epoch": 10, "epochs": 5, **kw}
-    return S.schedule_from_config(name, params, **kw)
+    return schedule_spec.schedule_from_config(name, params, **kw)
 
 
 def test_config_defaults_base_lr_and_run_length():
@@ -435,7 +436,7 @@ def test_config_errors():
 
 
 def test_registry_names():
-    assert set(S.SCHEDULES) == {
+    assert set(schedule_spec.SCHEDULES) == {
         "constant", "inverse_time", "linear", "exponential", "sqrt_decay", "inverse_sqrt",
         "polynomial", "piecewise_constant", "cosine", "warmup_cosine", "cosine_restarts",
         "cyclic", "one_cycle",
