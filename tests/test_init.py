@@ -117,7 +117,113 @@ def test_torch_default_matches_pytorch_linear():
     torch.testing.assert_close(w, ref.weight.detach())
 
 
-def test_apply_by_layer_type_with_gains():
+def _relu_net():
+    """A ReLU MLP: the case where a gain taken from the activation used to creep in."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(M, N_OUT), nn.ReLU(), nn.Linear(N_OUT, 10)).double()
+    return net.requires_grad_(False)
+
+
+TRUNC = gi.TRUNCATED_NORMAL_STD
+# (scheme, kind, bound or std of layer 0 with gain 1): the formulas of seed 004 and the papers
+FORMULAS = [
+    ("glorot_uniform", "uniform", math.sqrt(6 / (M + N_OUT))),  # seed 004 eq. (1)
+    ("xavier_uniform", "uniform", math.sqrt(6 / (M + N_OUT))),
+    ("glorot_normal", "normal", math.sqrt(2 / (M + N_OUT))),  # Glorot & Bengio: var 2/(m+n)
+    ("he_uniform", "uniform", math.sqrt(6 / M)),  # He et al. 2015 [He+15]: var 2/m
+    ("he_normal", "normal", math.sqrt(2 / M)),
+    ("kaiming_normal", "normal", math.sqrt(2 / M)),
+    ("torch_default", "uniform", 1 / math.sqrt(M)),  # seed 004 eq. (2)
+    ("lecun_normal", "truncated", math.sqrt(1 / M) / TRUNC),  # seed 004 eq. (3), var 1/m
+]
+
+
+def _check_layer(w, kind, scale):
+    """``w`` is U(+-scale), N(0, scale^2) or N(0, scale^2) truncated at +-2 scale (REL: see top)."""
+    amax, var = float(w.abs().max()), float(w.var())
+    if kind == "uniform":
+        assert scale * (1 - 1e-3) <= amax <= scale
+        assert var == pytest.approx(scale**2 / 3, rel=REL)
+        assert _ks(w, stats.uniform(-scale, 2 * scale)) > 1e-3
+    elif kind == "normal":
+        assert var == pytest.approx(scale**2, rel=REL)
+        assert _ks(w, stats.norm(0, scale)) > 1e-3
+    else:
+        assert 2 * scale * (1 - 1e-2) <= amax <= 2 * scale
+        assert var == pytest.approx((scale * TRUNC) ** 2, rel=REL)
+        assert _ks(w, stats.truncnorm(-2, 2, scale=scale)) > 1e-3
+
+
+@pytest.mark.parametrize(("scheme", "kind", "scale"), FORMULAS, ids=[f[0] for f in FORMULAS])
+def test_apply_without_gain_is_the_schemes_formula(scheme, kind, scale):
+    """On a ReLU net, no gain by default: Glorot's bound is sqrt(6/(m+n)), not sqrt(2) times it;
+    LeCun's variance is 1/m, not 2/m; torch_default is torch's default."""
+    net = gi.apply(_relu_net(), scheme, generator=torch.Generator().manual_seed(3))
+    _check_layer(net[0].weight, kind, scale)
+    assert float(net[0].bias.abs().max()) == 0.0
+
+
+GAINS = [
+    ("glorot_uniform", "relu", math.sqrt(2)),
+    ("glorot_uniform", 1.5, 1.5),
+    ("glorot_normal", "tanh", 5 / 3),
+    ("torch_default", 2.0, 2.0),
+    ("lecun_normal", ("leaky_relu", 0.2), math.sqrt(2 / (1 + 0.2**2))),
+    ("lecun_normal", ["leaky_relu", 0.2], math.sqrt(2 / (1 + 0.2**2))),  # a TOML list
+    ("lecun_normal", "selu", 3 / 4),
+]
+
+
+@pytest.mark.parametrize(("scheme", "gain", "g"), GAINS)
+def test_apply_with_an_explicit_gain_multiplies_the_formula(scheme, gain, g):
+    kind, scale = next((k, s) for n, k, s in FORMULAS if n == scheme)
+    net = gi.apply(_relu_net(), scheme, gain=gain, generator=torch.Generator().manual_seed(4))
+    _check_layer(net[0].weight, kind, g * scale)
+
+
+@pytest.mark.parametrize(
+    ("gain", "g"), [(None, math.sqrt(2)), ("relu", math.sqrt(2)), ("tanh", 5 / 3), (1.0, 1.0)]
+)
+def test_he_gain_replaces_its_relu_factor(gain, g):
+    """He's formula is var g^2/m with the ReLU gain sqrt(2) (He et al.: 2/m); a gain replaces it,
+    as torch's kaiming_normal_(nonlinearity=...) (so gain="relu" is He's formula, not twice)."""
+    net = gi.apply(_relu_net(), "he_normal", gain=gain, generator=torch.Generator().manual_seed(5))
+    _check_layer(net[0].weight, "normal", g / math.sqrt(M))
+    net = gi.apply(_relu_net(), "he_uniform", gain=gain, generator=torch.Generator().manual_seed(6))
+    _check_layer(net[0].weight, "uniform", g * math.sqrt(3 / M))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.Sequential(nn.Linear(300, 200), nn.ReLU(), nn.Linear(200, 7)),
+        lambda: nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 8, (5, 3), groups=4)),
+    ],
+    ids=["linear", "conv2d"],
+)
+def test_torch_default_is_torchs_reset_parameters(make):
+    """``torch_default`` with torch's bias draws what a freshly constructed layer holds:
+    ``kaiming_uniform_(a=sqrt(5))``, bound sqrt(2/(1+5)) sqrt(3/fan_in) = 1/sqrt(fan_in), and a
+    bias U(+-1/sqrt(fan_in)); same generator state, same draws in the same order."""
+    torch.manual_seed(7)
+    fresh = make()
+    ours = make()
+    torch.manual_seed(7)
+    gi.apply(ours, "torch_default", bias="torch_default")
+    fresh.requires_grad_(False)
+    ours.requires_grad_(False)
+    layers = [(a, b) for a, b in zip(fresh, ours, strict=True) if hasattr(a, "weight")]
+    for a, b in layers:
+        torch.testing.assert_close(b.weight, a.weight)
+        torch.testing.assert_close(b.bias, a.bias)
+        fan_in = gi.fans(a.weight)[0]
+        bound = math.sqrt(2 / (1 + 5)) * math.sqrt(3 / fan_in)
+        assert 0.9 * bound <= float(b.weight.abs().max()) <= bound
+    if isinstance(layers[1][0], nn.Conv2d):
+        assert gi.fans(layers[1][0].weight)[0] == (16 // 4) * 5 * 3  # in_channels / groups
+
+
+def test_apply_by_layer_type():
     torch.manual_seed(0)
     net = nn.Sequential(
         nn.Linear(M, N_OUT),
@@ -127,14 +233,12 @@ def test_apply_by_layer_type_with_gains():
         nn.Conv1d(8, 128, 5),
     ).double()
     net.requires_grad_(False)  # only values matter here
-    gi.apply(net, "he_normal", nonlinearity="tanh", generator=torch.Generator().manual_seed(1))
+    gi.apply(net, "he_normal", gain="tanh", generator=torch.Generator().manual_seed(1))
     g = 5 / 3  # calculate_gain("tanh")
     assert float(net[0].weight.var()) == pytest.approx(g**2 / M, rel=REL)
     assert float(net[4].weight.var()) == pytest.approx(g**2 / (8 * 5), rel=5 * REL)  # 5120 draws
     assert float(net[0].bias.abs().max()) == 0.0 and float(net[4].bias.abs().max()) == 0.0
     assert bool((net[2].weight == 1).all())  # normalization layers keep their init
-    gi.apply(net, "he_normal")  # default gain sqrt(2) (ReLU)
-    assert float(net[0].weight.var()) == pytest.approx(2 / M, rel=REL)
     gi.apply(net, "glorot_uniform", gain=3.0, bias=0.1)
     b = 3.0 * math.sqrt(6 / (M + N_OUT))
     assert float(net[0].weight.abs().max()) <= b
@@ -143,10 +247,9 @@ def test_apply_by_layer_type_with_gains():
     gi.apply(net, "torch_default", bias="torch_default")
     assert 0.9 / math.sqrt(M) < float(net[0].bias.abs().max()) <= 1 / math.sqrt(M)
     before = net[0].bias.detach().clone()
-    gi.apply(net, "lecun_normal", bias="keep", nonlinearity=("leaky_relu", 0.2))
+    gi.apply(net, "lecun_normal", bias="keep")
     assert torch.equal(net[0].bias.detach(), before)
-    gain = math.sqrt(2 / (1 + 0.2**2))
-    assert float(net[0].weight.var()) == pytest.approx(gain**2 / M, rel=REL)
+    assert float(net[0].weight.var()) == pytest.approx(1 / M, rel=REL)
 
 
 def test_apply_errors():
@@ -155,10 +258,15 @@ def test_apply_errors():
         gi.apply(net, "he")
     with pytest.raises(ValueError, match="bias must be"):
         gi.apply(net, "he_normal", bias="ones")
-    with pytest.raises(ValueError, match="gain must be"):
-        gi.apply(net, "he_normal", gain=-1.0)
-    with pytest.raises(ValueError, match="nonlinearity"):
-        gi.apply(net, "he_normal", nonlinearity="swishy")
+    for bad in (-1.0, 0.0, float("inf"), float("nan"), True):
+        with pytest.raises(ValueError, match="gain must be a finite number > 0"):
+            gi.apply(net, "he_normal", gain=bad)
+    with pytest.raises(ValueError, match="gain 'swishy': Unsupported nonlinearity"):
+        gi.apply(net, "he_normal", gain="swishy")
+    with pytest.raises(ValueError, match="negative_slope"):
+        gi.apply(net, "he_normal", gain=("leaky_relu", "x"))
+    with pytest.raises(TypeError, match="nonlinearity"):
+        gi.apply(net, "he_normal", nonlinearity="relu")  # the gain is opt-in through gain only
     with pytest.raises(ValueError, match="no Linear"):
         gi.apply(nn.Sequential(nn.ReLU()), "he_normal")
     with pytest.raises(ValueError, match="mode"):

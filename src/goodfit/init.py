@@ -5,18 +5,23 @@ For a layer with ``m`` inputs and ``n`` outputs (a weight of shape ``(n, m)``; f
 
 * ``glorot_uniform``: :math:`U(\pm g\sqrt{6/(m+n)})` (Glorot & Bengio 2010; seed 004 eq. 1);
 * ``glorot_normal``: :math:`N(0,\ g^2 \cdot 2/(m+n))`;
-* ``he_uniform``: :math:`U(\pm g\sqrt{3/m})`, default :math:`g=\sqrt2` (He et al. 2015);
-* ``he_normal``: :math:`N(0,\ g^2/m)`, default :math:`g=\sqrt2`;
-* ``torch_default``: :math:`U(\pm g/\sqrt{m})`, PyTorch's Linear/Conv default (seed 004 eq. 2);
+* ``he_uniform``: :math:`U(\pm g\sqrt{3/m})`, :math:`g=\sqrt2`, i.e. :math:`U(\pm\sqrt{6/m})`
+  (He et al. 2015, the note's [He+15]);
+* ``he_normal``: :math:`N(0,\ g^2/m)`, :math:`g=\sqrt2`, i.e. variance :math:`2/m`;
+* ``torch_default``: :math:`U(\pm g/\sqrt{m})`, :math:`g=1`: PyTorch's Linear/Conv default
+  ``kaiming_uniform_(a=sqrt(5))``, seed 004 eq. (2) (which the note calls "He-uniform");
 * ``lecun_normal``: :math:`N(0,\ g^2/m)` truncated at :math:`\pm2\sigma` as Flax does
   (seed 004 eq. 3; see :func:`lecun_normal` for the variance rescaling);
 * ``orthogonal``: :math:`g\,Q` with orthonormal rows/columns (Saxe et al. 2014);
 * ``zeros``.
 
-The gain :math:`g` defaults to 1 except for He.
-``xavier_*`` and ``kaiming_*`` are aliases. The He gain :math:`\sqrt 2` is the ReLU gain of
-:func:`torch.nn.init.calculate_gain`; :func:`apply` takes the gain from ``nonlinearity`` where
-given. :data:`SCHEMES` maps each name to its function ``f(tensor, gain=..., generator=None)``.
+A scheme's name means its formula: without a gain :math:`g = 1`, except He's, whose formula is
+:math:`g^2/m` with the ReLU gain :math:`g=\sqrt2` (He et al. derive :math:`2/m` for ReLU and
+:math:`2/((1+a^2)m)` for a leaky slope :math:`a`: the squared gain of
+:func:`torch.nn.init.calculate_gain`). A gain is opt-in (:func:`apply`'s ``gain``: a number or a
+nonlinearity's name): it multiplies the std/bound of every scheme but He's, whose :math:`\sqrt2`
+it replaces (as torch's ``kaiming_*_(nonlinearity=...)``). ``xavier_*`` and ``kaiming_*`` are
+aliases. :data:`SCHEMES` maps each name to its function ``f(tensor, gain=..., generator=None)``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "he_uniform",
     "lecun_normal",
     "orthogonal",
+    "resolve_gain",
     "torch_default",
     "zeros",
 ]
@@ -61,8 +67,8 @@ def fans(tensor: Tensor) -> tuple[int, int]:
 
 
 def _gain(gain: Any) -> float:
-    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0:
-        raise ValueError(f"gain must be a number > 0, got {gain!r}")
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not 0 < gain < math.inf:
+        raise ValueError(f"gain must be a finite number > 0, got {gain!r}")
     return float(gain)
 
 
@@ -178,35 +184,45 @@ _DEFAULT_GAIN = {he_uniform: math.sqrt(2.0), he_normal: math.sqrt(2.0)}
 _LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def _resolve_gain(scheme: Callable[..., Tensor], gain: Any, nonlinearity: Any) -> float:
-    if gain is not None:
-        return _gain(gain)
-    if nonlinearity is not None:
-        name, param = (nonlinearity, None) if isinstance(nonlinearity, str) else tuple(nonlinearity)
+def resolve_gain(gain: float | str | tuple[str, float] | list | None, scheme: str) -> float:
+    """The gain :func:`apply` uses: ``None`` -> the scheme's formula (1; sqrt(2) for He), a number
+    > 0 as given, a nonlinearity's name (``"relu"`` -> sqrt(2), ``"tanh"`` -> 5/3, ``"selu"``,
+    ...) or a ``(name, param)`` pair (``("leaky_relu", 0.2)``) -> its
+    :func:`torch.nn.init.calculate_gain`."""
+    if gain is None:
+        return _DEFAULT_GAIN.get(SCHEMES[scheme], 1.0)
+    if isinstance(gain, str) or (isinstance(gain, (tuple, list)) and len(gain) == 2):
+        name, param = (gain, None) if isinstance(gain, str) else tuple(gain)
         try:
             return float(nn.init.calculate_gain(name, param))
         except ValueError as e:
-            raise ValueError(f"nonlinearity {nonlinearity!r}: {e}") from None
-    return _DEFAULT_GAIN.get(scheme, 1.0)
+            raise ValueError(
+                f"gain {gain!r}: {e}; use a number > 0, a nonlinearity's name (e.g. 'relu', "
+                "'tanh') or a pair such as ('leaky_relu', 0.2)"
+            ) from None
+    return _gain(gain)
 
 
 def apply(
     model: nn.Module,
     scheme: str,
-    gain: float | None = None,
+    gain: float | str | tuple[str, float] | None = None,
     bias: str | float | None = "zeros",
-    nonlinearity: str | tuple[str, float] | None = None,
     *,
     generator: torch.Generator | None = None,
 ) -> nn.Module:
     """Initialize every Linear and Conv1d/2d/3d layer of ``model`` in place; returns ``model``.
 
+    The weights follow the scheme's formula exactly (seed 004; module docstring): no activation
+    gain unless one is asked for.
+
     Parameters
     ----------
     scheme : a name in :data:`SCHEMES` for the weights
-    gain : multiplier of the scheme's std/bound; default: the gain of ``nonlinearity``
-        (:func:`torch.nn.init.calculate_gain`, e.g. ``"relu"`` -> sqrt(2), ``"tanh"`` -> 5/3,
-        ``("leaky_relu", 0.2)``), else the scheme's own default (sqrt(2) for He, 1 otherwise)
+    gain : ``None`` (default): the scheme's formula, gain 1 (He: its sqrt(2)). Opt-in: a number
+        > 0, a nonlinearity's name (``"relu"`` -> sqrt(2), ``"tanh"`` -> 5/3) or a
+        ``(name, param)`` pair (``("leaky_relu", 0.2)``), see :func:`resolve_gain`; it multiplies
+        the std/bound (for He it replaces the sqrt(2), as ``torch.nn.init.kaiming_*_``)
     bias : ``"zeros"`` (default), a number (constant), ``"torch_default"``
         (:math:`U(\\pm1/\\sqrt m)` as PyTorch does) or ``None``/``"keep"`` to leave biases alone
     generator : a :class:`torch.Generator` for reproducible draws
@@ -216,12 +232,13 @@ def apply(
     Examples
     --------
     >>> net = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10))
-    >>> _ = apply(net, "he_normal", nonlinearity="relu")
+    >>> _ = apply(net, "glorot_uniform")  # U(+-sqrt(6 / (64 + 256))) for the first layer
+    >>> _ = apply(net, "glorot_uniform", gain="relu")  # the same times sqrt(2)
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown init scheme {scheme!r}; known: {sorted(SCHEMES)}")
     fn = SCHEMES[scheme]
-    g = _resolve_gain(fn, gain, nonlinearity)
+    g = resolve_gain(gain, scheme)
     if not (bias is None or bias in ("zeros", "keep", "torch_default")) and (
         isinstance(bias, bool) or not isinstance(bias, (int, float))
     ):
