@@ -82,8 +82,15 @@ def check_int(name: str, value: Any, *, low: int | None = None, high: int | None
 
 
 def check_probability(name: str, value: Any, *, high_open: bool = False) -> float:
-    """A probability: a number in ``[0, 1]`` (``[0, 1)`` with ``high_open``)."""
-    return check_real(name, value, low=0.0, high=1.0, high_open=high_open)
+    """A probability: a number in ``[0, 1]`` (``[0, 1)`` with ``high_open``).
+
+    The message says so: ``"p must be a probability in [0, 1), got 1.5"``.
+    """
+    try:
+        return check_real(name, value, low=0.0, high=1.0, high_open=high_open)
+    except ValueError:
+        interval = "[0, 1)" if high_open else "[0, 1]"
+        raise ValueError(f"{name} must be a probability in {interval}, got {value!r}") from None
 
 
 def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
