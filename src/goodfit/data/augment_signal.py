@@ -7,12 +7,11 @@ and driven by numpy's global RNG, so they cannot run on a batch, on the device o
 torch seed. Each op has a deterministic functional twin (``shift_signal``, ``trend``,
 ``gaussian_filter1d``, ``stretch_signal``) that the tests compare with ``mnist1d``/scipy.
 
-Randomness: the global torch RNG, as for the image ops (:mod:`goodfit.data.augment_image`).
+Randomness: the global torch RNG, as for every op (:mod:`goodfit.data.augment_base`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,12 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from goodfit.data.augment_image import (
-    Augmentation,
-    check_non_negative,
-    check_range,
-    sample_mask,
-)
+from goodfit.checks import check_bool, check_int, check_real
+from goodfit.data.augment_base import Augmentation, check_range, sample_mask
 
 __all__ = [
     "AmplitudeScale",
@@ -109,12 +104,6 @@ def _where(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(mask.view(-1, *([1] * (a.ndim - 1))), a, b)
 
 
-def _check_int(op: str, key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{op}: {key} must be an integer >= 0, got {value!r}")
-    return value
-
-
 # ----------------------------------------------------------------------------- random ops
 class Shift(Augmentation):
     """Shift / roll by ``k ~ U{-max_shift, ..., max_shift}`` steps per sample.
@@ -128,10 +117,8 @@ class Shift(Augmentation):
 
     def __init__(self, max_shift: int = 5, circular: bool = True, p: float = 1.0) -> None:
         super().__init__(p)
-        self.max_shift = _check_int(self.name, "max_shift", max_shift)
-        if not isinstance(circular, bool):
-            raise ValueError(f"{self.name}: circular must be true or false, got {circular!r}")
-        self.circular = circular
+        self.max_shift = check_int(f"{self.name}: max_shift", max_shift, low=0)
+        self.circular = check_bool(f"{self.name}: circular", circular)
 
     def apply(self, x: Tensor) -> Tensor:
         n = x.shape[0]
@@ -150,7 +137,7 @@ class Crop1d(Shift):
     name = "crop"
 
     def __init__(self, padding: int = 4, p: float = 1.0) -> None:
-        super().__init__(max_shift=_check_int("crop", "padding", padding), circular=False, p=p)
+        super().__init__(max_shift=check_int("crop: padding", padding, low=0), circular=False, p=p)
 
     def _params(self) -> dict[str, Any]:
         return {"padding": self.max_shift, "p": self.p}
@@ -165,7 +152,7 @@ class AmplitudeScale(Augmentation):
 
     def __init__(self, coeff: float = 0.4, p: float = 1.0) -> None:
         super().__init__(p)
-        self.coeff = check_non_negative(self.name, "coeff", coeff)
+        self.coeff = check_real(f"{self.name}: coeff", coeff, low=0.0)
 
     def apply(self, x: Tensor) -> Tensor:
         n = x.shape[0]
@@ -210,7 +197,7 @@ class WhiteNoise(Augmentation):
 
     def __init__(self, std: float = 0.02, p: float = 1.0) -> None:
         super().__init__(p)
-        self.std = check_non_negative(self.name, "std", std)
+        self.std = check_real(f"{self.name}: std", std, low=0.0)
 
     def noise(self, x: Tensor) -> Tensor:
         return torch.randn_like(x).mul_(self.std)
@@ -232,9 +219,7 @@ class CorrelatedNoise(WhiteNoise):
 
     def __init__(self, std: float = 0.25, sigma: float = 2.0, p: float = 1.0) -> None:
         super().__init__(std=std, p=p)
-        self.sigma = check_non_negative(self.name, "sigma", sigma)
-        if self.sigma == 0.0 or not math.isfinite(self.sigma):
-            raise ValueError(f"{self.name}: sigma must be > 0, got {sigma!r}")
+        self.sigma = check_real(f"{self.name}: sigma", sigma, low=0.0, low_open=True)
 
     def noise(self, x: Tensor) -> Tensor:
         return gaussian_filter1d(super().noise(x), self.sigma)
@@ -252,7 +237,7 @@ class Trend(Augmentation):
 
     def __init__(self, scale: float = 0.75, p: float = 1.0) -> None:
         super().__init__(p)
-        self.scale = check_non_negative(self.name, "scale", scale)
+        self.scale = check_real(f"{self.name}: scale", scale, low=0.0)
 
     def apply(self, x: Tensor) -> Tensor:
         n = x.shape[0]
