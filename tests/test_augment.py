@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from goodfit.data import augment as A
-from goodfit.errors import ConfigError
 
 # mnist1d/__init__ re-exports a *function* named transform, hiding the module of that name
 m1d = importlib.import_module("mnist1d.transform")
@@ -322,56 +321,7 @@ def test_amplitude_scale_is_a_per_sample_factor_in_range():
     assert torch.all((per >= 0.8) & (per <= 1.2))
 
 
-# ----------------------------------------------------------------------------- config
-def test_pipeline_from_config_builds_ops_in_order():
-    cfg = {
-        "ops": [
-            {"name": "hflip", "p": 0.5},
-            {"name": "affine", "degrees": 10, "translate": 0.1},
-            {"name": "mixup", "alpha": 0.2},
-        ]
-    }
-    pipe = A.pipeline_from_config(cfg, input_shape=IMG, num_classes=10)
-    assert [op.name for op in pipe.ops] == ["hflip", "affine", "mixup"]
-    assert pipe.ops[0].p == 0.5 and pipe.soft_targets
-    x, y = pipe(images(), torch.arange(6))
-    assert x.shape == (6, *IMG) and y.shape == (6, 10)
-    sig = A.pipeline_from_config(
-        {"ops": [{"name": "shift", "max_shift": 4}, {"name": "crop", "padding": 2}]},
-        input_shape=SIG,
-        num_classes=None,
-    )
-    assert sig(signals())[0].shape == (6, *SIG)
-
-
-@pytest.mark.parametrize(
-    ("ops", "shape", "match"),
-    [
-        ([{"name": "affine", "degrees": 10}], SIG, r"ops\[0\].*'affine'.*images"),
-        ([{"name": "hflip"}], SIG, r"'hflip'.*images.*signals"),
-        ([{"name": "shift"}], IMG, r"'shift'.*signals.*images"),
-        ([{"name": "hflip", "p": 1.5}], IMG, r"hflip.*\bp\b.*\[0, 1\].*1\.5"),
-        ([{"name": "mixup", "p": -0.1}], IMG, r"mixup.*\bp\b.*-0\.1"),
-        ([{"name": "affine", "degrees": -5}], IMG, r"affine.*degrees.*>= 0.*-5"),
-        ([{"name": "rotate", "degrees": -1}], IMG, r"rotate.*degrees"),
-        ([{"name": "twirl"}], IMG, r"unknown augmentation 'twirl'.*allowed.*'hflip'"),
-        ([{"p": 0.5}], IMG, r"ops\[0\].*'name'"),
-    ],
-)
-def test_bad_config_fails_with_clear_message(ops, shape, match):
-    with pytest.raises(ConfigError, match=match):
-        A.pipeline_from_config({"ops": ops}, input_shape=shape, num_classes=10)
-
-
-def test_bad_config_other_errors():
-    with pytest.raises(TypeError, match=r"hflip.*degrees"):
-        A.pipeline_from_config(
-            {"ops": [{"name": "hflip", "degrees": 3}]}, input_shape=IMG, num_classes=None
-        )
-    with pytest.raises(ConfigError, match="num_classes"):
-        A.pipeline_from_config({"ops": [{"name": "cutmix"}]}, input_shape=IMG, num_classes=None)
-    with pytest.raises(ConfigError, match="flat feature"):
-        A.pipeline_from_config({"ops": []}, input_shape=(64,), num_classes=None)
+def test_ops_refuse_data_of_the_other_dimension():
     with pytest.raises(ValueError, match="'hflip' works on images"):
         A.hflip()(signals())  # a 2-D op called on 1-D data
     with pytest.raises(ValueError, match="'shift' works on signals"):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from goodfit.build import prepare_data
-from goodfit.cli import main
-from goodfit.config import load_config
+from goodfit.app.build import load_dataset_from_config, prepare_from_config
+from goodfit.app.cli import main
+from goodfit.app.config import load_config
 from goodfit.data.augment import AugmentPipeline
 
 DIGITS = """
@@ -104,7 +104,7 @@ def test_preview_shows_the_pipeline_output_on_standardized_training_data(
     monkeypatch.setattr(AugmentPipeline, "__call__", spy)
     assert main(["augment", "preview", str(cfg_path), "--out", str(tmp_path / "p.png")]) == 0
     cfg = load_config(cfg_path)
-    X, y = prepare_data(cfg.data, cfg.train.seed).train
+    X, y = prepare_from_config(cfg, load_dataset_from_config(cfg.data)).train
     torch.testing.assert_close(seen["x"], X[:8], rtol=0, atol=0)
     torch.testing.assert_close(seen["y"], y[:8], rtol=0, atol=0)
     torch.manual_seed(cfg.train.seed)
@@ -168,7 +168,8 @@ def test_train_applies_augment_section_to_training_batches(
     monkeypatch.setattr(AugmentPipeline, "__call__", spy)
     cfg = write_toml(DIGITS + AFFINE)
     assert main(["train", str(cfg), "--out", str(tmp_path / "aug")]) == 0
-    n_train = len(prepare_data(load_config(cfg).data, 0).train[0])
+    loaded = load_config(cfg)
+    n_train = len(prepare_from_config(loaded, load_dataset_from_config(loaded.data)).train[0])
     per_epoch = [min(256, n_train - s) for s in range(0, n_train, 256)]
     assert sorted(calls) == sorted(per_epoch * 2)  # 2 epochs, every batch, nothing else
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import random
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 import goodfit.train.checkpoint as ck
+from goodfit.errors import CheckpointError
 from goodfit.train.early_stopping import EarlyStopping
 from goodfit.train.loop import fit
 
@@ -58,7 +58,21 @@ class _Evil:
 
 def test_load_uses_weights_only(tmp_path):
     torch.save({"obj": _Evil()}, tmp_path / "last.pt")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="damaged or not a goodfit checkpoint") as info:
+        ck.load_checkpoint(tmp_path)
+    assert "weights_only=False" not in str(info.value)  # never the unsafe advice
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04truncated", b"\x00" * 64, b"not torch"])
+def test_damaged_files_raise_checkpoint_error(tmp_path, content):
+    (tmp_path / "last.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match="damaged or not a goodfit checkpoint"):
+        ck.load_checkpoint(tmp_path)
+
+
+def test_a_file_of_another_kind_is_not_a_checkpoint(tmp_path):
+    torch.save(torch.zeros(3), tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="not a goodfit checkpoint"):
         ck.load_checkpoint(tmp_path)
 
 
@@ -129,7 +143,7 @@ every = 1
 
 
 def _goodfit(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from goodfit.cli import main; sys.exit(main())",
+    return [sys.executable, "-c", "import sys; from goodfit.app.cli import main; sys.exit(main())",
             *args]  # fmt: skip
 
 
@@ -192,7 +206,7 @@ def _assert_equal_tree(a, b, path="") -> None:
 
 
 def test_resume_of_a_folder_without_checkpoint_is_a_user_error(tmp_path):
-    from goodfit.cli import main
+    from goodfit.app.cli import main
 
     (tmp_path / "config.toml").write_text("[train]\nepochs = 1\n")
     assert main(["train", "--resume", str(tmp_path)]) == 2

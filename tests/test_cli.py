@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from goodfit.cli import main
+from goodfit.app.cli import main
 from goodfit.data import DATASETS
 
 ROOT = Path(__file__).parents[1]
@@ -162,7 +162,7 @@ def test_user_errors_print_no_traceback_in_a_real_process(write_toml, tmp_path):
     import sys
 
     cfg = write_toml(TINY)
-    proc = subprocess.run([sys.executable, "-c", "import sys; from goodfit.cli import main; "
+    proc = subprocess.run([sys.executable, "-c", "import sys; from goodfit.app.cli import main; "
                            "sys.exit(main())", "train", str(cfg), "--set", "train.epochs=0"],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

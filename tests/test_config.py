@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from goodfit.config import apply_overrides, config_to_toml, load_config, parse_config
+from goodfit.app.config import apply_overrides, config_to_toml, load_config, parse_config
 from goodfit.errors import ConfigError
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.toml"))
@@ -27,7 +27,7 @@ EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.toml"))
         ({"data": {"val_fraction": 1.5}}, "data.val_fraction", "less than 1"),
         ({"optimizer": {"lr": -1.0}}, "optimizer.lr", "greater than or equal to 0"),
         ({"early_stopping": {"patience": 0}}, "early_stopping.patience", "1"),
-        ({"model": {"widths": [64, 0]}}, "model.widths", ">= 1"),
+        ({"model": {"widths": [64, 0]}}, "model.widths[1]", "greater than or equal to 1"),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_key(data, key, what):
@@ -102,7 +102,7 @@ def test_round_trip_of_nested_sections_and_factory_keys():
         "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True},
         "schedule": {"name": "cosine", "interval": "epoch"},
         "augment": {"ops": [{"name": "shift", "max": 1}, {"name": "noise", "std": 0.1}]},
-        "regularize": {"l2": 1e-4, "per_layer": {"0.weight": 1e-3}},
+        "regularize": {"l2": 1e-4, "per_layer": [{"pattern": "0", "coef": 1e-3}]},
         "train": {"epochs": 3, "threads": 2},
         "early_stopping": {"monitor": "val_accuracy", "mode": "max"},
     }

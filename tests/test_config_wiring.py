@@ -22,19 +22,21 @@ from torch import nn
 
 import goodfit as gf
 from goodfit import schedules
-from goodfit.build import (
+from goodfit.app.build import (
+    base_lr,
     build_model,
     build_optimizer,
-    build_penalty,
     build_schedule,
     param_groups,
 )
-from goodfit.cli import main
-from goodfit.config import config_to_toml, parse_config
+from goodfit.app.cli import main
+from goodfit.app.config import config_to_toml, parse_config
+from goodfit.app.regularize_spec import penalty_from_config
+from goodfit.app.run import run_config
+from goodfit.app.schedule_spec import SCHEDULES
 from goodfit.hooks import Callback
 from goodfit.nn.dropout import DROPOUTS, POOL_DROPOUTS, make_dropout, make_pool_dropout
 from goodfit.nn.norm import NORMS, make_norm
-from goodfit.train.run import run_config
 
 #: moons: 800 training samples -> 640 train / 160 validation; batch 128 -> 5 steps per epoch
 BASE: dict[str, Any] = {
@@ -394,14 +396,15 @@ ALL_SCHEDULES = {
 
 
 def test_every_schedule_is_reachable_from_the_config():
-    assert set(ALL_SCHEDULES) == set(schedules.SCHEDULES)
+    assert set(ALL_SCHEDULES) == set(SCHEDULES)
 
 
 @pytest.mark.parametrize("name", sorted(ALL_SCHEDULES))
 def test_schedule_by_name_equals_the_factory(name):
     params, direct = ALL_SCHEDULES[name]
     cfg = config({"schedule": {"name": name, **params}, "train": {"epochs": 3}})
-    built, expected = build_schedule(cfg, steps_per_epoch=5), direct()
+    lr = base_lr(build_optimizer(cfg.optimizer, model_for(cfg)))
+    built, expected = build_schedule(cfg, lr, steps_per_epoch=5), direct()
     assert [built(t) for t in range(20)] == [expected(t) for t in range(20)]
 
 
@@ -502,7 +505,7 @@ def _weights(model: nn.Module) -> list[torch.Tensor]:
 def test_penalty_from_config_matches_its_formula(tmp_path, regularize, formula):
     cfg = config({"regularize": regularize})
     model = model_for(cfg)
-    penalty = build_penalty(cfg, model)
+    penalty = penalty_from_config(cfg.regularize, model, batch_size=cfg.train.batch_size)
     torch.testing.assert_close(penalty(model), formula(_weights(model)))
 
     recs = assert_trained(*train(tmp_path, {"regularize": regularize}))

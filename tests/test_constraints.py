@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 import goodfit.regularize as R
-from goodfit.errors import ConfigError
 
 
 def _net() -> nn.Module:
@@ -92,38 +91,6 @@ def test_constraint_callback_after_step():
     cb.on_after_step(SimpleNamespace(model=net))
     assert float(net[2].weight.detach().flatten(1).norm(dim=1).max()) <= 1.0 + 1e-12
     assert cb.overrides("on_after_step")
-
-
-def test_constraints_from_config():
-    net = _net()
-    cfg = {
-        "l2": 1e-4,
-        "constraints": [
-            {"kind": "max_norm", "max_value": 2.0, "pattern": "2"},
-            {"kind": "norm_ball", "radius": 1.0, "p": 1},
-            {"kind": "non_neg", "type": "Linear"},
-        ],
-    }
-    cs = R.constraints_from_config(cfg, net)
-    assert [type(c).__name__ for c in cs] == ["MaxNorm", "NormBall", "NonNeg"]
-    assert cs[0].names == ["2.weight"] and cs[2].names == ["0.weight"]
-    assert R.constraints_from_config({"l2": 1.0}) == []
-
-
-@pytest.mark.parametrize(
-    ("entry", "match"),
-    [
-        ({"kind": "maxnorm", "max_value": 1.0}, "'maxnorm'"),
-        ({"kind": "max_norm", "max_value": 1.0, "radius": 2}, "'radius'"),
-        ({"kind": "max_norm", "max_value": -1.0}, "max_value must be"),
-        ({"kind": "norm_ball", "radius": 1.0, "p": 3}, "p must be"),
-        ({"kind": "unit_norm", "pattern": "nothing"}, "'nothing'"),
-        ({"max_value": 1.0}, "'kind'"),
-    ],
-)
-def test_constraints_from_config_errors(entry, match):
-    with pytest.raises(ConfigError, match=match):
-        R.constraints_from_config({"constraints": [entry]}, _net())
 
 
 def test_sparsity_report_and_callback():

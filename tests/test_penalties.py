@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 import goodfit.regularize as R
-from goodfit.errors import ConfigError
 
 
 def _net() -> nn.Module:
@@ -225,48 +224,3 @@ def test_share_parameters():
     torch.testing.assert_close(a.weight.grad, 2 * x.sum(0).expand(2, 3))
     with pytest.raises(ValueError, match="shape"):
         R.share_parameters(nn.Linear(3, 2), nn.Linear(2, 2))
-
-
-def test_penalty_from_config():
-    net = _net()
-    cfg = {
-        "l1": 0.01,
-        "l2": 0.2,
-        "per_layer": [{"pattern": "7", "coef": 1.0, "p": 2}],
-        "constraints": [{"kind": "max_norm", "max_value": 1.0}],
-    }
-    pen = R.penalty_from_config(cfg, net)
-    w0, w4, w7 = _weights(net)
-    expect = 0.01 * _abs([w0, w4]) + 0.1 * _sq([w0, w4]) + _sq([w7])
-    assert pen(net).item() == pytest.approx(expect, rel=1e-12)
-    assert R.penalty_from_config({}, net) is None
-    assert R.penalty_from_config({"l2": 0.0}, net) is None
-    pen = R.penalty_from_config({"l2": 0.4, "l2_scale_by_batch": True}, net, batch_size=8)
-    assert pen(net).item() == pytest.approx(0.4 / 16 * _sq([w0, w4, w7]), rel=1e-12)
-    pen = R.penalty_from_config({"elastic": {"lam": 0.3, "alpha": 0.5}}, net)
-    assert pen(net).item() == pytest.approx(0.3 * 0.5 * (_sq([w0, w4, w7]) + _abs([w0, w4, w7])))
-    pen = R.penalty_from_config({"prior": {"kind": "gaussian", "scale": 2.0}}, net, n_data=10)
-    assert pen(net).item() == pytest.approx(1 / (4 * 10) / 2 * _sq([w0, w4, w7]), rel=1e-12)
-
-
-@pytest.mark.parametrize(
-    ("cfg", "match"),
-    [
-        ({"l3": 0.1}, "'l3'"),
-        ({"l2": -0.1}, r"l2 must be a finite number >= 0"),
-        ({"elastic": {"lam": 0.1, "alpha": 1.2}}, r"alpha must be in \[0, 1\]"),
-        ({"elastic": {"lam": 0.1, "beta": 1}}, "'beta'"),
-        ({"per_layer": [{"pattern": "nope", "coef": 1.0}]}, "'nope'"),
-        ({"per_layer": [{"pattern": "0", "coef": 1.0, "q": 2}]}, "'q'"),
-        ({"per_layer": [{"pattern": "0", "coef": -1.0}]}, "coef"),
-        ({"per_layer": [{"pattern": "0", "coef": 1.0, "p": 0.5}]}, ">= 1"),
-        ({"l2": 0.1, "l2_scale_by_batch": True}, "batch_size"),
-        ({"prior": {"kind": "gaussian"}}, "scale"),
-        ({"tying": [{"a": "0", "b": "4"}]}, "shape"),
-        ({"tying": [{"a": "0", "b": "zz"}]}, "'zz'"),
-        ({"include_bias_and_norm": "yes", "l2": 0.1}, "include_bias_and_norm"),
-    ],
-)
-def test_penalty_from_config_errors(cfg, match):
-    with pytest.raises(ConfigError, match=match):
-        R.penalty_from_config(cfg, _net())

@@ -11,7 +11,8 @@ import re
 import pytest
 
 from goodfit.report import plots
-from goodfit.report.html import analyze_results, render_report, write_report
+from goodfit.report.html import render_report, write_report
+from goodfit.select.analysis import analyze_results
 from goodfit.select.stats import rank_variants
 
 PNG = b"\x89PNG\r\n\x1a\n"

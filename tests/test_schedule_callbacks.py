@@ -8,13 +8,15 @@ import pytest
 import torch
 
 from goodfit import schedules as S
+from goodfit.app.build import build_callbacks, build_schedule
+from goodfit.app.config import parse_config
+from goodfit.app.schedule_spec import schedule_from_config
 from goodfit.errors import ConfigError
 from goodfit.hooks import Callback
 from goodfit.train.loop import fit
 from goodfit.train.schedule_callbacks import (
     ReduceLROnPlateau,
     ScheduleCallback,
-    callback_from_config,
 )
 
 
@@ -187,7 +189,7 @@ def make_model():
 def test_schedule_callback_in_fit(interval):
     X, y = data()
     epochs, bs = 4, 16  # 6 steps per epoch
-    s = S.schedule_from_config(
+    s = schedule_from_config(
         "warmup_cosine",
         {"warmup_epochs": 1, "interval": interval},
         base_lr=0.2,
@@ -240,20 +242,23 @@ def test_exact_resume_through_fit(tmp_path, which):
 # config
 
 
-def test_callback_from_config():
-    kw = {"base_lr": 0.1, "steps_per_epoch": 10, "epochs": 3}
-    cb = callback_from_config("cosine", {"interval": "epoch", "end_value": 0.01}, **kw)
+def test_schedule_callbacks_from_config():
+    model = make_model()
+
+    def built(schedule, epochs=3):
+        cfg = parse_config({"schedule": schedule, "train": {"epochs": epochs}})
+        return build_callbacks(cfg, model, build_schedule(cfg, 0.1, 10), True)
+
+    [cb] = built({"name": "cosine", "interval": "epoch", "end_value": 0.01})
     assert isinstance(cb, ScheduleCallback) and cb.interval == "epoch"
     assert [cb.schedule(e) for e in range(4)] == [S.cosine(0.1, 3, 0.01)(e) for e in range(4)]
-    cb = callback_from_config("linear", {"end_value": 0.0}, interval="step", **kw)
+    [cb] = built({"name": "linear", "end_value": 0.0, "interval": "step"})
     assert cb.interval == "step" and cb.schedule(30) == 0.0 and cb.schedule(15) == 0.05
-    cb = callback_from_config("reduce_on_plateau", {"patience": 3, "factor": 0.5}, **kw)
+    [cb] = built({"name": "reduce_on_plateau", "patience": 3, "factor": 0.5})
     assert isinstance(cb, ReduceLROnPlateau) and (cb.patience, cb.factor) == (3, 0.5)
-    with pytest.raises(TypeError, match="'patient'"):
-        callback_from_config("reduce_on_plateau", {"patient": 3}, **kw)
-    with pytest.raises(ValueError, match="interval must be left out"):
-        callback_from_config("reduce_on_plateau", {"interval": "step"}, **kw)
-    with pytest.raises(ValueError, match="interval given twice"):
-        callback_from_config("cosine", {"interval": "step"}, interval="epoch", **kw)
-    with pytest.raises(TypeError, match="'warmup_epochs'"):
-        callback_from_config("cosine", {"warmup_epochs": 1}, **kw)
+    with pytest.raises(ConfigError, match="'patient'"):
+        built({"name": "reduce_on_plateau", "patient": 3})
+    with pytest.raises(ConfigError, match="interval must be left out"):
+        built({"name": "reduce_on_plateau", "interval": "step"})
+    with pytest.raises(ConfigError, match="'warmup_epochs'"):
+        built({"name": "cosine", "warmup_epochs": 1})

@@ -15,14 +15,14 @@ import pytest
 import torch
 from scipy import stats as sps
 
-import goodfit.select.study as study_mod
-import goodfit.train.run as run_mod
-from goodfit.build import load_raw_dataset
-from goodfit.cli import main
-from goodfit.config import config_to_toml, parse_config
+import goodfit.app.run as run_mod
+import goodfit.app.study as study_mod
+from goodfit.app.build import load_dataset_from_config, prepare_from_config
+from goodfit.app.cli import main
+from goodfit.app.config import config_to_toml, parse_config
+from goodfit.app.study import prepare_study, run_study
 from goodfit.data.splits import make_splits
 from goodfit.errors import ConfigError
-from goodfit.select.study import prepare_study, run_study
 from goodfit.train.loop import evaluate
 
 #: A tiny study: digits, a small MLP, 3 folds x 2 variants, 2 epochs.
@@ -103,7 +103,8 @@ def test_bad_third_variant_fails_before_any_training(tmp_path, monkeypatch, bad,
 
 
 def test_prepare_study_returns_every_variant_config():
-    base, study, variants = prepare_study(_three_variants({"optimizer.lr": 0.5}))
+    plan = prepare_study(_three_variants({"optimizer.lr": 0.5}))
+    base, study, variants = plan.base, plan.study, plan.variants
     assert list(variants) == ["base", "l2", "broken"]
     assert variants["broken"].optimizer.lr == 0.5 and variants["base"].optimizer.lr == 0.01
     assert variants["l2"].regularize == {"l2": 1e-3} and base.regularize is None
@@ -327,9 +328,16 @@ def test_killed_study_resumes(tmp_path, monkeypatch, torch_globals):
 # -- what one fold's run trains on, early-stops on and is scored on -------------------------------
 
 
+def _fold_data(cfg, ds, fold_train, fold_val, seed):
+    """A fold's data exactly as the study prepares it (the one data-preparation path)."""
+    prepared = prepare_from_config(cfg, ds, seed=seed, pool=fold_train)
+    return prepared, prepared.rows(fold_val)
+
+
+
 def test_fold_data_parts_are_disjoint_and_standardized_on_train_only(tmp_path):
     cfg = parse_config({"data": {"name": "wine", "val_fraction": 0.25, "standardize": False}})
-    ds = load_raw_dataset(cfg.data)
+    ds = load_dataset_from_config(cfg.data)
     # an id column makes each row recognisable after the split
     ids = torch.arange(ds.n_train, dtype=ds.X_train.dtype)
     ds = dataclasses.replace(
@@ -338,7 +346,7 @@ def test_fold_data_parts_are_disjoint_and_standardized_on_train_only(tmp_path):
         X_test=torch.cat([torch.full((ds.n_test, 1), -1.0), ds.X_test], 1),
     )
     fold_train, fold_val = make_splits("stratified_kfold", ds.n_train, ds.y_train.numpy(), k=3)[1]
-    prepared, held_out = study_mod._fold_data(cfg, ds, fold_train, fold_val, seed=4)
+    prepared, held_out = _fold_data(cfg, ds, fold_train, fold_val, seed=4)
     tr = prepared.train[0][:, 0].long().tolist()
     es = prepared.val[0][:, 0].long().tolist()
     ho = held_out[0][:, 0].long().tolist()
@@ -354,7 +362,7 @@ def test_fold_data_parts_are_disjoint_and_standardized_on_train_only(tmp_path):
         assert float((prepared.val[1] == c).float().mean()) == pytest.approx(frac_fold, abs=0.05)
 
     cfg.data.standardize = True
-    prepared_s, held_out_s = study_mod._fold_data(cfg, ds, fold_train, fold_val, seed=4)
+    prepared_s, held_out_s = _fold_data(cfg, ds, fold_train, fold_val, seed=4)
     raw = ds.X_train.double().numpy()
     mu, sd = raw[tr].mean(0), raw[tr].std(0)  # population std, as StandardScaler
     for part, rows in ((prepared_s.train[0], tr), (prepared_s.val[0], es), (held_out_s[0], ho)):
@@ -375,9 +383,9 @@ def test_fold_data_parts_are_disjoint_and_standardized_on_train_only(tmp_path):
 def test_run_one_trains_on_train_part_and_scores_held_out(tmp_path, monkeypatch, torch_globals):
     data = _study(data__name="wine", data__val_fraction=0.25)
     data["model"] = {"kind": "mlp", "widths": [8]}
-    _, _, variants = prepare_study(data)
+    variants = prepare_study(data).variants
     cfg = variants["base"]
-    ds = load_raw_dataset(cfg.data)
+    ds = load_dataset_from_config(cfg.data)
     split = make_splits("stratified_kfold", ds.n_train, ds.y_train.numpy(), k=2)[0]
     seen = {}
     real = run_mod.run_config
@@ -399,8 +407,9 @@ def test_run_one_trains_on_train_part_and_scores_held_out(tmp_path, monkeypatch,
         run_dir,
         False,
         {"gradient_flow": False, "lr_find": False, "curvature": False},
+        "hash",
     )
-    expected, held_out = study_mod._fold_data(cfg, ds, split[0], split[1], cfg.train.seed + 0)
+    expected, held_out = _fold_data(cfg, ds, split[0], split[1], cfg.train.seed + 0)
     prepared = seen["data"]
     assert torch.equal(prepared.train[0], expected.train[0])
     assert torch.equal(prepared.val[0], expected.val[0])
@@ -425,9 +434,9 @@ def test_fold_data_tiny_early_stopping_part_falls_back_to_unstratified():
     # 1% of a 71-row fold is 1 row, fewer than the 3 classes: stratifying is impossible, so the
     # split falls back to a plain random one instead of failing with scikit-learn's traceback
     cfg = parse_config({"data": {"name": "wine", "val_fraction": 0.01}})
-    ds = load_raw_dataset(cfg.data)
+    ds = load_dataset_from_config(cfg.data)
     fold_train, fold_val = make_splits("kfold", ds.n_train, k=2)[0]
-    prepared, held_out = study_mod._fold_data(cfg, ds, fold_train, fold_val, seed=0)
+    prepared, held_out = _fold_data(cfg, ds, fold_train, fold_val, seed=0)
     assert len(prepared.val[0]) == 1
     assert len(prepared.train[0]) == len(fold_train) - 1 and len(held_out[0]) == len(fold_val)
 

@@ -6,7 +6,7 @@ any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "DivergenceError", "GoodfitError"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "DivergenceError", "GoodfitError"]
 
 
 class GoodfitError(Exception):
@@ -24,3 +24,7 @@ class DataError(GoodfitError, ValueError):
 class DivergenceError(GoodfitError, FloatingPointError):
     """Training produced a non-finite loss; the message names the epoch/step and the last good
     checkpoint."""
+
+
+class CheckpointError(GoodfitError):
+    """A checkpoint or weights file is missing, truncated, damaged or not goodfit's."""

@@ -170,9 +170,7 @@ def _apply_init(cfg: ModelConfig, model: nn.Module) -> None:
     kwargs: dict[str, Any] = {}
     if spec is not None:
         kwargs["bias"] = spec.bias
-        if isinstance(spec.gain, str):
-            kwargs["nonlinearity"] = spec.gain
-        elif spec.gain is not None:
+        if spec.gain is not None:
             kwargs["gain"] = spec.gain
     call_with_config("model.init", gf_init.apply, model, scheme, **kwargs)
 
@@ -459,10 +457,38 @@ def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = Tru
     )
 
 
+#: Bytes of memory per parameter a first-order run needs at least: the weight, its gradient and
+#: two optimizer state tensors (Adam's moments), in float32.
+BYTES_PER_PARAMETER = 16
+
+
+def check_model_size(cfg: Config, dataset: Any) -> int:
+    """The configured model's parameter count, found by building it on the ``meta`` device (no
+    memory); a model that would not fit in this machine's memory is refused with its size."""
+    import os
+
+    spec = cfg.model.model_copy(update={"init": None})
+    with torch.device("meta"):
+        model = build_model(spec, dataset.input_shape, dataset.num_outputs)
+    n = sum(p.numel() for p in model.parameters())
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: no bound known
+        return n
+    if n * BYTES_PER_PARAMETER > memory:
+        raise ConfigError(
+            f"[model] the configured model has {n:,} parameters, which needs at least "
+            f"{n * BYTES_PER_PARAMETER / 2**30:.1f} GiB to train (weights, gradients, optimizer "
+            f"state) but this machine has {memory / 2**30:.1f} GiB; make [model] smaller"
+        )
+    return n
+
+
 def check_buildable(cfg: Config, prepared: PreparedData) -> None:
     """Build every part of ``cfg`` once on a throwaway model, so a bad key or value raises
-    :class:`ConfigError` before anything is trained or written. Draws from the global RNG:
-    reseed afterwards."""
+    :class:`ConfigError` before anything is trained or written (a model too large for memory is
+    refused before it is allocated). Draws from the global RNG: reseed afterwards."""
+    check_model_size(cfg, prepared.dataset)
     if is_second_order(cfg):
         from goodfit.app.regularize_spec import penalty_from_config
 

@@ -126,6 +126,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             allowed = sorted(model.model_fields) if model is not None else []
             where = f"section [{section}]" if section else "the top level"
             msg = f"unknown key in {where}; allowed keys: {', '.join(allowed)}"
+        elif e["type"] == "value_error":
+            msg = str(e.get("ctx", {}).get("error", msg))
         elif "input" in e and e["type"] not in ("missing",):
             msg = f"{msg} (got {e['input']!r})"
         lines.append(f"{source}: {key}: {msg}")

@@ -70,21 +70,14 @@ def summarize_history(records: list[dict[str, Any]], best_epoch: int | None) -> 
     return out
 
 
-def _resumes(out: Path, marker: dict[str, Any] | None, resume: bool) -> bool:
-    """Whether a run in the claimed folder ``out`` continues a checkpoint. A folder that holds a
-    run is not started again without ``resume``; one killed before its first checkpoint is
-    cleared and restarts from scratch."""
-    from goodfit.app.run_folder import clear_unstarted_run
-
-    started = (out / "checkpoints" / CHECKPOINT_NAME).exists()
-    if not resume and marker is not None and (started or (out / "summary.json").exists()):
+def _refuse_finished(out: Path, marker: dict[str, Any] | None, resume: bool) -> None:
+    """A folder that holds a run is not started again without ``resume``."""
+    started = (out / "checkpoints" / CHECKPOINT_NAME).exists() or (out / "summary.json").exists()
+    if not resume and marker is not None and started:
         raise ConfigError(
             f"output folder {out} already holds a run; continue it with --resume {out} "
             "or choose another --out"
         )
-    if marker is not None and not started:
-        clear_unstarted_run(out)
-    return resume and started
 
 
 def run_config(
@@ -111,9 +104,16 @@ def run_config(
     from goodfit.app.run_folder import claim_run_folder
 
     out = Path(out_dir)
-    with claim_run_folder(out, kind="train", resume=resume, force=force) as marker:
-        resume = _resumes(out, marker, resume)
-        return _run(cfg, out, resume, progress, data, write_plots, extra_callbacks)
+    from goodfit.app.run_folder import clear_unstarted_run
+
+    def refuse(marker: dict[str, Any] | None) -> None:
+        _refuse_finished(out, marker, resume)
+
+    with claim_run_folder(out, kind="train", resume=resume, force=force, check=refuse) as marker:
+        started = (out / "checkpoints" / CHECKPOINT_NAME).exists()
+        if marker is not None and not started:  # killed before its first checkpoint: restart
+            clear_unstarted_run(out)
+        return _run(cfg, out, resume and started, progress, data, write_plots, extra_callbacks)
 
 
 def _run(

@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ def make_folder(out: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
+def _locked(out: Path) -> Iterator[Any]:
     import fcntl
 
     try:
@@ -90,11 +90,7 @@ def _locked(out: Path) -> Iterator[None]:
                 f"{out} is in use by another goodfit process (PID {pid}); wait for it to "
                 "finish or choose another --out"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
+        yield handle
     finally:
         handle.close()  # closing the descriptor releases the lock
 
@@ -106,8 +102,17 @@ def _remove_orphans(out: Path) -> None:
             tmp.unlink()
 
 
-def _foreign(out: Path) -> list[str]:
-    return sorted(p.name for p in out.iterdir() if p.name not in (LOCK_NAME, MARKER_NAME))
+def _refuse_foreign(out: Path, force: bool) -> None:
+    """A non-empty folder without goodfit's marker holds the user's files: refused."""
+    if force or read_marker(out) is not None:
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_NAME, MARKER_NAME))
+    if foreign:
+        shown = ", ".join(foreign[:10]) + (", ..." if len(foreign) > 10 else "")
+        raise ConfigError(
+            f"--out {out} is not empty and is not a goodfit run folder (it holds {shown}); "
+            "choose an empty or new folder, or pass --force to write into it"
+        )
 
 
 @contextlib.contextmanager
@@ -118,23 +123,20 @@ def claim_run_folder(
     config_hash: str | None = None,
     resume: bool = False,
     force: bool = False,
+    check: Callable[[dict[str, Any] | None], None] | None = None,
 ) -> Iterator[dict[str, Any] | None]:
     """Lock ``out`` and check it may receive a ``kind`` run (``"train"``, ``"study"``).
 
     Yields the marker found before (``None`` for a new folder). Refuses (``ConfigError``): a
     file, an unwritable folder, a folder in use, a non-empty folder that is not goodfit's
     (unless ``force``), another kind's folder, and — for a study — another config's folder.
+    ``check(marker)`` may refuse more before anything is written.
     """
     make_folder(out)
-    with _locked(out):
+    _refuse_foreign(out, force)  # before the lock file is created in the user's folder
+    with _locked(out) as handle:
         marker = read_marker(out)
-        foreign = _foreign(out)
-        if marker is None and foreign and not force:
-            shown = ", ".join(foreign[:10]) + (", ..." if len(foreign) > 10 else "")
-            raise ConfigError(
-                f"--out {out} is not empty and is not a goodfit run folder (it holds {shown}); "
-                "choose an empty or new folder, or pass --force to write into it"
-            )
+        _refuse_foreign(out, force)
         if marker is not None and marker.get("kind") != kind:
             raise ConfigError(
                 f"--out {out} holds a goodfit {marker.get('kind')} folder, not a {kind} one; "
@@ -148,7 +150,13 @@ def claim_run_folder(
             )
         if resume and marker is None:
             raise ConfigError(f"--resume {out}: not a goodfit run folder")
+        if check is not None:
+            check(marker)
         _remove_orphans(out)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))  # the holder's PID, for the message a second writer gets
+        handle.flush()
         if marker is None:
             from goodfit import __version__
 

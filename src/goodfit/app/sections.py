@@ -40,6 +40,28 @@ Flag = Annotated[bool, Field(strict=True)]
 MAX_SEED = 2**32 - 1
 
 
+def available_devices() -> list[str]:
+    """The devices this torch build can train on: ``cpu``, ``cuda``/``cuda:<i>``, ``mps``."""
+    import torch
+
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def check_device(name: str) -> str:
+    """``name`` if this build has that device, else ``ValueError`` listing the ones it has."""
+    allowed = available_devices()
+    if name not in allowed:
+        raise ValueError(
+            f"device {name!r} is not available in this torch build; allowed: {', '.join(allowed)}"
+        )
+    return name
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -196,7 +218,12 @@ class TrainConfig(_Strict):
     device: str = "cpu"
     val_every: int | None = Field(None, ge=1)
     deterministic: Flag = True
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=4096)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        return check_device(v)
 
 
 class EarlyStoppingConfig(_Strict):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from goodfit.atomic import atomic_write
+from goodfit.errors import CheckpointError
 
 __all__ = ["capture_rng_state", "load_checkpoint", "restore_rng_state", "save_checkpoint"]
 
@@ -79,8 +80,25 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: nothing in the
+    file runs). A truncated, empty, foreign or malicious file raises
+    :class:`goodfit.errors.CheckpointError`, whose message never suggests unsafe loading."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
-    return torch.load(path, map_location="cpu", weights_only=True)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint there")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds on a damaged or foreign file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in first or "Weights only load failed" in first:
+            first = "it holds objects other than tensors and plain data"
+        raise CheckpointError(
+            f"{path} is damaged or not a goodfit checkpoint ({first[:200]}); it was not loaded"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{path} is not a goodfit checkpoint (it holds a {type(state).__name__})"
+        )
+    return state

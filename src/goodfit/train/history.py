@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from goodfit.atomic import atomic_write_text
+
 __all__ = ["History", "json_safe"]
 
 
@@ -51,9 +53,10 @@ class History:
         return self.records[-1] if self.records else {}
 
     def to_jsonl(self, path: str | Path) -> None:
-        """Write one JSON object per line (non-finite floats become ``null``)."""
+        """Write one JSON object per line (non-finite floats become ``null``), atomically: a
+        kill leaves the old file or the new one."""
         lines = [json.dumps(json_safe(r), allow_nan=False) for r in self.records]
-        Path(path).write_text("\n".join(lines) + ("\n" if lines else ""))
+        atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 
     @classmethod
     def from_jsonl(cls, path: str | Path) -> History:

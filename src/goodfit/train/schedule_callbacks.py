@@ -21,7 +21,7 @@ from goodfit.hooks import Callback
 if TYPE_CHECKING:  # pragma: no cover
     from goodfit.train.loop import Trainer
 
-__all__ = ["ReduceLROnPlateau", "ScheduleCallback", "callback_from_config", "set_lr"]
+__all__ = ["ReduceLROnPlateau", "ScheduleCallback", "set_lr"]
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -221,46 +221,3 @@ class ReduceLROnPlateau(Callback):
         self.best = float(state["best"])
         self.num_bad = int(state["num_bad"])
         self.cooldown_counter = int(state["cooldown_counter"])
-
-
-def callback_from_config(
-    name: str,
-    params: dict[str, Any],
-    *,
-    base_lr: float,
-    steps_per_epoch: int,
-    epochs: int,
-    interval: str | None = None,
-) -> Callback:
-    """The callback for a config's ``[schedule]`` section.
-
-    ``name = "reduce_on_plateau"`` gives :class:`ReduceLROnPlateau` with ``params`` as its keyword
-    arguments (``interval`` is not allowed: it reacts to each validation). Any other name is a
-    schedule of :data:`goodfit.schedules.SCHEDULES`, built by
-    :func:`goodfit.schedules.schedule_from_config` and wrapped in :class:`ScheduleCallback`.
-    Unknown keys raise ``TypeError``, bad values ``ValueError``.
-    """
-    from goodfit.schedules import schedule_from_config
-
-    params = dict(params)
-    in_params = params.pop("interval", None)
-    if in_params is not None and interval is not None and in_params != interval:
-        raise ValueError(f"interval given twice: {in_params!r} and {interval!r}")
-    interval = in_params or interval
-    if name == "reduce_on_plateau":
-        if interval not in (None, "epoch"):
-            raise ValueError(
-                f"interval must be left out for reduce_on_plateau (it acts after each "
-                f"validation), got {interval!r}"
-            )
-        return ReduceLROnPlateau(**params)
-    interval = interval or "step"
-    schedule = schedule_from_config(
-        name,
-        params,
-        base_lr=base_lr,
-        steps_per_epoch=steps_per_epoch,
-        epochs=epochs,
-        interval=interval,
-    )
-    return ScheduleCallback(schedule, interval=interval)
