@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from goodfit.checks import check_bool, check_real
 from goodfit.hooks import Callback
 from goodfit.regularize.selection import select_parameters
 
@@ -48,10 +49,7 @@ class Constraint:
         include_bias_and_norm: bool = False,
         model: nn.Module | None = None,
     ) -> None:
-        if not isinstance(include_bias_and_norm, bool):
-            raise ValueError(
-                f"include_bias_and_norm must be true or false, got {include_bias_and_norm!r}"
-            )
+        check_bool("include_bias_and_norm", include_bias_and_norm)
         self._sel = {
             "pattern": pattern,
             "type": type,
@@ -83,12 +81,6 @@ class Constraint:
         raise NotImplementedError
 
 
-def _positive(name: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-    return float(v)
-
-
 def _unit_norms(t: Tensor, axis: int) -> Tensor:
     """Euclidean norm of each unit (slice along ``axis``), broadcastable against ``t``."""
     if t.ndim <= 1:
@@ -106,7 +98,7 @@ class MaxNorm(Constraint):
     """
 
     def __init__(self, max_value: float, *, axis: int = 0, **selection: Any) -> None:
-        self.max_value = _positive("max_value", max_value)
+        self.max_value = check_real("max_value", max_value, low=0.0, low_open=True)
         self.axis = int(axis)
         super().__init__(**selection)
 
@@ -164,7 +156,7 @@ class NormBall(Constraint):
     """
 
     def __init__(self, radius: float, *, p: float | str = 2, **selection: Any) -> None:
-        self.radius = _positive("radius", radius)
+        self.radius = check_real("radius", radius, low=0.0, low_open=True)
         if p in ("inf", math.inf):
             p = math.inf
         elif p not in (1, 2):

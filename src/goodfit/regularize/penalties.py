@@ -14,11 +14,14 @@ bias terms"), biases and normalization parameters are excluded unless
 
 Parameters are selected once, when the penalty is bound to a model (``model=`` at construction,
 :meth:`Penalty.bind`, or the first call), and each call evaluates one multi-tensor
-``torch._foreach_norm`` per group: no Python loop per parameter or element on the hot path.
+``torch._foreach_norm`` per group (:func:`goodfit.regularize.norms.sum_pow_norms`): no Python
+loop per parameter or element on the hot path.
 
 Which parameters a penalty takes (module-name patterns and/or module types) is decided by
-:func:`goodfit.regularize.selection.select_parameters`; a ``[regularize]`` config table becomes a
-penalty through :func:`goodfit.regularize.config.penalty_from_config`.
+:func:`goodfit.regularize.selection.select_parameters`. The MAP view (a prior's penalty) is in
+:mod:`goodfit.regularize.priors`; scheduled coefficients move with
+:class:`goodfit.regularize.penalty_schedule.PenaltyScheduleCallback`; a ``[regularize]`` config
+table becomes a penalty in :mod:`goodfit.app.regularize_spec`.
 """
 
 from __future__ import annotations
@@ -31,58 +34,37 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from goodfit.hooks import Callback
+from goodfit.checks import check_bool, check_int, check_probability, check_real
+from goodfit.regularize.norms import sum_pow_norms
 from goodfit.regularize.selection import _as_list, is_bias_or_norm, select_parameters
 
 __all__ = [
     "BasePenalty",
     "LayerRule",
     "Penalty",
-    "PenaltyScheduleCallback",
     "PenaltySum",
     "Term",
     "elastic_net",
-    "from_prior",
     "is_bias_or_norm",
     "l1",
     "l2",
     "per_layer",
-    "prior_coefficient",
     "select_parameters",
 ]
 
 Coef = float | Callable[[int], float]
 
 
-# --------------------------------------------------------------------------- validation
+# --------------------------------------------------------------------------- coefficients
 
 
-def _check_coef(name: str, value: Any) -> Coef:
-    if callable(value):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number >= 0 or a callable of the step, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return value
+def check_coef(name: str, value: Any) -> Coef:
+    """A penalty coefficient: a callable of the step (a schedule), or a finite number >= 0."""
+    return value if callable(value) else check_real(name, value, low=0.0)
 
 
-def _check_p(name: str, p: Any) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not (p >= 1 and math.isfinite(p)):
-        raise ValueError(f"{name} must be a finite norm order >= 1, got {p!r}")
-    return float(p)
-
-
-def _check_batch_size(batch_size: Any) -> float:
-    if batch_size is None:
-        return 1.0
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    return float(batch_size)
-
-
-def _eval_coef(coef: Coef, step: int, label: str) -> float:
+def eval_coef(coef: Coef, step: int, label: str) -> float:
+    """The coefficient at ``step`` (a schedule is called; its value must be finite and >= 0)."""
     if not callable(coef):
         return coef
     c = float(coef(step))
@@ -91,58 +73,9 @@ def _eval_coef(coef: Coef, step: int, label: str) -> float:
     return c
 
 
-class _SumPowNorms(torch.autograd.Function):
-    """sum_k ||t_k||_p^p: forward with one multi-tensor ``torch._foreach_norm``; backward with the
-    closed-form gradient p |t|^(p-1) sign(t) (2t for p = 2, sign(t) for p = 1), so that it is
-    exact at t = 0 and twice differentiable there (autograd through ``norm(t) ** 2`` gives NaN
-    second derivatives at t = 0, which would break Newton/Hessian tools on zero-initialized
-    weights)."""
-
-    @staticmethod
-    def forward(ctx: Any, p: float, *ts: Tensor) -> Tensor:
-        ctx.p = p
-        ctx.save_for_backward(*ts)
-        norms = torch._foreach_norm(ts, p)
-        if len({n.dtype for n in norms}) > 1:
-            norms = [n.double() for n in norms]
-        s = torch.stack(norms)
-        if p == 1.0:
-            return s.sum()
-        if p == 2.0:
-            return s.square().sum()
-        return s.pow(p).sum()
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Any, ...]:
-        ts, p = ctx.saved_tensors, ctx.p
-        if torch.is_grad_enabled():  # create_graph: differentiable per-tensor ops
-            if p == 2.0:
-                grads = [t * (2.0 * g).to(t.dtype) for t in ts]
-            elif p == 1.0:
-                grads = [t.sign() * g.to(t.dtype) for t in ts]
-            else:
-                grads = [t.abs().pow(p - 1) * t.sign() * (p * g).to(t.dtype) for t in ts]
-            return (None, *grads)
-        gf = float(g)
-        if p == 2.0:
-            grads = torch._foreach_mul(ts, 2.0 * gf)
-        elif p == 1.0:
-            grads = torch._foreach_sign(ts)
-            torch._foreach_mul_(grads, gf)
-        else:
-            grads = torch._foreach_abs(ts)
-            torch._foreach_pow_(grads, p - 1)
-            torch._foreach_mul_(grads, torch._foreach_sign(ts))
-            torch._foreach_mul_(grads, p * gf)
-        return (None, *grads)
-
-
-def _sum_pow_norms(tensors: list[Tensor], p: float) -> Tensor:
-    """sum_k ||t_k||_p^p of a list of tensors (multi-tensor forward and backward)."""
-    return _SumPowNorms.apply(p, *tensors)
-
-
-# --------------------------------------------------------------------------- penalties
+def _batch_scale(batch_size: Any) -> float:
+    """seed 000's ``m`` of ``lambda / (2 m)``: ``batch_size``, or 1 when it is None."""
+    return 1.0 if batch_size is None else float(check_int("batch_size", batch_size, low=1))
 
 
 class BasePenalty:
@@ -239,8 +172,8 @@ class LayerRule:
             )
         if r.pattern is None and r.type is None:
             raise ValueError(f"{where}: give a 'pattern' or a 'type'")
-        _check_coef(f"{where}.coef", r.coef)
-        _check_p(f"{where}.p", r.p)
+        check_coef(f"{where}.coef", r.coef)
+        check_real(f"{where}.p", r.p, low=1.0)
         return r
 
 
@@ -292,14 +225,11 @@ class Penalty(BasePenalty):
         include_bias_and_norm: bool = False,
         model: nn.Module | None = None,
     ) -> None:
-        if not isinstance(include_bias_and_norm, bool):
-            raise ValueError(
-                f"include_bias_and_norm must be true or false, got {include_bias_and_norm!r}"
-            )
+        check_bool("include_bias_and_norm", include_bias_and_norm)
         self.terms = [
             Term(
-                p=_check_p(f"{t.label or 'term'}.p", t.p),
-                coef=_check_coef(t.label or "coef", t.coef),
+                p=check_real(f"{t.label or 'term'}.p", t.p, low=1.0),
+                coef=check_coef(t.label or "coef", t.coef),
                 factor=t.factor,
                 label=t.label or f"l{t.p:g}",
             )
@@ -372,17 +302,17 @@ class Penalty(BasePenalty):
     # -- evaluation ------------------------------------------------------------------------
     def coefficients(self) -> dict[str, float]:
         """Current value of every coefficient (after the schedule, at the current step)."""
-        return {g.label: _eval_coef(g.coef, self._step, g.label) for g in self._groups}
+        return {g.label: eval_coef(g.coef, self._step, g.label) for g in self._groups}
 
     def __call__(self, model: nn.Module) -> Tensor:
         if id(model) != self._model_id:
             self.bind(model)
         total: Tensor | None = None
         for g in self._groups:
-            c = _eval_coef(g.coef, self._step, g.label) * g.factor
+            c = eval_coef(g.coef, self._step, g.label) * g.factor
             if c == 0.0:
                 continue
-            v = _sum_pow_norms(g.tensors, g.p) * c
+            v = sum_pow_norms(g.tensors, g.p) * c
             total = v if total is None else total + v
         if total is None:
             ref = next(iter(model.parameters()), None)
@@ -402,6 +332,16 @@ _SEL_DOC = r"""exclude : module-name patterns never penalized (glob or ``"re:"``
     model : bind now (bad patterns raise at construction)"""
 
 
+def _l1_term(coef: Coef) -> Term:
+    """seed 000's / GBC 7.1.2's ``lambda ||W||_1``."""
+    return Term(p=1.0, coef=check_coef("l1", coef), factor=1.0, label="l1")
+
+
+def _l2_term(coef: Coef, m: float) -> Term:
+    """GBC eq. 7.2's ``alpha/2 ||W||_2^2`` (``m = 1``), seed 000's ``lambda/(2m) ||W||_2^2``."""
+    return Term(p=2.0, coef=check_coef("l2", coef), factor=0.5 / m, label="l2")
+
+
 def l1(
     coef: Coef,
     *,
@@ -419,7 +359,7 @@ def l1(
     {sel}
     """
     return Penalty(
-        [Term(p=1.0, coef=_check_coef("l1", coef), factor=1.0, label="l1")],
+        [_l1_term(coef)],
         per_layer=per_layer,
         exclude=exclude,
         include_bias_and_norm=include_bias_and_norm,
@@ -451,9 +391,8 @@ def l2(
     batch_size : m in seed 000's lambda/(2m); None means m = 1 (GBC's alpha/2)
     {sel}
     """
-    m = _check_batch_size(batch_size)
     return Penalty(
-        [Term(p=2.0, coef=_check_coef("l2", coef), factor=0.5 / m, label="l2")],
+        [_l2_term(coef, _batch_scale(batch_size))],
         per_layer=per_layer,
         exclude=exclude,
         include_bias_and_norm=include_bias_and_norm,
@@ -508,22 +447,18 @@ def elastic_net(
         "model": model,
     }
     if seed000:
-        m = _check_batch_size(batch_size)
-        terms = []
-        if l2 is not None:
-            terms.append(Term(p=2.0, coef=_check_coef("l2", l2), factor=0.5 / m, label="l2"))
+        m = _batch_scale(batch_size)
+        terms = [] if l2 is None else [_l2_term(l2, m)]
         if l1 is not None:
-            terms.append(Term(p=1.0, coef=_check_coef("l1", l1), factor=1.0, label="l1"))
+            terms.append(_l1_term(l1))
         return Penalty(terms, **sel)
     if batch_size is not None:
         raise ValueError("elastic_net: batch_size only applies to the l1=/l2= (seed 000) form")
     if lam is None:
         raise ValueError("elastic_net: lam= is required with alpha= or l1_ratio=")
-    lam_c = _check_coef("lam", lam)
+    lam_c = check_coef("lam", lam)
     name, r = ("alpha", alpha) if alpha is not None else ("l1_ratio", l1_ratio)
-    if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {r!r}")
-    r = float(r)
+    r = check_probability(name, r)
     w2, w1 = (r, 1.0 - r) if name == "alpha" else (0.5 * (1.0 - r), r)
     return Penalty(
         [
@@ -556,73 +491,12 @@ def per_layer(
     )
 
 
-def prior_coefficient(kind: str, scale: float, n_data: int = 1) -> float:
-    r"""The L2/L1 coefficient of a MAP prior (seed 000 §1.1.3 note: L2 <-> Gaussian prior,
-    L1 <-> Laplace prior; :math:`L_{MAP} = L - \log P(W)`).
-
-    * ``"gaussian"``, :math:`w\sim N(0,\sigma^2)`: :math:`-\log p(w) = \frac{w^2}{2\sigma^2}+C`,
-      so the penalty is ``l2(alpha)`` (:math:`\frac{\alpha}{2}\|w\|^2`) with
-      :math:`\alpha = 1/(\sigma^2 N)`.
-    * ``"laplace"``, :math:`p(w)=\frac{1}{2b}e^{-|w|/b}`: :math:`-\log p(w) = |w|/b + C`, so the
-      penalty is ``l1(lam)`` with :math:`\lambda = 1/(b N)`.
-
-    ``N = n_data`` rescales the prior to a data loss that is a *mean* over N examples (the MAP
-    objective divided by N); use ``n_data=1`` when the data loss is a sum.
-    """
-    if kind not in ("gaussian", "laplace"):
-        raise ValueError(f"prior kind must be 'gaussian' or 'laplace', got {kind!r}")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise ValueError(f"prior scale must be > 0, got {scale!r}")
-    if isinstance(n_data, bool) or not isinstance(n_data, int) or n_data < 1:
-        raise ValueError(f"n_data must be an integer >= 1, got {n_data!r}")
-    if kind == "gaussian":
-        return 1.0 / (float(scale) ** 2 * n_data)
-    return 1.0 / (float(scale) * n_data)
-
-
-def from_prior(
-    kind: str,
-    scale: float,
-    *,
-    n_data: int = 1,
-    exclude: str | Sequence[str] = (),
-    include_bias_and_norm: bool = False,
-    model: nn.Module | None = None,
-) -> Penalty:
-    r"""The penalty equal to :math:`-\log P(W)` (up to a constant, divided by ``n_data``) for a
-    zero-mean ``"gaussian"`` (std ``scale``) or ``"laplace"`` (scale ``b``) prior on every
-    selected weight: ``l2(1/(scale**2 n_data))`` or ``l1(1/(scale n_data))``; see
-    :func:`prior_coefficient` (seed 000 §1.1.3, MAP view)."""
-    c = prior_coefficient(kind, scale, n_data)
-    sel = {"exclude": exclude, "include_bias_and_norm": include_bias_and_norm, "model": model}
-    return l2(c, **sel) if kind == "gaussian" else l1(c, **sel)
-
-
 for _f in (l1, l2, elastic_net):
     _f.__doc__ = (_f.__doc__ or "").replace("{sel}", _SEL_DOC)
 
 
-class PenaltyScheduleCallback(Callback):
-    """Tells a penalty the optimizer step before each batch, so scheduled coefficients move.
-
-    ``penalty.set_step(trainer.step)`` in ``on_batch_start`` (``trainer.step`` = optimizer steps
-    done, so step 0 is the first batch). Example: ``l2(lambda s: 1e-4 * min(1, s / 1000))``.
-    """
-
-    def __init__(self, penalty: BasePenalty) -> None:
-        if not hasattr(penalty, "set_step"):
-            raise ValueError(f"penalty has no set_step method: {penalty!r}")
-        self.penalty = penalty
-
-    def on_batch_start(self, trainer: Any) -> None:
-        self.penalty.set_step(trainer.step)
-
-
-def __getattr__(name: str) -> Any:
-    # ``penalty_from_config`` moved to goodfit.regularize.config (which imports this module);
-    # resolved lazily so ``from goodfit.regularize.penalties import penalty_from_config`` works.
-    if name == "penalty_from_config":
-        from goodfit.regularize.config import penalty_from_config
-
-        return penalty_from_config
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Transitional, for importers outside this package's owner: goodfit/regularize/__init__.py and
+# goodfit/callbacks.py still import these names from here. Remove these two lines once they
+# import them from goodfit.regularize.priors and goodfit.regularize.penalty_schedule.
+from goodfit.regularize.penalty_schedule import PenaltyScheduleCallback  # noqa: E402, F401
+from goodfit.regularize.priors import from_prior, prior_coefficient  # noqa: E402, F401

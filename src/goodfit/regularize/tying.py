@@ -7,21 +7,13 @@ by making both modules use the same :class:`torch.nn.Parameter` objects.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
-from goodfit.regularize.penalties import (
-    BasePenalty,
-    Coef,
-    _check_coef,
-    _eval_coef,
-    _sum_pow_norms,
-)
+from goodfit.regularize.norms import sum_pow_norms
+from goodfit.regularize.penalties import BasePenalty, Coef, check_coef, eval_coef
 
-__all__ = ["TyingPenalty", "share_parameters", "tying_from_config", "tying_penalty"]
+__all__ = ["TyingPenalty", "share_parameters", "tying_penalty"]
 
 
 def _matching(module_a: nn.Module, module_b: nn.Module) -> list[tuple[str, Tensor, Tensor]]:
@@ -52,16 +44,16 @@ class TyingPenalty(BasePenalty):
     the step. The ``model`` argument of ``__call__`` is ignored: the modules are bound."""
 
     def __init__(self, module_a: nn.Module, module_b: nn.Module, coef: Coef = 1.0) -> None:
-        self.coef = _check_coef("tying coef", coef)
+        self.coef = check_coef("tying coef", coef)
         pairs = _matching(module_a, module_b)
         self.names = [n for n, _, _ in pairs]
         self._a = [a for _, a, _ in pairs]
         self._b = [b for _, _, b in pairs]
 
     def __call__(self, model: nn.Module | None = None) -> Tensor:
-        c = _eval_coef(self.coef, self._step, "tying")
+        c = eval_coef(self.coef, self._step, "tying")
         diffs = torch._foreach_sub(self._a, self._b)
-        return _sum_pow_norms(diffs, 2.0) * c
+        return sum_pow_norms(diffs, 2.0) * c
 
     def __repr__(self) -> str:
         return f"TyingPenalty(coef={self.coef!r}, parameters={self.names})"
@@ -96,27 +88,3 @@ def share_parameters(module_a: nn.Module, module_b: nn.Module) -> nn.Module:
         owner = module_b.get_submodule(owner_name) if owner_name else module_b
         setattr(owner, leaf, a)
     return module_b
-
-
-def tying_from_config(
-    entry: Mapping[str, Any], model: nn.Module, where: str = "tying"
-) -> TyingPenalty:
-    """``{a = "net_a", b = "net_b", coef = 0.1}`` -> :func:`tying_penalty` between the submodules
-    of ``model`` named ``a`` and ``b``."""
-    if not isinstance(entry, Mapping):
-        raise ValueError(f"{where} must be a table, got {entry!r}")
-    for k in entry:
-        if k not in ("a", "b", "coef"):
-            raise ValueError(f"{where}: unknown key {k!r}; allowed: a, b, coef")
-    mods = []
-    for k in ("a", "b"):
-        if k not in entry:
-            raise ValueError(f"{where}: missing key {k!r}")
-        try:
-            mods.append(model.get_submodule(entry[k]))
-        except AttributeError:
-            raise ValueError(f"{where}.{k}: model has no submodule {entry[k]!r}") from None
-    try:
-        return TyingPenalty(mods[0], mods[1], entry.get("coef", 1.0))
-    except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
