@@ -309,17 +309,52 @@ class Trainer:
     def _run_epoch(
         self, X: torch.Tensor, y: torch.Tensor, val: Batch | None, reporter: Any
     ) -> None:
+        """One epoch: the minibatches of a fresh permutation, then one history record."""
         t_epoch = time.perf_counter()
         self._epoch_logs = {}
         self._call("on_epoch_start")
-        n, bs = len(X), self.batch_size
+        perm, n_batches = self._epoch_order(len(X), X.device)
+        losses, penalties, outputs, targets, last_size = self._train_batches(
+            X, y, val, perm, n_batches
+        )
+        record = self._epoch_record(losses, penalties, outputs, targets, last_size)
+        if self.val_every is None:
+            record.update(self._validate(val))
+        else:
+            record.update(self._last_val)
+        record["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        self._call("on_epoch_end")
+        record.update(self._epoch_logs)
+        record["epoch_seconds"] = time.perf_counter() - t_epoch
+        self.history.append(record)
+        reporter.update(record)
+
+    def _epoch_order(self, n: int, device: torch.device) -> tuple[torch.Tensor, int]:
+        """A fresh random permutation of the ``n`` samples (seed 003) and the number of batches."""
+        bs = self.batch_size
         perm = torch.randperm(n, generator=self.loader_generator)
-        if X.device.type != "cpu":
-            perm = perm.to(X.device)
+        if device.type != "cpu":
+            perm = perm.to(device)
         n_batches = math.ceil(n / bs)
         if n > bs and n % bs == 1:  # a lone last sample would break batch statistics:
             n_batches -= 1  # it joins the previous batch (every sample is used each epoch)
-        last = n_batches - 1
+        return perm, n_batches
+
+    def _train_batches(
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        val: Batch | None,
+        perm: torch.Tensor,
+        n_batches: int,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], int]:
+        """The hot path: forward, loss (+ penalty), backward, step per minibatch, with the hooks.
+
+        Returns the detached per-batch losses and penalties, the outputs and targets kept for the
+        training accuracy (classification), and the size of the last batch; nothing is moved to
+        the host here.
+        """
+        bs, last = self.batch_size, n_batches - 1
         model, optimizer, loss_fn, penalty = self.model, self.optimizer, self.loss_fn, self.penalty
         after_backward, after_step = self._hooks["on_after_backward"], self._hooks["on_after_step"]
         batch_start, batch_end = self._hooks["on_batch_start"], self._hooks["on_batch_end"]
@@ -370,19 +405,23 @@ class Trainer:
                 break
             if self.should_stop and self.val_every is not None:
                 break
+        return losses, penalties, outputs, targets, len(idx)
 
+    def _epoch_record(
+        self,
+        losses: list[torch.Tensor],
+        penalties: list[torch.Tensor],
+        outputs: list[torch.Tensor],
+        targets: list[torch.Tensor],
+        last_size: int,
+    ) -> dict[str, Any]:
+        """The epoch's training metrics, reduced once: the sample-weighted mean loss, the mean
+        penalty and the training accuracy; a non-finite batch loss raises DivergenceError."""
         batch_losses = torch.stack(losses)
         if not bool(torch.isfinite(batch_losses).all()):
-            bad = int((~torch.isfinite(batch_losses)).nonzero()[0])
-            step = self.step - len(losses) + bad + 1
-            where = self._last_good_checkpoint()
-            raise DivergenceError(
-                f"training diverged: non-finite loss at epoch {self.epoch + 1}, step {step} "
-                f"(batch {bad + 1} of the epoch); {where}. Try a smaller learning rate or "
-                "gradient clipping."
-            )
-        sizes = torch.full((len(losses),), float(bs), device=batch_losses.device)
-        sizes[-1] = len(idx)
+            self._raise_diverged(batch_losses)
+        sizes = torch.full((len(losses),), float(self.batch_size), device=batch_losses.device)
+        sizes[-1] = last_size
         record: dict[str, Any] = {
             "epoch": self.epoch + 1,
             "step": self.step,
@@ -390,21 +429,22 @@ class Trainer:
         }
         if penalties:
             record["penalty"] = float(torch.stack(penalties).mean())
-        if classification:
+        if self.task == "classification":
             pred = torch.cat(outputs).argmax(dim=1)
             record["train_accuracy"] = float(
                 (pred == _hard_labels(torch.cat(targets))).float().mean()
             )
-        if self.val_every is None:
-            record.update(self._validate(val))
-        else:
-            record.update(self._last_val)
-        record["lr"] = float(self.optimizer.param_groups[0]["lr"])
-        self._call("on_epoch_end")
-        record.update(self._epoch_logs)
-        record["epoch_seconds"] = time.perf_counter() - t_epoch
-        self.history.append(record)
-        reporter.update(record)
+        return record
+
+    def _raise_diverged(self, batch_losses: torch.Tensor) -> None:
+        """Raise DivergenceError naming the epoch, the step and the batch of the first bad loss."""
+        bad = int((~torch.isfinite(batch_losses)).nonzero()[0])
+        step = self.step - len(batch_losses) + bad + 1
+        raise DivergenceError(
+            f"training diverged: non-finite loss at epoch {self.epoch + 1}, step {step} "
+            f"(batch {bad + 1} of the epoch); {self._last_good_checkpoint()}. Try a smaller "
+            "learning rate or gradient clipping."
+        )
 
     def _closure_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[Any, Any, Any]:
         seen: dict[str, torch.Tensor] = {}
