@@ -434,6 +434,8 @@ def run_study(
         from goodfit.select.analysis import analyze_results
 
         results["analysis"] = analyze_results(results)
+        for name, comparison in results["analysis"]["comparisons"].items():
+            results["variants"][name]["comparison"] = comparison
         atomic_write_text(out / "results.json", json.dumps(json_safe(results), indent=1) + "\n")
         write_report(results, out / "report.html")
     return results

@@ -127,7 +127,10 @@ def diagnose(
     dict
         ``{"diagnosis": key of DIAGNOSES, "label", "cause", "remedies": [str],
         "train_level": "high"|"low", "val_level": "high"|"low", "train_error", "val_error",
-        "reference_error", "bias", "variance", "bias_threshold", "variance_threshold"}``.
+        "reference_error", "bias", "bias_below_reference", "variance", "bias_threshold",
+        "variance_threshold"}``. ``bias = max(train_error - reference_error, 0)``: a training
+        error below the reference (possible when the reference is an estimate, e.g. the best
+        variant's validation error) is not a negative bias; ``bias_below_reference`` says so.
 
     Examples
     --------
@@ -145,7 +148,8 @@ def diagnose(
     ):
         if _check(name, thr) < 0:
             raise ValueError(f"{name} must be >= 0, got {thr}")
-    bias = tr - ref
+    below = tr < ref  # the training error is under the reference: no bias measured, not < 0
+    bias = max(tr - ref, 0.0)
     variance = va - tr
     high_bias = bias > bias_threshold and va - ref > bias_threshold
     high_variance = variance > variance_threshold
@@ -169,6 +173,7 @@ def diagnose(
         "val_error": va,
         "reference_error": ref,
         "bias": bias,
+        "bias_below_reference": below,
         "variance": variance,
         "bias_threshold": float(bias_threshold),
         "variance_threshold": float(variance_threshold),

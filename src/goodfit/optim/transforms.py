@@ -34,13 +34,12 @@ override any of them per group (e.g. ``weight_decay=0`` for biases) and ``lr`` s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
-
-from goodfit.checks import check_real
 
 __all__ = [
     "Context",
@@ -56,10 +55,7 @@ __all__ = [
 State = dict[str, Any]
 Schedule = Callable[[int], float]
 
-# Transitional: rules.py and modifiers.py still import these two aliases; remove them once those
-# call torch._foreach_* and goodfit.checks.check_real directly (this module does).
-_fe = torch
-_num = check_real
+_fe = torch  # torch._foreach_* live on the torch namespace
 
 
 # ``goodfit::realize_scalar``: a copy of a 0-d tensor that torch.compile cannot see through. On
@@ -170,6 +166,12 @@ class GradientTransformation:
 _UNIT = ("b1", "b2", "decay", "rho", "momentum")
 
 
+def _num(key: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"{key} must be a finite number, got {v!r}")
+    return float(v)
+
+
 def validate_hyperparams(hp: dict[str, Any]) -> None:
     """Check hyperparameter values by name; raise ``ValueError`` naming the bad one.
 
@@ -181,11 +183,11 @@ def validate_hyperparams(hp: dict[str, Any]) -> None:
         if v is None or callable(v):
             continue
         if key in _UNIT:
-            x = check_real(key, v)
+            x = _num(key, v)
             if not 0.0 <= x < 1.0:
                 raise ValueError(f"{key} must be in [0, 1), got {v!r}")
         elif key in ("eps", "max_norm", "clip_value"):
-            if check_real(key, v) <= 0.0:
+            if _num(key, v) <= 0.0:
                 raise ValueError(f"{key} must be > 0, got {v!r}")
         elif key in (
             "lr",
@@ -196,9 +198,9 @@ def validate_hyperparams(hp: dict[str, Any]) -> None:
             "initial_accumulator_value",
             "momentum_decay",
         ):
-            if check_real(key, v) < 0.0:
+            if _num(key, v) < 0.0:
                 raise ValueError(f"{key} must be >= 0, got {v!r}")
-        elif key == "dampening" and not 0.0 <= check_real(key, v) <= 1.0:
+        elif key == "dampening" and not 0.0 <= _num(key, v) <= 1.0:
             raise ValueError(f"dampening must be in [0, 1], got {v!r}")
 
 
@@ -213,16 +215,16 @@ def materialize(updates: list[Tensor], ctx: Context) -> list[Tensor]:
     if isinstance(ctx.scale, Tensor):
         ctx.scale = _realize_scalar(ctx.scale)
     if ctx.denom is not None:
-        out = torch._foreach_div(updates, ctx.denom)
+        out = _fe._foreach_div(updates, ctx.denom)
         if isinstance(ctx.scale, Tensor) or ctx.scale != 1.0:
-            torch._foreach_mul_(out, ctx.scale)
+            _fe._foreach_mul_(out, ctx.scale)
         ctx.denom, ctx.scale, ctx.owned = None, 1.0, True
         return out
     if isinstance(ctx.scale, Tensor) or ctx.scale != 1.0:
         if ctx.owned:
-            torch._foreach_mul_(updates, ctx.scale)
+            _fe._foreach_mul_(updates, ctx.scale)
         else:
-            updates = torch._foreach_mul(updates, ctx.scale)
+            updates = _fe._foreach_mul(updates, ctx.scale)
             ctx.owned = True
         ctx.scale = 1.0
     return updates
@@ -253,10 +255,10 @@ def apply_updates(params: list[Tensor], updates: list[Tensor], ctx: Context | No
                 for p, u in zip(params, updates, strict=True):
                     p.add_(u * c)
         elif ctx is not None and ctx.denom is not None:
-            torch._foreach_addcdiv_(params, updates, ctx.denom, ctx.scale)
+            _fe._foreach_addcdiv_(params, updates, ctx.denom, ctx.scale)
         else:
             c = 1.0 if ctx is None else ctx.scale
-            torch._foreach_add_(params, updates, alpha=c)
+            _fe._foreach_add_(params, updates, alpha=c)
 
 
 def _zeros(params: list[Tensor]) -> list[Tensor]:

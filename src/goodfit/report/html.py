@@ -117,42 +117,65 @@ def _kv_table(d: Mapping[str, Any]) -> str:
     return f'<table class="kv">{rows}</table>'
 
 
+_TEST_NAMES = {
+    "corrected_t": "the corrected resampled t-test (Nadeau & Bengio 2003)",
+    "5x2cv_t": "the 5x2cv paired t-test (Dietterich 1998)",
+    "5x2cv_f": "the combined 5x2cv F-test (Alpaydın 1999)",
+    "paired_t": "the plain paired t-test",
+}
+_TEST_WHY = {
+    "corrected_t": "The splits share most of their training data, so the per-split differences "
+    "are correlated and the plain paired t-test underestimates the variance of their mean; this "
+    "test inflates it by (1/J + n_test/n_train) (J splits).",
+    "5x2cv_t": "Five repetitions of a 2-fold split keep the two halves' training sets disjoint; "
+    "the test uses the first repetition's difference over the pooled variance estimate.",
+    "5x2cv_f": "Five repetitions of a 2-fold split; the F statistic pools all ten differences, "
+    "which is more robust than the 5x2cv t-test.",
+    "paired_t": "<b>Anti-conservative</b>: it ignores that the splits' training sets overlap, so "
+    "its false-positive rate exceeds alpha on cross-validation (Dietterich 1998); shown for "
+    "comparison only.",
+}
+
+
+def _comparison_cells(c: Mapping[str, Any] | None) -> list[str]:
+    if c is None:
+        return ['<td class="num">baseline</td>'] + ['<td class="num">–</td>'] * 6 + ["<td></td>"]
+    delta = ("+" if (c["mean_diff"] or 0) >= 0 else "") + format_number(c["mean_diff"])
+    ci = f"{format_number(c['ci_low'])} – {format_number(c['ci_high'])}"
+    mark = ""
+    if c["significant"]:
+        cls, word = ("sig", "better") if c["better"] else ("worse", "worse")
+        mark = f'<span class="{cls}" title="Holm-adjusted p &lt; {c["alpha"]:g}">* {word}</span>'
+    probs = f"{c['p_better']:.2f} / {c['p_equivalent']:.2f} / {c['p_worse']:.2f}"
+    return [
+        f'<td class="num">{_e(delta)}</td><td class="num">{ci}</td>',
+        f'<td class="num">{format_pvalue(c["pvalue"])}</td>',
+        f'<td class="num">{format_pvalue(c["pvalue_holm"])}</td>',
+        f'<td class="num">{format_pvalue(c["wilcoxon_pvalue"])}</td>',
+        f'<td class="num">{probs}</td>',
+        f'<td class="num">{format_number(c["cohens_d"], 2)}</td><td>{mark}</td>',
+    ]
+
+
 def _scores_table(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
     r, metric = a["ranking"], a["metric"]
-    extra = [k for k in a["metrics"] if k != metric and k.startswith(("test_", "val_"))][:3]
+    comparisons = a.get("comparisons", {})
+    extra = [k for k in a["metrics"] if k != metric and k.startswith(("test_", "val_"))][:2]
     head = (
         "<tr><th>#</th><th>variant</th>"
-        f"<th>{_e(metric)} mean ± std</th><th>95% CI</th><th>Δ vs baseline</th>"
-        "<th>paired t p</th><th>Wilcoxon p</th><th></th>"
+        f"<th>{_e(metric)} mean ± std</th><th>Δ vs baseline</th><th>Δ CI (corrected)</th>"
+        "<th>p</th><th>p (Holm)</th><th>Wilcoxon p</th>"
+        "<th>P(better / equiv. / worse)</th><th>Cohen's d</th><th></th>"
         + "".join(f"<th>{_e(k)} mean ± std</th>" for k in extra)
         + "</tr>"
     )
     rows = []
     for rank, name in enumerate(r["order"], start=1):
         s = r["summaries"][name]
-        c = r["comparisons"].get(name)
-        if c is None:
-            delta, tp, wp, mark = "baseline", "–", "–", ""
-        else:
-            delta = ("+" if (c["mean_diff"] or 0) >= 0 else "") + format_number(c["mean_diff"])
-            tp, wp = format_pvalue(c["t_pvalue"]), format_pvalue(c["wilcoxon_pvalue"])
-            mark = ""
-            if c["significant"]:
-                cls = "sig" if c["better"] else "worse"
-                word = "better" if c["better"] else "worse"
-                mark = f'<span class="{cls}" title="paired t-test p &lt; {ALPHA}">* {word}</span>'
-                if c["wilcoxon_significant"]:
-                    mark += f' <span class="{cls}" title="Wilcoxon p &lt; {ALPHA}">†</span>'
-        ci = (
-            f"{format_number(s['ci_low'])} – {format_number(s['ci_high'])}"
-            if s["ci_low"] is not None
-            else "–"
-        )
         cells = [
             f'<td class="num">{rank}</td><td>{_e(name)}</td>',
             f'<td class="num">{format_number(s["mean"])} ± {format_number(s["std"])}</td>',
-            f'<td class="num">{ci}</td><td class="num">{_e(delta)}</td>',
-            f'<td class="num">{tp}</td><td class="num">{wp}</td><td>{mark}</td>',
+            *_comparison_cells(comparisons.get(name)),
         ]
         for k in extra:
             m = a["metrics"][k].get(name)
@@ -163,16 +186,25 @@ def _scores_table(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
             )
         cls = ' class="best"' if name == r["best"] else ""
         rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
-    n = len(a["folds"])
-    note = (
-        f'<p class="note">Mean and sample standard deviation (ddof = 1) over the {n} folds every '
-        "variant finished; 95% CI from Student's t with n − 1 degrees of freedom. Δ and p-values "
-        f"compare each variant with the baseline <b>{_e(r['baseline'])}</b> fold by fold "
-        f"(two-sided paired t-test; Wilcoxon signed-rank). <b>*</b>: t-test p &lt; {ALPHA}; "
-        f"<b>†</b>: Wilcoxon p &lt; {ALPHA} too (with 5 folds its exact p-value cannot go "
-        "below 0.0625).</p>"
+    return f"<table>{head}{''.join(rows)}</table>{_scores_note(r, a, comparisons)}"
+
+
+def _scores_note(r: Mapping[str, Any], a: Mapping[str, Any], comparisons: Mapping) -> str:
+    n, test = len(a["folds"]), a.get("test", "corrected_t")
+    first = next(iter(comparisons.values()), None)
+    alpha = first["alpha"] if first else ALPHA
+    rope = first["rope"] if first else 0.01
+    return (
+        f'<p class="note">Mean and sample standard deviation over the {n} splits every variant '
+        f"finished. Each variant is compared with the baseline <b>{_e(r['baseline'])}</b> split "
+        f"by split with {_TEST_NAMES.get(test, _e(test))}. {_TEST_WHY.get(test, '')} "
+        f"<b>p (Holm)</b>: adjusted for the {len(comparisons)} comparisons with the baseline "
+        f"(Holm–Bonferroni); <b>*</b> marks an adjusted p &lt; {alpha:g}. Δ CI: the "
+        f"{100 * (1 - alpha):.0f}% interval of the mean difference with the corrected variance. "
+        "Wilcoxon p: the distribution-free check (with 5 splits its exact p cannot go below "
+        "0.0625). P(better / equiv. / worse): the Bayesian correlated t-test (Corani & Benavoli "
+        f"2015) with a region of practical equivalence of ±{rope:g}.</p>"
     )
-    return f"<table>{head}{''.join(rows)}</table>{note}"
 
 
 def _diagnosis_section(a: Mapping[str, Any]) -> str:
@@ -185,9 +217,12 @@ def _diagnosis_section(a: Mapping[str, Any]) -> str:
     rows = []
     for name, x in d.items():
         remedies = "".join(f"<li>{_e(t)}</li>" for t in x["remedies"])
+        bias = format_number(x["bias"])
+        if x.get("bias_below_reference"):
+            bias = "0 (train below the reference)"
         rows.append(
             f"<tr><td>{_e(name)}</td><td class='num'>{format_number(x['train_error'])}</td>"
-            f"<td class='num'>{format_number(x['val_error'])}</td><td class='num'>{format_number(x['bias'])}</td>"
+            f"<td class='num'>{format_number(x['val_error'])}</td><td class='num'>{bias}</td>"
             f"<td class='num'>{format_number(x['variance'])}</td>"
             f"<td><span class='tag {_e(x['diagnosis'])}'>{_e(x['label'])}</span></td>"
             f"<td><ul>{remedies}</ul></td></tr>"
@@ -196,9 +231,17 @@ def _diagnosis_section(a: Mapping[str, Any]) -> str:
         f"<tr><td>{_e(t)}</td><td>{_e(v)}</td><td>{_e(c)}</td><td>{_e('; '.join(s))}</td></tr>"
         for t, v, c, s in TABLE
     )
+    source = a.get("reference_source") or "given"
+    where = (
+        ""
+        if source == "given"
+        else f" ({_e(source)}; set [study] reference_error to a "
+        "human-level or Bayes error estimate you know for a bias measured from it)"
+    )
     return (
         f"<p>Training and validation {unit}, mean over folds, against the reference error "
-        f"<b>{format_number(first['reference_error'])}</b>. Bias = train − reference (high above "
+        f"<b>{format_number(first['reference_error'])}</b>{where}. Bias = max(train − reference, "
+        "0): a training error under an estimated reference is no negative bias (high above "
         f"{format_number(first['bias_threshold'])}); variance = validation − train (high above "
         f"{format_number(first['variance_threshold'])}).</p>"
         "<table><tr><th>variant</th><th>train</th><th>validation</th><th>bias</th>"

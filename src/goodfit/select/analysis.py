@@ -17,6 +17,7 @@ from goodfit.diagnose.bias_variance import (
     diagnose_variants,
 )
 from goodfit.diagnose.overfitting import overfitting_onset
+from goodfit.select.compare import DEFAULT_TEST, compare_to_baseline
 from goodfit.select.stats import ALPHA, higher_is_better, rank_variants, summarize
 
 __all__ = ["SCHEMA_VERSION", "analyze_results", "format_number", "format_pvalue"]
@@ -49,8 +50,11 @@ def analyze_results(results: Mapping[str, Any]) -> dict[str, Any]:
     every variant finished), ``ranking`` (:func:`goodfit.select.stats.rank_variants`),
     ``metrics`` (``{metric: {variant: summarize(...)}}`` for every score key),
     ``diagnosis`` (:func:`goodfit.diagnose.bias_variance.diagnose_variants`) and
-    ``diagnosis_basis`` ("accuracy" or "loss"), ``onsets`` (overfitting onset per fold),
-    ``gradient_flags`` (per variant), ``verdict`` (one paragraph of plain text).
+    ``diagnosis_basis`` ("accuracy" or "loss"), ``reference_error`` and ``reference_source``
+    (what the bias is measured from), ``comparisons`` (each variant against the baseline with
+    the study's ``test``: :func:`goodfit.select.compare.compare_to_baseline`), ``onsets``
+    (overfitting onset per fold), ``gradient_flags`` (per variant), ``verdict`` (one paragraph
+    of plain text).
     """
     variants = results.get("variants") or {}
     if not variants:
@@ -68,8 +72,9 @@ def analyze_results(results: Mapping[str, Any]) -> dict[str, Any]:
     if not common:
         raise ValueError("the variants share no finished fold, so they cannot be compared")
     baseline = results.get("baseline") or next(iter(variants))
+    fold_scores = {n: [s[f] for f in common] for n, s in per_variant.items()}
     ranking = rank_variants(
-        {n: [s[f] for f in common] for n, s in per_variant.items()},
+        fold_scores,
         hib,
         baseline=baseline,
         alpha=ALPHA,
@@ -123,6 +128,12 @@ def analyze_results(results: Mapping[str, Any]) -> dict[str, Any]:
         "higher_is_better": hib,
         "folds": common,
         "ranking": ranking,
+        "comparisons": _comparisons(results, fold_scores, common, hib),
+        "test": results.get("test") or DEFAULT_TEST,
+        "reference_error": results.get("reference_error"),
+        "reference_source": "given"
+        if results.get("reference_error") is not None
+        else "the best variant's mean validation error (no [study] reference_error given)",
         "metrics": metrics,
         "diagnosis": diagnosis,
         "diagnosis_basis": basis,
@@ -134,6 +145,7 @@ def analyze_results(results: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def format_number(x: float | None, digits: int = 4) -> str:
+    """``x`` with ``digits`` decimals (scientific when tiny or huge), ``–`` when missing."""
     if x is None or not math.isfinite(x):
         return "–"
     if x != 0 and (abs(x) < 10**-digits or abs(x) >= 1e6):
@@ -142,30 +154,72 @@ def format_number(x: float | None, digits: int = 4) -> str:
 
 
 def format_pvalue(p: float | None) -> str:
+    """A p-value to 4 decimals, ``< 0.0001`` below that, ``–`` when missing."""
     if p is None:
         return "–"
     return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
+def _split_sizes(results: Mapping[str, Any], folds: list[int]) -> tuple[list[int], list[int]]:
+    """Per-split training and validation sizes for the corrected tests: stored with each fold
+    (``n_train``, ``n_test``), else derived for k-fold from the dataset's size."""
+    first = next(iter(results["variants"].values()))
+    by_id = {int(f.get("fold", i)): f for i, f in enumerate(first.get("folds", []))}
+    if all("n_train" in by_id.get(f, {}) for f in folds):
+        return [int(by_id[f]["n_train"]) for f in folds], [int(by_id[f]["n_test"]) for f in folds]
+    k = len(folds)
+    n = int((results.get("dataset") or {}).get("n_train") or 100 * k)
+    return [n - n // k] * k, [n // k] * k
+
+
+def _comparisons(
+    results: Mapping[str, Any], scores: dict[str, list[float]], folds: list[int], hib: bool
+) -> dict[str, dict[str, Any]]:
+    """Each variant against the baseline: the study's test, Holm-adjusted, with the corrected
+    CI, the Wilcoxon check and the Bayesian correlated t-test (:mod:`goodfit.select.compare`)."""
+    if len(scores) < 2 or len(folds) < 2:
+        return {}
+    n_train, n_test = _split_sizes(results, folds)
+    return compare_to_baseline(
+        scores,
+        results.get("baseline") or next(iter(scores)),
+        test=results.get("test") or DEFAULT_TEST,
+        n_train=n_train,
+        n_test=n_test,
+        alpha=results.get("alpha", ALPHA),
+        rope=results.get("rope", 0.01),
+        higher_is_better=hib,
+    )
+
+
 def _verdict(a: Mapping[str, Any]) -> str:
+    """The study's answer in words: the best variant, whether it beats the baseline by the
+    chosen (Holm-adjusted) test, the Bayesian probabilities, and its diagnosis."""
     r = a["ranking"]
     best, metric = r["best"], a["metric"]
     s = r["summaries"][best]
-    text = f"Best variant: {best} with {metric} {format_number(s['mean'])}"
+    fmt = format_number
+    text = f"Best variant: {best} with {metric} {fmt(s['mean'])}"
     if s["std"] is not None:
-        text += f" ± {format_number(s['std'])} (95% CI {format_number(s['ci_low'])} to {format_number(s['ci_high'])})"
-    text += f" over {s['n']} folds."
+        text += f" ± {fmt(s['std'])} (95% CI {fmt(s['ci_low'])} to {fmt(s['ci_high'])})"
+    text += f" over {s['n']} splits."
     if r["runner_up"] is not None:
-        text += f" Margin over the runner-up {r['runner_up']}: {format_number(r['margin_over_runner_up'])}."
-    if best != r["baseline"]:
-        c = r["best_vs_baseline"]
-        sig = "significant" if c["significant"] else "not significant"
-        text += (
-            f" Margin over the baseline ({r['baseline']}): {format_number(r['margin_over_baseline'])} "
-            f"(paired t-test p = {format_pvalue(c['t_pvalue'])}, {sig} at {ALPHA})."
-        )
-    else:
+        text += f" Margin over the runner-up {r['runner_up']}: {fmt(r['margin_over_runner_up'])}."
+    c = a.get("comparisons", {}).get(best)
+    if best == r["baseline"]:
         text += " The baseline itself is best."
+    elif c is not None:
+        word = "significantly better than" if c["significant"] else "not significantly better than"
+        text += (
+            f" {best} is {word} the baseline ({r['baseline']}): difference "
+            f"{fmt(c['mean_diff'])} ({100 * c['confidence']:.0f}% CI {fmt(c['ci_low'])} to "
+            f"{fmt(c['ci_high'])}), {c['test']} p = {format_pvalue(c['pvalue'])}, "
+            f"Holm-adjusted p = {format_pvalue(c['pvalue_holm'])} over "
+            f"{len(a['comparisons'])} comparisons at alpha = {c['alpha']:g}. "
+            f"{best} is better than the baseline with probability {c['p_better']:.2f}; the "
+            f"chance they are practically equivalent (within ±{c['rope']:g}) is "
+            f"{c['p_equivalent']:.2f}."
+        )
     d = a["diagnosis"].get(best)
     if d:
         text += f" Diagnosis of {best}: {d['label']}."
