@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import goodfit.optim as go
-from goodfit.cli import main
+from goodfit.app.cli import main
 from goodfit.train.loop import evaluate
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -126,7 +126,7 @@ device = "cuda"
 def test_study_with_every_diagnosis_on_cuda(tmp_path, torch_globals):
     """A 2-variant, 2-fold study on the GPU with the LR range test, curvature and gradient flow:
     every run is scored and the report is written."""
-    from goodfit.select.study import run_study
+    from goodfit.app.study import run_study
 
     data = {
         "data": {"name": "digits", "val_fraction": 0.2},

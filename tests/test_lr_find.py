@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from goodfit import optim as gf_optim
-from goodfit.cli import main
+from goodfit.app.cli import main
 from goodfit.data.datasets import load_dataset
 from goodfit.diagnose.lr_find import LRFindResult, lr_find
 from goodfit.nn.models import mlp

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from goodfit.config import parse_config
+from goodfit.app.config import parse_config
+from goodfit.app.run import run_config
 from goodfit.hooks import Callback
 from goodfit.select.meta_early_stopping import StopBelow, algorithm_7_2, algorithm_7_3
 from goodfit.train.early_stopping import EarlyStopping
-from goodfit.train.run import run_config
 
 LR = 0.05
 

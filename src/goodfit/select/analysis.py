@@ -43,6 +43,37 @@ def _mean_score(variant: Mapping[str, Any], key: str) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def _diagnosis(
+    results: Mapping[str, Any], variants: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Seed 001's bias/variance table per variant, on errors ``1 - accuracy`` (train in eval
+    mode, validation on the held-out part) when every variant has them, else on losses."""
+    basis = "accuracy"
+    errors: dict[str, tuple[float, float]] = {}
+    for name, v in variants.items():
+        tr, va = _mean_score(v, "train_accuracy"), _mean_score(v, "val_accuracy")
+        if tr is not None and va is not None:
+            errors[name] = (1.0 - tr, 1.0 - va)
+    if len(errors) != len(variants):
+        basis, errors = "loss", {}
+        for name, v in variants.items():
+            tr, va = _mean_score(v, "train_loss"), _mean_score(v, "val_loss")
+            if tr is not None and va is not None:
+                errors[name] = (tr, va)
+    thresholds = results.get("thresholds") or {}
+    diagnosis = (
+        diagnose_variants(
+            errors,
+            results.get("reference_error"),
+            bias_threshold=thresholds.get("bias", DEFAULT_BIAS_THRESHOLD),
+            variance_threshold=thresholds.get("variance", DEFAULT_VARIANCE_THRESHOLD),
+        )
+        if errors
+        else {}
+    )
+    return basis, diagnosis
+
+
 def analyze_results(results: Mapping[str, Any]) -> dict[str, Any]:
     """Statistics and diagnosis of a study's ``results`` (schema in the module docstring).
 
@@ -88,29 +119,7 @@ def analyze_results(results: Mapping[str, Any]) -> dict[str, Any]:
         per = _fold_scores(results, key)
         metrics[key] = {n: summarize(list(s.values())) for n, s in per.items() if s}
 
-    basis = "accuracy"
-    errors: dict[str, tuple[float, float]] = {}
-    for name, v in variants.items():
-        tr, va = _mean_score(v, "train_accuracy"), _mean_score(v, "val_accuracy")
-        if tr is not None and va is not None:
-            errors[name] = (1.0 - tr, 1.0 - va)
-    if len(errors) != len(variants):
-        basis, errors = "loss", {}
-        for name, v in variants.items():
-            tr, va = _mean_score(v, "train_loss"), _mean_score(v, "val_loss")
-            if tr is not None and va is not None:
-                errors[name] = (tr, va)
-    thresholds = results.get("thresholds") or {}
-    diagnosis = (
-        diagnose_variants(
-            errors,
-            results.get("reference_error"),
-            bias_threshold=thresholds.get("bias", DEFAULT_BIAS_THRESHOLD),
-            variance_threshold=thresholds.get("variance", DEFAULT_VARIANCE_THRESHOLD),
-        )
-        if errors
-        else {}
-    )
+    basis, diagnosis = _diagnosis(results, variants)
     onsets = {
         name: [overfitting_onset(f.get("history", [])) for f in v.get("folds", [])]
         for name, v in variants.items()
