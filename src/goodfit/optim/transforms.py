@@ -34,12 +34,13 @@ override any of them per group (e.g. ``weight_decay=0`` for biases) and ``lr`` s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from goodfit.checks import check_real
 
 __all__ = [
     "Context",
@@ -55,7 +56,10 @@ __all__ = [
 State = dict[str, Any]
 Schedule = Callable[[int], float]
 
-_fe = torch  # torch._foreach_* live on the torch namespace
+# Transitional: rules.py and modifiers.py still import these two aliases; remove them once those
+# call torch._foreach_* and goodfit.checks.check_real directly (this module does).
+_fe = torch
+_num = check_real
 
 
 # ``goodfit::realize_scalar``: a copy of a 0-d tensor that torch.compile cannot see through. On
@@ -166,12 +170,6 @@ class GradientTransformation:
 _UNIT = ("b1", "b2", "decay", "rho", "momentum")
 
 
-def _num(key: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"{key} must be a finite number, got {v!r}")
-    return float(v)
-
-
 def validate_hyperparams(hp: dict[str, Any]) -> None:
     """Check hyperparameter values by name; raise ``ValueError`` naming the bad one.
 
@@ -183,11 +181,11 @@ def validate_hyperparams(hp: dict[str, Any]) -> None:
         if v is None or callable(v):
             continue
         if key in _UNIT:
-            x = _num(key, v)
+            x = check_real(key, v)
             if not 0.0 <= x < 1.0:
                 raise ValueError(f"{key} must be in [0, 1), got {v!r}")
         elif key in ("eps", "max_norm", "clip_value"):
-            if _num(key, v) <= 0.0:
+            if check_real(key, v) <= 0.0:
                 raise ValueError(f"{key} must be > 0, got {v!r}")
         elif key in (
             "lr",
@@ -198,9 +196,9 @@ def validate_hyperparams(hp: dict[str, Any]) -> None:
             "initial_accumulator_value",
             "momentum_decay",
         ):
-            if _num(key, v) < 0.0:
+            if check_real(key, v) < 0.0:
                 raise ValueError(f"{key} must be >= 0, got {v!r}")
-        elif key == "dampening" and not 0.0 <= _num(key, v) <= 1.0:
+        elif key == "dampening" and not 0.0 <= check_real(key, v) <= 1.0:
             raise ValueError(f"dampening must be in [0, 1], got {v!r}")
 
 
@@ -215,16 +213,16 @@ def materialize(updates: list[Tensor], ctx: Context) -> list[Tensor]:
     if isinstance(ctx.scale, Tensor):
         ctx.scale = _realize_scalar(ctx.scale)
     if ctx.denom is not None:
-        out = _fe._foreach_div(updates, ctx.denom)
+        out = torch._foreach_div(updates, ctx.denom)
         if isinstance(ctx.scale, Tensor) or ctx.scale != 1.0:
-            _fe._foreach_mul_(out, ctx.scale)
+            torch._foreach_mul_(out, ctx.scale)
         ctx.denom, ctx.scale, ctx.owned = None, 1.0, True
         return out
     if isinstance(ctx.scale, Tensor) or ctx.scale != 1.0:
         if ctx.owned:
-            _fe._foreach_mul_(updates, ctx.scale)
+            torch._foreach_mul_(updates, ctx.scale)
         else:
-            updates = _fe._foreach_mul(updates, ctx.scale)
+            updates = torch._foreach_mul(updates, ctx.scale)
             ctx.owned = True
         ctx.scale = 1.0
     return updates
@@ -255,10 +253,10 @@ def apply_updates(params: list[Tensor], updates: list[Tensor], ctx: Context | No
                 for p, u in zip(params, updates, strict=True):
                     p.add_(u * c)
         elif ctx is not None and ctx.denom is not None:
-            _fe._foreach_addcdiv_(params, updates, ctx.denom, ctx.scale)
+            torch._foreach_addcdiv_(params, updates, ctx.denom, ctx.scale)
         else:
             c = 1.0 if ctx is None else ctx.scale
-            _fe._foreach_add_(params, updates, alpha=c)
+            torch._foreach_add_(params, updates, alpha=c)
 
 
 def _zeros(params: list[Tensor]) -> list[Tensor]:
