@@ -290,8 +290,9 @@ def test_sparse_gradient_and_complex_params_raise():
         (lambda p: go.sgd(p, lr=-1.0), "lr must be >= 0, got -1.0"),
         (lambda p: go.adam(p, b1=1.0), r"b1 must be in \[0, 1\)"),
         (lambda p: go.adam(p, b2=-0.1), r"b2 must be in \[0, 1\)"),
-        (lambda p: go.adam(p, eps=0.0), "eps must be > 0"),
-        (lambda p: go.rmsprop(p, eps=-1e-8), "eps must be > 0"),
+        (lambda p: go.adam(p, eps=-1e-8), "eps must be >= 0"),
+        (lambda p: go.rmsprop(p, eps=-1e-8), "eps must be >= 0"),
+        (lambda p: go.adagrad([{"params": p, "eps": -1.0}]), "eps must be >= 0"),
         (lambda p: go.rmsprop(p, decay=1.5), "decay"),
         (lambda p: go.sgd(p, momentum=1.0), "momentum"),
         (lambda p: go.sgd(p, lr=0.1, nesterov=True), "nesterov requires momentum > 0"),
@@ -323,12 +324,44 @@ def test_chain_from_spec_builds_named_optimizer_and_rejects_unknown_names():
         go.chain_from_spec([{"name": "scale_by_adamm"}])
     with pytest.raises(TypeError):
         go.chain_from_spec([{"name": "scale_by_adam", "beta1": 0.9}])
-    with pytest.raises(ValueError, match="eps must be > 0"):
-        go.chain_from_spec([{"name": "scale_by_rms", "eps": 0}])
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        go.chain_from_spec([{"name": "scale_by_rms", "eps": -1e-8}])
     with pytest.raises(TypeError):
         go.OPTIMIZERS["adam"]([torch.nn.Parameter(torch.zeros(1))], learning_rate=0.1)
     names = "sgd gd heavy_ball adagrad rmsprop adadelta adam adamw amsgrad adamax nadam"
     assert set(go.OPTIMIZERS) == set(names.split())
+
+
+# torch allows eps = 0 in every optimizer that has one (``0.0 <= eps`` in Adam, AdamW, Adamax,
+# NAdam, RMSprop, Adagrad, Adadelta); so does goodfit. The gradients of _grad are never exactly
+# 0, so no 0/0 arises. Adadelta with eps = 0 never moves (its numerator sqrt(E[dW^2] + eps) starts
+# at 0), in torch as in goodfit: the comparison still pins that behaviour.
+EPS0 = [
+    ("adam", go.adam, {}, torch.optim.Adam, {}),
+    ("adamw", go.adamw, {}, torch.optim.AdamW, {}),
+    ("amsgrad", go.amsgrad, {}, torch.optim.Adam, {"amsgrad": True}),
+    ("nadam", go.nadam, {}, torch.optim.NAdam, {}),
+    ("adamax", go.adamax, {}, torch.optim.Adamax, {}),
+    ("rmsprop", go.rmsprop, {}, torch.optim.RMSprop, {}),
+    ("rmsprop_momentum", go.rmsprop, {"momentum": 0.9}, torch.optim.RMSprop, {"momentum": 0.9}),
+    ("rmsprop_centered", go.rmsprop, {"centered": True}, torch.optim.RMSprop, {"centered": True}),
+    ("adagrad", go.adagrad, {}, torch.optim.Adagrad, {}),
+    ("adadelta", go.adadelta, {}, torch.optim.Adadelta, {}),
+]
+
+
+@pytest.mark.parametrize("case", EPS0, ids=[c[0] for c in EPS0])
+def test_eps_zero_equals_torch(case):
+    _, fac, kw, cls, tkw = case
+    pa, pb = _run_pair(
+        lambda ps: fac(ps, lr=0.01, eps=0.0, **kw),
+        _tm(cls, lr=0.01, eps=0.0, **tkw),
+        torch.float64,
+        steps=50,
+    )
+    for a, b in zip(pa, pb, strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-10, atol=1e-12)
 
 
 # ------------------------------------------------------------------------------ convergence

@@ -65,7 +65,8 @@ def test_rmsprop_gbc_alg_8_5_sqrt_delta_plus_r():
 
 
 def test_rmsprop_nesterov_gbc_alg_8_6():
-    """GBC 8.6 takes g at theta + alpha v; goodfit keeps phi = theta + alpha v as parameters."""
+    """GBC 8.6 takes g at theta + alpha v; goodfit keeps phi = theta + alpha v as parameters.
+    The algorithm has no delta: eps = 0 (allowed, as in torch) is its exact transcription."""
     lr, rho, alpha = 0.01, 0.9, 0.9
     theta, v, r = X0.copy(), np.zeros(N), np.zeros(N)
     for t in range(STEPS):
@@ -73,11 +74,14 @@ def test_rmsprop_nesterov_gbc_alg_8_6():
         r = rho * r + (1 - rho) * g * g
         v = alpha * v - lr / np.sqrt(r) * g
         theta = theta + v
-    # GBC 8.6 has no delta; eps=1e-300 is below float64 resolution relative to sqrt(r) here
     ours = run_goodfit(
-        lambda p: go.rmsprop(p, lr=lr, decay=rho, eps=1e-300, momentum=alpha, nesterov=True)
+        lambda p: go.rmsprop(p, lr=lr, decay=rho, eps=0.0, momentum=alpha, nesterov=True)
     )
     close(ours, theta + alpha * v)
+    tx = go.chain(
+        go.scale_by_rms(rho, 0.0), go.trace(alpha, nesterov=True), go.scale_by_lr(lr)
+    )  # the same rule as a chain
+    close(run_goodfit(tx), theta + alpha * v)
 
 
 def test_sgd_nesterov_gbc_alg_8_3_and_velocity_form():
@@ -172,7 +176,9 @@ def test_nadam_seed000_formula():
     close(run_goodfit(lambda p: go.nadam(p, lr=lr, momentum_decay=None, eps_inside=True)), w)
 
 
-def test_adamax_seed000_u_max_beta2_v_abs_g():
+def test_adamax_seed001_seed000_u_max_beta2_u_abs_g():
+    """Seed 001 ("ADAM Variation", ADAMax): r_t = max(rho r_{t-1}, |g_t|); seed 000 §1.2.3.3
+    (Notes, ADMax): W_t = W_{t-1} - eta m^_t / u_t, eta = 0.002. No eps: eps = 0 exactly."""
     lr, b1, b2 = 0.002, 0.9, 0.999
     w, m, u = X0.copy(), np.zeros(N), np.zeros(N)
     for t in range(1, STEPS + 1):
@@ -180,8 +186,8 @@ def test_adamax_seed000_u_max_beta2_v_abs_g():
         m = b1 * m + (1 - b1) * g
         u = np.maximum(b2 * u, np.abs(g))
         w = w - lr / u * (m / (1 - b1**t))
-    # the note has no eps; eps=1e-300 vanishes against |g| ~ 1 in float64
-    close(run_goodfit(lambda p: go.adamax(p, lr=lr, eps=1e-300)), w)
+    close(run_goodfit(lambda p: go.adamax(p, lr=lr, eps=0.0)), w)
+    close(run_goodfit(go.chain(go.scale_by_adamax(b1, b2, eps=0.0), go.scale_by_lr(lr))), w)
 
 
 def test_l1_subgradient_seed000_w_minus_lr_grad_minus_lambda_sign_w():
@@ -190,6 +196,63 @@ def test_l1_subgradient_seed000_w_minus_lr_grad_minus_lambda_sign_w():
     for t in range(STEPS):
         w = w - lr * grad_np(w, t) - lam * np.sign(w)
     close(run_goodfit(go.chain(go.add_l1(lam / lr), go.scale_by_lr(lr))), w)
+
+
+def _l1_seed000(lrs, lam, steps=STEPS):
+    """Seed 000 §1.1.3 (L1 regularization (Lasso)): w_new = w - lr grad L - lambda sign(w), with
+    lambda not multiplied by lr; transcribed element by element in plain Python."""
+    w = [float(x) for x in X0]
+    for t in range(steps):
+        g = grad_np(np.array(w), t)
+        sign = [math.copysign(1.0, wi) if wi != 0 else 0.0 for wi in w]
+        w = [wi - lrs[t] * gi - lam * si for wi, gi, si in zip(w, g, sign, strict=True)]
+    return np.array(w)
+
+
+def test_l1_step_seed000_under_a_decaying_schedule():
+    """The literal L1 step under a non-constant lr, by a goodfit schedule, a torch scheduler, a
+    named optimizer and a chain spec; add_l1(lambda / lr_0) (the old way) is not it."""
+    import goodfit.schedules as S
+
+    lam = 0.003
+    lrs = [0.1 * 0.97**k for k in range(STEPS)]
+    expected = _l1_seed000(lrs, lam)
+    sched = S.exponential(0.1, decay_rate=0.97)
+    close(run_goodfit(go.chain(go.scale_by_lr(sched), go.add_l1_step(lam))), expected)
+    close(run_goodfit(lambda p: go.gd(p, lr=sched, l1=lam)), expected)
+    close(run_goodfit(lambda p: go.sgd(p, lr=sched, l1=lam)), expected)
+    spec = [{"name": "scale_by_lr", "lr": sched}, {"name": "add_l1_step", "l1": lam}]
+    close(run_goodfit(go.chain_from_spec(spec)), expected)
+
+    # a torch scheduler writing group["lr"] (ExponentialLR steps after each update)
+    w = torch.nn.Parameter(torch.tensor(X0, dtype=torch.float64))
+    opt = go.gd([w], lr=0.1, l1=lam)
+    tsched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.97)
+    for t in range(STEPS):
+        w.grad = torch.from_numpy(grad_np(w.detach().numpy(), t))
+        opt.step()
+        tsched.step()
+    close(w.detach().numpy(), expected)
+
+    old = run_goodfit(go.chain(go.add_l1(lam / 0.1), go.scale_by_lr(sched)))
+    assert np.abs(old - expected).max() > 1e-3  # lambda scaled by the decayed lr: not the note
+
+
+def test_l1_step_after_momentum_and_per_group_l1():
+    """With momentum the L1 step is still added after the lr: w - lr b - lambda sign(w); a param
+    group may set its own l1 (0 for biases)."""
+    lr, mu, lam = 0.05, 0.9, 0.002
+    w, b = X0.copy(), np.zeros(N)
+    for t in range(STEPS):
+        g = grad_np(w, t)
+        b = g if t == 0 else mu * b + g
+        w = w - lr * b - lam * np.sign(w)
+    close(run_goodfit(lambda p: go.sgd(p, lr=lr, momentum=mu, l1=lam)), w)
+    close(run_goodfit(lambda p: go.sgd([{"params": p, "l1": lam}], lr=lr, momentum=mu)), w)
+    x = run_goodfit(lambda p: go.sgd([{"params": p, "l1": 0.0}], lr=lr, momentum=mu, l1=lam))
+    close(x, run_goodfit(lambda p: go.sgd(p, lr=lr, momentum=mu)))
+    with pytest.raises(ValueError, match="l1 must be >= 0"):
+        go.add_l1_step(-0.1)
 
 
 def test_clip_by_global_norm_seed001_alpha_g_over_norm():

@@ -3,8 +3,9 @@
 Element-wise and global-norm clipping (seed 001, GBC ch. 8), annealed Gaussian gradient noise
 (seed 002), and the weight penalties applied inside the optimizer: coupled L2 (GBC eqs. 7.3-7.5,
 ``weight_decay`` of ``torch.optim.SGD``/``Adam``), decoupled weight decay (AdamW), the L1
-subgradient and proximal L1 (soft-thresholding, seed 000). They modify the updates of a chain
-without being an update rule themselves; the protocol is that of :mod:`goodfit.optim.transforms`.
+subgradient, seed 000's L1 step (lambda not scaled by the learning rate) and proximal L1
+(soft-thresholding, seed 000). They modify the updates of a chain without being an update rule
+themselves; the protocol is that of :mod:`goodfit.optim.transforms`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from goodfit.optim.transforms import (
 __all__ = [
     "add_decayed_weights",
     "add_l1",
+    "add_l1_step",
     "add_l2",
     "add_noise",
     "add_proximal_l1",
@@ -101,13 +103,17 @@ def add_noise(
 
 
 # ------------------------------------------------------------------------------ weight penalties
-def _add_param_multiple(name: str, key: str, default: float, sign: bool = False):
+def _add_param_multiple(
+    name: str, key: str, default: float, sign: bool = False, negate: bool = False
+):
+    """``u <- u + c x`` (``u - c x`` with ``negate``), ``x = sign(w)`` or ``w``."""
+
     def update(u, s, p, ctx):
         c = ctx.group.get(key, default)
         if c == 0:
             return u
         u = _writable(u, ctx)
-        _fe._foreach_add_(u, _fe._foreach_sign(p) if sign else p, alpha=c)
+        _fe._foreach_add_(u, _fe._foreach_sign(p) if sign else p, alpha=-c if negate else c)
         return u
 
     return _make(name, _no_state, update, **{key: default})
@@ -126,8 +132,24 @@ def add_l2(weight_decay: float = 0.0) -> GradientTransformation:
 
 
 def add_l1(l1: float = 0.0) -> GradientTransformation:
-    """L1 subgradient (seed 000, L1 regularization): ``g <- g + lambda sign(w)``."""
+    """L1 subgradient (seed 000 §1.1.3, L1 regularization): ``g <- g + lambda sign(w)``.
+
+    Placed before ``scale_by_lr`` it gives ``w <- w - eta_t (g + lambda sign(w))``: ``lambda`` is
+    scaled by the learning rate. Seed 000's literal step, with ``lambda`` not scaled, is
+    :func:`add_l1_step`.
+    """
     return _add_param_multiple("add_l1", "l1", l1, sign=True)
+
+
+def add_l1_step(l1: float = 0.0) -> GradientTransformation:
+    """Seed 000's L1 step (§1.1.3, "L1 regularization (Lasso)"), placed *after* ``scale_by_lr``.
+
+    ``u <- u - lambda sign(w)``, so that ``w_new = w - lr grad L - lambda sign(w)`` with ``lambda``
+    not scaled by the (possibly scheduled) learning rate, exactly as the note writes it (also
+    its per-layer form ``w_j - lr grad L - lambda_j``). ``add_l1(lambda / lr)`` before
+    ``scale_by_lr`` is the same only at a constant ``lr``. Param group key ``l1``.
+    """
+    return _add_param_multiple("add_l1_step", "l1", l1, sign=True, negate=True)
 
 
 def add_proximal_l1(l1: float = 0.0) -> GradientTransformation:

@@ -2,7 +2,10 @@
 
 Every factory returns a :class:`Optimizer` whose defaults equal its ``torch.optim`` namesake
 (eps outside the square root, torch's AMSGrad/AdaMax/NAdam forms); the notes' variants are one
-keyword away (``eps_inside``, ``bias_correction``, ``momentum_decay=None``, ...).
+keyword away (``eps_inside``, ``bias_correction``, ``momentum_decay=None``, ``eps=0``, ``l1``
+for seed 000's L1 step, ...). The param groups hold torch's keys (``lr``, ``momentum``, the Adam
+family's ``betas = (b1, b2)``), so torch's schedulers, ``OneCycleLR``/``CyclicLR`` with
+``cycle_momentum`` included, drive them exactly as they drive torch's optimizers.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from torch import Tensor
 from goodfit.optim.modifiers import (
     add_decayed_weights,
     add_l1,
+    add_l1_step,
     add_l2,
     add_noise,
     add_proximal_l1,
@@ -90,11 +94,12 @@ class Optimizer(torch.optim.Optimizer):
     compiled : bool
         Run each group's whole update (transform chain + parameter update) under
         ``torch.compile``: inductor fuses the element-wise chain into one loop per tensor (what
-        ``fused=True`` is in torch), and the per-step scalars (``lr``, bias corrections) enter
-        as 0-d tensors computed once per step, so changing them (torch ``lr_scheduler``s) does
-        not recompile. The first step pays the compilation (5-40 s on a small CPU; once more at
-        step 2 for rules that branch on ``t == 1``, e.g. momentum); a schedule *callable*
-        inside ``scale_by_lr`` recompiles every step (use a torch scheduler instead). Each
+        ``fused=True`` is in torch), and the per-step scalars (``lr``, ``momentum``, ``betas``,
+        bias corrections) enter as 0-d tensors computed once per step, so changing them (torch
+        ``lr_scheduler``s, ``OneCycleLR``'s momentum cycling) does not recompile. The first
+        step pays the compilation (5-40 s on a small CPU; once more at step 2 for rules that
+        branch on ``t == 1``, e.g. momentum); a schedule *callable* inside ``scale_by_lr``
+        recompiles every step (use a torch scheduler instead). Each
         optimizer compiles its own copy of the update, so many compiled optimizers in one
         process (a study) all stay compiled. Default ``False``: the eager path runs
         element-wise chains with multi-tensor ops, on CPU slice by slice (cache-sized slices
@@ -130,6 +135,7 @@ class Optimizer(torch.optim.Optimizer):
         validate_hyperparams(hp)
         self.transform = transform
         self._list_keys = tuple(k for k, v in transform.init([]).items() if isinstance(v, list))
+        self._cycled = tuple(k for k in ("momentum", "betas") if k in transform.hyperparams)
         self.compiled = compiled
         # fullgraph: a graph break would compile the rest of a rule as its own frame, cached on
         # code shared by every optimizer using that rule (seen to reuse a wrong graph); inputs'
@@ -148,6 +154,11 @@ class Optimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         validate_hyperparams({k: v for k, v in group.items() if k != "params"})
+        if "betas" in self.defaults and ("b1" in group or "b2" in group):
+            raise ValueError(
+                "this optimizer keeps b1, b2 in its param groups as betas=(b1, b2) (torch's key); "
+                f"got a group with b1={group.get('b1')!r}, b2={group.get('b2')!r}"
+            )
         for p in group["params"]:
             if p.is_complex():
                 raise ValueError(
@@ -203,10 +214,7 @@ class Optimizer(torch.optim.Optimizer):
         elif self._core is None:
             _update_and_apply(self.transform, grads, st, params, group, t)
         else:
-            hp = {k: v for k, v in group.items() if k != "params"}
-            if isinstance(hp.get("lr"), (int, float)):
-                # a 0-d tensor, so that a changing lr (torch lr_scheduler) does not recompile
-                hp["lr"] = torch.tensor(float(hp["lr"]), dtype=torch.float64)
+            hp = _tensor_hyperparams(group, self._cycled)
             step_tensor = torch.tensor(float(t), dtype=torch.float64)
             try:
                 self._core(self.transform, grads, st, params, hp, t, step_tensor)
@@ -219,12 +227,26 @@ class Optimizer(torch.optim.Optimizer):
                 self._core = None
                 _update_and_apply(self.transform, grads, st, params, group, t)
             else:
-                group.update({k: v for k, v in hp.items() if not isinstance(v, Tensor)})
+                group.update({k: v for k, v in hp.items() if not isinstance(v, (Tensor, tuple))})
         new = {"step": t}
         for k, v in st.items():
             if k not in self._list_keys:
                 new[k] = v
         state[gkey] = new
+
+
+def _tensor_hyperparams(group: dict[str, Any], cycled: tuple[str, ...]) -> dict[str, Any]:
+    """The group's hyperparameters for the compiled update, with those torch's schedulers change
+    every step as 0-d tensors, so that a new value does not recompile: ``lr``, and the
+    ``cycled`` ones the transform reads (``momentum``, ``betas`` under ``OneCycleLR``)."""
+    hp = {k: v for k, v in group.items() if k != "params"}
+    for key in ("lr", *cycled):
+        v = hp.get(key)
+        if isinstance(v, (int, float)):
+            hp[key] = torch.tensor(float(v), dtype=torch.float64)
+        elif isinstance(v, (tuple, list)):
+            hp[key] = tuple(torch.tensor(float(b), dtype=torch.float64) for b in v)
+    return hp
 
 
 _CHUNK = 1 << 18  # elements per slice: ~1 MiB per float32 array, so a slice stays in cache
@@ -263,17 +285,54 @@ def _groups_have(params: Any, key: str) -> tuple[Any, bool]:
     return params, found
 
 
+def _named(
+    params: Any,
+    rule: list[GradientTransformation],
+    lr: float,
+    weight_decay: float,
+    compiled: bool,
+    *,
+    decoupled: bool = False,
+    after: list[GradientTransformation] | None = None,
+    **extra: Any,
+) -> Optimizer:
+    """A named optimizer's chain around its ``rule``: ``add_l2(weight_decay), *rule,
+    scale_by_lr(lr), *after`` (coupled decay, torch's SGD/Adam) or with ``decoupled`` ``*rule,
+    add_decayed_weights(weight_decay), scale_by_lr(lr), *after`` (AdamW)."""
+    decay = add_decayed_weights(weight_decay) if decoupled else add_l2(weight_decay)
+    parts = [*rule, decay] if decoupled else [decay, *rule]
+    tx = chain(*parts, scale_by_lr(lr), *(after or []))
+    return Optimizer(params, tx, compiled=compiled, **extra)
+
+
+def _momentum(params: Any, momentum: float, nesterov: bool, **kw: Any) -> tuple[Any, list, dict]:
+    """``trace`` when momentum is used (here or in a param group); else a ``momentum`` key."""
+    params, any_mom = _groups_have(params, "momentum")
+    if momentum > 0 or any_mom or nesterov:
+        return params, [trace(momentum, nesterov=nesterov, **kw)], {}
+    return params, [], {"momentum": momentum}
+
+
+def _l1_step(params: Any, l1: float) -> tuple[Any, list[GradientTransformation]]:
+    params, any_l1 = _groups_have(params, "l1")
+    return params, ([add_l1_step(l1)] if l1 > 0 or any_l1 else [])
+
+
 def gd(
     params: Iterable[Any],
     lr: float = 1e-3,
     weight_decay: float = 0.0,
+    l1: float = 0.0,
     compiled: bool = False,
 ) -> Optimizer:
     """Gradient descent ``w <- w - eta g`` (seed 002 batch/stochastic GD; GBC Alg. 8.1).
 
-    ``weight_decay`` adds ``alpha w`` to the gradient (GBC eq. 7.5).
+    ``weight_decay`` adds ``alpha w`` to the gradient (GBC eq. 7.5). ``l1`` is seed 000's L1
+    step (§1.1.3, "L1 regularization"): ``w <- w - eta g - l1 sign(w)``, ``l1`` not scaled by
+    the learning rate (:func:`~goodfit.optim.add_l1_step`).
     """
-    return Optimizer(params, chain(add_l2(weight_decay), scale_by_lr(lr)), compiled=compiled)
+    params, after = _l1_step(params, l1)
+    return _named(params, [], lr, weight_decay, compiled, after=after)
 
 
 def sgd(
@@ -283,20 +342,18 @@ def sgd(
     nesterov: bool = False,
     weight_decay: float = 0.0,
     dampening: float = 0.0,
+    l1: float = 0.0,
     compiled: bool = False,
 ) -> Optimizer:
     """SGD with optional momentum (GBC Alg. 8.2, seed 002) or Nesterov (GBC Alg. 8.3, seed 003).
 
     Exactly ``torch.optim.SGD`` (buffer ``b <- mu b + (1 - dampening) g``; Nesterov ``g + mu b``;
-    ``w <- w - lr (.)``; coupled ``weight_decay``).
+    ``w <- w - lr (.)``; coupled ``weight_decay``). ``l1``: seed 000's L1 step
+    ``w <- w - lr (.) - l1 sign(w)`` (§1.1.3; ``l1`` not scaled by ``lr``, as in :func:`gd`).
     """
-    params, any_mom = _groups_have(params, "momentum")
-    parts = [add_l2(weight_decay)]
-    if momentum > 0 or any_mom or nesterov:
-        parts.append(trace(momentum, nesterov=nesterov, dampening=dampening))
-    parts.append(scale_by_lr(lr))
-    extra = {} if len(parts) == 3 else {"momentum": momentum}
-    return Optimizer(params, chain(*parts), compiled=compiled, **extra)
+    params, rule, extra = _momentum(params, momentum, nesterov, dampening=dampening)
+    params, after = _l1_step(params, l1)
+    return _named(params, rule, lr, weight_decay, compiled, after=after, **extra)
 
 
 def heavy_ball(
@@ -310,8 +367,8 @@ def heavy_ball(
 
     ``W^t = W^{t-1} - eta g + beta (W^{t-1} - W^{t-2})``.
     """
-    tx = chain(add_l2(weight_decay), scale_by_lr(lr), heavy_ball_momentum(momentum))
-    return Optimizer(params, tx, compiled=compiled)
+    after = [heavy_ball_momentum(momentum)]
+    return _named(params, [], lr, weight_decay, compiled, after=after)
 
 
 def adagrad(
@@ -327,14 +384,10 @@ def adagrad(
 
     ``eps_inside=True`` gives seed 002's ``lr g / sqrt(G + eps)`` (seed 002 uses eps = 1e-6).
     """
-    tx = chain(
-        add_l2(weight_decay),
-        scale_by_adagrad(
-            eps, eps_inside=eps_inside, initial_accumulator_value=initial_accumulator_value
-        ),
-        scale_by_lr(lr),
+    rule = scale_by_adagrad(
+        eps, eps_inside=eps_inside, initial_accumulator_value=initial_accumulator_value
     )
-    return Optimizer(params, tx, compiled=compiled)
+    return _named(params, [rule], lr, weight_decay, compiled)
 
 
 def rmsprop(
@@ -352,19 +405,13 @@ def rmsprop(
     """RMSProp (GBC Alg. 8.5; ``torch.optim.RMSprop`` with ``alpha=decay``).
 
     ``momentum`` adds torch's buffer ``b <- mu b + g / (sqrt(r) + eps)``; ``nesterov=True`` makes it
-    GBC Alg. 8.6 (RMSProp with Nesterov momentum) in look-ahead-free form. ``eps_inside=True``
-    uses ``sqrt(r + eps)`` as GBC 8.5 and seeds 000/002/003.
+    GBC Alg. 8.6 (RMSProp with Nesterov momentum) in look-ahead-free form, with the algorithm's
+    own ``eps=0`` (no delta) allowed. ``eps_inside=True`` uses ``sqrt(r + eps)`` as GBC 8.5 and
+    seeds 000/002/003.
     """
-    params, any_mom = _groups_have(params, "momentum")
-    parts = [
-        add_l2(weight_decay),
-        scale_by_rms(decay, eps, centered=centered, eps_inside=eps_inside),
-    ]
-    if momentum > 0 or any_mom or nesterov:
-        parts.append(trace(momentum, nesterov=nesterov))
-    parts.append(scale_by_lr(lr))
-    extra = {} if len(parts) == 4 else {"momentum": momentum}
-    return Optimizer(params, chain(*parts), compiled=compiled, **extra)
+    params, mom, extra = _momentum(params, momentum, nesterov)
+    rule = [scale_by_rms(decay, eps, centered=centered, eps_inside=eps_inside), *mom]
+    return _named(params, rule, lr, weight_decay, compiled, **extra)
 
 
 def adadelta(
@@ -376,8 +423,7 @@ def adadelta(
     compiled: bool = False,
 ) -> Optimizer:
     """Adadelta (seed 000 §1.2.3.3; ``torch.optim.Adadelta``): no learning rate needed (lr=1)."""
-    tx = chain(add_l2(weight_decay), scale_by_adadelta(rho, eps), scale_by_lr(lr))
-    return Optimizer(params, tx, compiled=compiled)
+    return _named(params, [scale_by_adadelta(rho, eps)], lr, weight_decay, compiled)
 
 
 def adam(
@@ -394,16 +440,15 @@ def adam(
 ) -> Optimizer:
     """Adam (seed 000, seed 002, GBC Alg. 8.7; ``torch.optim.Adam``; coupled ``weight_decay``).
 
-    ``eps_inside=True``: GBC 8.7 / seed 003 ``m^ / sqrt(v^ + eps)``.
+    ``eps_inside=True``: GBC 8.7 / seed 003 ``m^ / sqrt(v^ + eps)``. As in torch, the param
+    groups hold ``betas = (b1, b2)`` (a per-group override is ``{"params": ..., "betas": (.,
+    .)}``), which torch's ``OneCycleLR``/``CyclicLR`` with ``cycle_momentum`` drive; the same for
+    :func:`adamw`, :func:`amsgrad`, :func:`adamax` and :func:`nadam`.
     """
-    tx = chain(
-        add_l2(weight_decay),
-        scale_by_adam(
-            b1, b2, eps, eps_inside=eps_inside, amsgrad=amsgrad, bias_correction=bias_correction
-        ),
-        scale_by_lr(lr),
+    rule = scale_by_adam(
+        b1, b2, eps, eps_inside=eps_inside, amsgrad=amsgrad, bias_correction=bias_correction
     )
-    return Optimizer(params, tx, compiled=compiled)
+    return _named(params, [rule], lr, weight_decay, compiled)
 
 
 def adamw(
@@ -418,12 +463,8 @@ def adamw(
     compiled: bool = False,
 ) -> Optimizer:
     """AdamW (``torch.optim.AdamW``): Adam + decoupled decay ``w <- w - lr (u + lambda w)``."""
-    tx = chain(
-        scale_by_adam(b1, b2, eps, eps_inside=eps_inside, amsgrad=amsgrad),
-        add_decayed_weights(weight_decay),
-        scale_by_lr(lr),
-    )
-    return Optimizer(params, tx, compiled=compiled)
+    rule = scale_by_adam(b1, b2, eps, eps_inside=eps_inside, amsgrad=amsgrad)
+    return _named(params, [rule], lr, weight_decay, compiled, decoupled=True)
 
 
 def amsgrad(
@@ -440,17 +481,8 @@ def amsgrad(
 
     ``bias_correction=False``: seed 000 exactly, ``W <- W - eta m_t / (sqrt(v^_t) + eps)``.
     """
-    return adam(
-        params,
-        lr,
-        b1,
-        b2,
-        eps,
-        amsgrad=True,
-        weight_decay=weight_decay,
-        bias_correction=bias_correction,
-        compiled=compiled,
-    )
+    rule = scale_by_adam(b1, b2, eps, amsgrad=True, bias_correction=bias_correction)
+    return _named(params, [rule], lr, weight_decay, compiled)
 
 
 def adamax(
@@ -462,12 +494,11 @@ def adamax(
     weight_decay: float = 0.0,
     compiled: bool = False,
 ) -> Optimizer:
-    """AdaMax (seed 000, GBC; ``torch.optim.Adamax``).
+    """AdaMax (seed 000 §1.2.3.3, seed 001; ``torch.optim.Adamax``).
 
-    ``W <- W - eta m^ / max(b2 u, |g| + eps)``.
+    ``W <- W - eta m^ / max(b2 u, |g| + eps)``; ``eps=0`` is the notes' ``max(b2 u, |g|)``.
     """
-    tx = chain(add_l2(weight_decay), scale_by_adamax(b1, b2, eps), scale_by_lr(lr))
-    return Optimizer(params, tx, compiled=compiled)
+    return _named(params, [scale_by_adamax(b1, b2, eps)], lr, weight_decay, compiled)
 
 
 def nadam(
@@ -484,12 +515,8 @@ def nadam(
 ) -> Optimizer:
     """NAdam (``torch.optim.NAdam``); ``momentum_decay=None, eps_inside=True`` is seed 000's form
     ``W <- W - eta / sqrt(v^ + eps) (b1 m^ + (1 - b1) g / (1 - b1^t))``."""
-    adapt = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, eps_inside=eps_inside)
-    if decoupled_weight_decay:
-        tx = chain(adapt, add_decayed_weights(weight_decay), scale_by_lr(lr))
-    else:
-        tx = chain(add_l2(weight_decay), adapt, scale_by_lr(lr))
-    return Optimizer(params, tx, compiled=compiled)
+    rule = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, eps_inside=eps_inside)
+    return _named(params, [rule], lr, weight_decay, compiled, decoupled=decoupled_weight_decay)
 
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
@@ -525,6 +552,7 @@ TRANSFORMS: dict[str, Callable[..., GradientTransformation]] = {
     "add_decayed_weights": add_decayed_weights,
     "add_l2": add_l2,
     "add_l1": add_l1,
+    "add_l1_step": add_l1_step,
     "add_proximal_l1": add_proximal_l1,
 }
 

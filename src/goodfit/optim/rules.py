@@ -44,6 +44,37 @@ __all__ = [
 ]
 
 
+# On the compiled path the hyperparameters torch's schedulers change every step (``lr``,
+# ``momentum``, ``betas``) are 0-d tensors (no recompilation per value). A 0-d tensor graph
+# input given as ``alpha=`` or as ``addcmul``'s ``value`` is not traced faithfully by dynamo
+# (it was seen to keep the first step's value), so those products go through a multiply.
+def _add_scaled_(xs: list[Tensor], ys: list[Tensor], a: float | Tensor) -> list[Tensor]:
+    """``xs <- xs + a ys`` in place; ``a`` a float or (compiled path) a 0-d tensor."""
+    if isinstance(a, Tensor):
+        _fe._foreach_add_(xs, _fe._foreach_mul(ys, a))
+    else:
+        _fe._foreach_add_(xs, ys, alpha=a)
+    return xs
+
+
+def _addcmul_(xs: list[Tensor], ys: list[Tensor], value: float | Tensor) -> None:
+    """``xs <- xs + value ys^2`` in place; ``value`` a float or a 0-d tensor."""
+    if isinstance(value, Tensor):
+        _fe._foreach_addcmul_(xs, ys, _fe._foreach_mul(ys, value))
+    else:
+        _fe._foreach_addcmul_(xs, ys, ys, value)
+
+
+def _plus_momentum(u: list[Tensor], buf: list[Tensor], mu: float | Tensor, ctx) -> list[Tensor]:
+    """Nesterov's output ``u + mu buf``, in place when ``u`` is owned."""
+    if ctx.owned:
+        return _add_scaled_(u, buf, mu)
+    ctx.owned = True
+    if isinstance(mu, Tensor):
+        return _fe._foreach_add(u, _fe._foreach_mul(buf, mu))
+    return _fe._foreach_add(u, buf, alpha=mu)
+
+
 # ------------------------------------------------------------------------------ scaling
 def scale(c: float) -> GradientTransformation:
     """``u <- c u`` (kept pending, no memory pass)."""
@@ -116,7 +147,7 @@ def trace(
         buf = s["buf"]
         if ctx.step == 1:
             _fe._foreach_copy_(buf, u)
-        elif damp == 0:
+        elif damp == 0 and not isinstance(mu, Tensor):
             # b <- g + mu b in one pass over memory (mul_ then add_ would read b twice)
             for b, g in zip(buf, u, strict=True):
                 torch.add(g, b, alpha=mu, out=b)
@@ -124,11 +155,7 @@ def trace(
             _fe._foreach_mul_(buf, mu)
             _fe._foreach_add_(buf, u, alpha=1.0 - damp)
         if nesterov:
-            if ctx.owned:
-                _fe._foreach_add_(u, buf, alpha=mu)
-                return u
-            ctx.owned = True
-            return _fe._foreach_add(u, buf, alpha=mu)
+            return _plus_momentum(u, buf, mu, ctx)
         ctx.owned = False
         return buf
 
@@ -155,11 +182,7 @@ def velocity(momentum: float = 0.9, nesterov: bool = False) -> GradientTransform
         _fe._foreach_mul_(v, a)
         _fe._foreach_add_(v, u)
         if nesterov:
-            if ctx.owned:
-                _fe._foreach_add_(u, v, alpha=a)
-                return u
-            ctx.owned = True
-            return _fe._foreach_add(u, v, alpha=a)
+            return _plus_momentum(u, v, a, ctx)
         ctx.owned = False
         return v
 
@@ -182,7 +205,7 @@ def heavy_ball_momentum(momentum: float = 0.9) -> GradientTransformation:
         u = _writable(u, ctx)
         prev = s["prev"]
         d = _fe._foreach_sub(p, prev)
-        _fe._foreach_add_(u, d, alpha=beta)
+        _add_scaled_(u, d, beta)
         _fe._foreach_copy_(prev, p)
         return u
 
@@ -332,8 +355,11 @@ def scale_by_adam(
     with ``eps_inside=True`` ``m^ / sqrt(v^ + eps)`` (GBC Alg. 8.7, seed 003).
     ``amsgrad``: ``v^_t = max(v^_{t-1}, v_t)`` (seeds 000/002), with torch's bias correction
     ``sqrt(v^)/sqrt(1 - b2^t)`` by default; ``bias_correction=False`` gives seed 000's AMSGrad
-    exactly: ``u = m_t / (sqrt(v^_t) + eps)``.
+    exactly: ``u = m_t / (sqrt(v^_t) + eps)``. ``b1, b2`` live in the param group as
+    ``betas = (b1, b2)``, torch's key, so torch schedulers cycling ``betas[0]`` (``OneCycleLR``,
+    ``CyclicLR`` with ``cycle_momentum``) drive them.
     """
+    betas = (b1, b2)
 
     def init(params):
         st = {"m": _zeros(params), "v": _zeros(params)}
@@ -343,12 +369,12 @@ def scale_by_adam(
 
     def update(u, s, p, ctx):
         gp = ctx.group
-        beta1, beta2, e = gp.get("b1", b1), gp.get("b2", b2), gp.get("eps", eps)
+        (beta1, beta2), e = gp.get("betas", betas), gp.get("eps", eps)
         g = materialize(u, ctx)
         m, v = s["m"], s["v"]
         _fe._foreach_lerp_(m, g, 1.0 - beta1)
         _fe._foreach_mul_(v, beta2)
-        _fe._foreach_addcmul_(v, g, g, 1.0 - beta2)
+        _addcmul_(v, g, 1.0 - beta2)
         acc = v
         if amsgrad:
             _fe._foreach_maximum_(s["vmax"], v)
@@ -361,7 +387,7 @@ def scale_by_adam(
         ctx.owned = False
         return m
 
-    return _make("scale_by_adam", init, update, b1=b1, b2=b2, eps=eps)
+    return _make("scale_by_adam", init, update, betas=betas, eps=eps)
 
 
 def scale_by_adamax(
@@ -370,16 +396,18 @@ def scale_by_adamax(
     """AdaMax (seed 000, GBC "ADAM variation" p -> inf): ``u_t = max(b2 u_{t-1}, |g_t| + eps)``.
 
     ``m <- b1 m + (1 - b1) g``; output ``m^ / u_t`` with ``m^ = m / (1 - b1^t)``. The ``+ eps``
-    inside the max is torch's guard against ``0/0`` (the notes write ``max(b2 u, |g|)``; they
-    agree for ``|g| >> eps``). Recommended lr 0.002 (seed 000).
+    inside the max is torch's guard against ``0/0``; ``eps=0`` is the notes' ``max(b2 u, |g|)``
+    exactly (seed 001 "ADAM Variation", seed 000 §1.2.3.3). Recommended lr 0.002 (seed 000).
+    Param group key ``betas = (b1, b2)`` as in :func:`scale_by_adam`.
     """
+    betas = (b1, b2)
 
     def init(params):
         return {"m": _zeros(params), "u": _zeros(params)}
 
     def update(u, s, p, ctx):
         gp = ctx.group
-        beta1, beta2, e = gp.get("b1", b1), gp.get("b2", b2), gp.get("eps", eps)
+        (beta1, beta2), e = gp.get("betas", betas), gp.get("eps", eps)
         g = materialize(u, ctx)
         m, inf = s["m"], s["u"]
         _fe._foreach_lerp_(m, g, 1.0 - beta1)
@@ -392,7 +420,7 @@ def scale_by_adamax(
         ctx.owned = False
         return m
 
-    return _make("scale_by_adamax", init, update, b1=b1, b2=b2, eps=eps)
+    return _make("scale_by_adamax", init, update, betas=betas, eps=eps)
 
 
 def scale_by_nadam(
@@ -409,7 +437,9 @@ def scale_by_nadam(
     + mu_{t+1}/(1 - prod_{i<=t+1} mu_i) m``, divided by ``sqrt(v^) + eps``.
     ``momentum_decay=None, eps_inside=True`` is seed 000's formula exactly:
     ``u = (b1 m^_t + (1 - b1) g_t / (1 - b1^t)) / sqrt(v^_t + eps)``.
+    Param group key ``betas = (b1, b2)`` as in :func:`scale_by_adam`.
     """
+    betas = (b1, b2)
 
     def init(params):
         # torch keeps mu_product as a 0-d tensor of the default scalar dtype (float32 unless the
@@ -423,14 +453,14 @@ def scale_by_nadam(
 
     def update(u, s, p, ctx):
         gp = ctx.group
-        beta1, beta2, e = gp.get("b1", b1), gp.get("b2", b2), gp.get("eps", eps)
+        (beta1, beta2), e = gp.get("betas", betas), gp.get("eps", eps)
         psi = gp.get("momentum_decay", momentum_decay)
         g = materialize(u, ctx)
         m, v = s["m"], s["v"]
         t = ctx.step
         _fe._foreach_lerp_(m, g, 1.0 - beta1)
         _fe._foreach_mul_(v, beta2)
-        _fe._foreach_addcmul_(v, g, g, 1.0 - beta2)
+        _addcmul_(v, g, 1.0 - beta2)
         if psi is None:
             bc1 = 1.0 - ctx.power(beta1)
             cg, cm = (1.0 - beta1) / bc1, beta1 / bc1
@@ -438,16 +468,17 @@ def scale_by_nadam(
             mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * psi))
             mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
             prod_t = s["mu_product"] * mu
+            if ctx.step_tensor is not None:  # compiled: keep torch's dtype of mu_product
+                prod_t = prod_t.to(s["mu_product"].dtype)
             s["mu_product"] = prod_t
             # a float as torch's NAdam (bit-exact eager path); a 0-d tensor when compiled
             prod = prod_t if ctx.step_tensor is not None else prod_t.item()
             cg, cm = (1.0 - mu) / (1.0 - prod), mu_next / (1.0 - prod * mu_next)
-        num = _fe._foreach_mul(g, cg)
-        _fe._foreach_add_(num, m, alpha=cm)
+        num = _add_scaled_(_fe._foreach_mul(g, cg), m, cm)
         ctx.denom = _denominator(v, e, eps_inside, 1.0 - ctx.power(beta2))
         ctx.owned = True
         return num
 
     return _make(
-        "scale_by_nadam", init, update, False, b1=b1, b2=b2, eps=eps, momentum_decay=momentum_decay
+        "scale_by_nadam", init, update, False, betas=betas, eps=eps, momentum_decay=momentum_decay
     )

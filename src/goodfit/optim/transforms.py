@@ -173,22 +173,28 @@ _UNIT = ("b1", "b2", "decay", "rho", "momentum")
 def validate_hyperparams(hp: dict[str, Any]) -> None:
     """Check hyperparameter values by name; raise ``ValueError`` naming the bad one.
 
-    Rules: ``lr, weight_decay, l1, noise_eta, noise_gamma, initial_accumulator_value,
-    momentum_decay >= 0``; ``eps, max_norm, clip_value > 0``; ``b1, b2, decay, rho, momentum``
-    in ``[0, 1)``; ``dampening`` in ``[0, 1]``. Unknown names and ``None`` are not checked.
+    Rules: ``lr, eps, weight_decay, l1, noise_eta, noise_gamma, initial_accumulator_value,
+    momentum_decay >= 0`` (``eps = 0`` as ``torch.optim`` allows); ``max_norm, clip_value > 0``;
+    ``b1, b2, decay, rho, momentum`` in ``[0, 1)``; ``betas`` a pair ``(b1, b2)`` of those;
+    ``dampening`` in ``[0, 1]``. Unknown names and ``None`` are not checked.
     """
     for key, v in hp.items():
         if v is None or callable(v):
             continue
-        if key in _UNIT:
+        if key == "betas":
+            if not isinstance(v, (tuple, list)) or len(v) != 2:
+                raise ValueError(f"betas must be a pair (b1, b2), got {v!r}")
+            validate_hyperparams({"b1": v[0], "b2": v[1]})
+        elif key in _UNIT:
             x = check_real(key, v)
             if not 0.0 <= x < 1.0:
                 raise ValueError(f"{key} must be in [0, 1), got {v!r}")
-        elif key in ("eps", "max_norm", "clip_value"):
+        elif key in ("max_norm", "clip_value"):
             if check_real(key, v) <= 0.0:
                 raise ValueError(f"{key} must be > 0, got {v!r}")
         elif key in (
             "lr",
+            "eps",
             "weight_decay",
             "l1",
             "noise_eta",
