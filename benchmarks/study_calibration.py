@@ -190,39 +190,71 @@ def _population_accuracies(results: list[dict]) -> dict[str, dict[str, tuple[flo
     return table
 
 
+def _plans(results: list[dict], args: argparse.Namespace) -> tuple[dict, dict]:
+    """The flip plan per scheme from the measured population accuracies (and those)."""
+    pop = _population_accuracies(results)
+    plans = {s: _flip_plan({k: pop[s][k][0] for k in ("mlp", "svc")}, args.gap) for s in pop}
+    return plans, pop
+
+
 def _degraded(acc: float, q: float) -> float:
     return acc - q * (2 * acc - 1)
 
 
-def analyse(results: list[dict], args: argparse.Namespace) -> dict:
-    """Rejection counts per scheme/test/scenario, Bayesian decision counts, the flip plan and the
-    measured population accuracies."""
+def decide_dataset(i: int, res: dict, plans: dict, args: argparse.Namespace) -> dict:
+    """``{"test (scheme)": {scenario: (rejected, bayes_decided)}}`` for dataset ``i``."""
     from goodfit.select.compare import compare_to_baseline
 
-    pop = _population_accuracies(results)
-    plans = {s: _flip_plan({k: pop[s][k][0] for k in ("mlp", "svc")}, args.gap) for s in pop}
-    rejections: dict[str, dict[str, int]] = {}
-    bayes: dict[str, dict[str, int]] = {}
-    for i, res in enumerate(results):
-        for scheme_id, (scheme, tests) in enumerate(TESTS_BY_SCHEME.items()):
-            rec = res[scheme]
-            for sc_id, scenario in enumerate(SCENARIOS):
-                rng = np.random.default_rng([args.seed, i, scheme_id, sc_id, 7])
-                sc = _scores(rec, scenario, plans[scheme], rng)
-                for test in tests:
-                    c = compare_to_baseline(
-                        sc, "mlp", test=test, n_train=rec["n_train"], n_test=rec["n_test"],
-                        alpha=args.alpha, rope=args.rope,
-                    )  # fmt: skip
-                    c = next(iter(c.values()))
-                    key = f"{test} ({scheme})"
-                    rejections.setdefault(key, dict.fromkeys(SCENARIOS, 0))
-                    rejections[key][scenario] += c["pvalue_holm"] < args.alpha
-                    if test == "corrected_t":
-                        decided = max(c["p_better"], c["p_worse"]) > 0.95
-                        bayes.setdefault(f"bayes ({scheme})", dict.fromkeys(SCENARIOS, 0))
-                        bayes[f"bayes ({scheme})"][scenario] += decided
-    return {"rejections": rejections, "bayes": bayes, "plans": plans, "population": pop}
+    out: dict[str, dict[str, tuple[bool, bool]]] = {}
+    for scheme_id, (scheme, tests) in enumerate(TESTS_BY_SCHEME.items()):
+        rec = res[scheme]
+        for sc_id, scenario in enumerate(SCENARIOS):
+            rng = np.random.default_rng([args.seed, i, scheme_id, sc_id, 7])
+            sc = _scores(rec, scenario, plans[scheme], rng)
+            for test in tests:
+                c = compare_to_baseline(
+                    sc, "mlp", test=test, n_train=rec["n_train"], n_test=rec["n_test"],
+                    alpha=args.alpha, rope=args.rope,
+                )  # fmt: skip
+                c = next(iter(c.values()))
+                decided = max(c["p_better"], c["p_worse"]) > 0.95
+                out.setdefault(f"{test} ({scheme})", {})[scenario] = (c["significant"], decided)
+    return out
+
+
+def _mcnemar(x: list[bool], y: list[bool]) -> tuple[int, int, float]:
+    """Datasets where only x rejects, only y rejects, and the exact two-sided McNemar p."""
+    from scipy.stats import binomtest
+
+    only_x = sum(a and not b for a, b in zip(x, y, strict=True))
+    only_y = sum(b and not a for a, b in zip(x, y, strict=True))
+    p = binomtest(only_x, only_x + only_y, 0.5).pvalue if only_x + only_y else 1.0
+    return only_x, only_y, float(p)
+
+
+def summarize(decisions: list[dict], plans: dict, pop: dict) -> dict:
+    """Rejection and Bayesian-decision counts per test and scenario; the paired comparison of
+    every test's power with the corrected t-test on k-fold (McNemar on the same datasets)."""
+    keys = list(decisions[0])
+    rejections = {k: {s: sum(d[k][s][0] for d in decisions) for s in SCENARIOS} for k in keys}
+    bayes = {}
+    for scheme in TESTS_BY_SCHEME:
+        key = f"corrected_t ({scheme})"
+        bayes[f"bayes ({scheme})"] = {s: sum(d[key][s][1] for d in decisions) for s in SCENARIOS}
+    ref = "corrected_t (kfold)"
+    power_vs_ref = {
+        k: _mcnemar([d[k]["c"][0] for d in decisions], [d[ref]["c"][0] for d in decisions])
+        for k in keys
+        if k != ref
+    }
+    return {
+        "rejections": rejections,
+        "bayes": bayes,
+        "power_vs_corrected_t": power_vs_ref,
+        "plans": plans,
+        "population": pop,
+        "per_dataset": decisions,
+    }
 
 
 def _rate(count: int, n: int) -> str:
@@ -256,6 +288,12 @@ def report(summary: dict, n: int, args: argparse.Namespace) -> str:
         label = f"{key} P>0.95" if key.startswith("bayes") else key
         lines.append(f"{label:<22} " + " ".join(f"{_rate(counts[s], n):>20}" for s in SCENARIOS))
     lines.append(f"(bayes rows: P(better) or P(worse) > 0.95 with rope {args.rope}; not a test)")
+    lines += ["", "power (c), paired on the same datasets: test vs corrected_t (kfold)"]
+    for key, (only_x, only_ref, p) in summary["power_vs_corrected_t"].items():
+        lines.append(
+            f"  {key:<20} rejects alone on {only_x:>3}, corrected_t (kfold) alone on {only_ref:>3}"
+            f" (exact McNemar p = {p:.3f})"
+        )
     return "\n".join(lines)
 
 
@@ -279,21 +317,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write the per-dataset numbers here")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    results: list[dict] = [None] * args.datasets  # type: ignore[list-item]
     if args.workers <= 1:
         _init_worker()
-        for i in range(args.datasets):
-            results[i] = run_dataset(i, args)
+        results = [run_dataset(i, args) for i in range(args.datasets)]
+        plans, pop = _plans(results, args)
+        decisions = [decide_dataset(i, r, plans, args) for i, r in enumerate(results)]
     else:
         ctx = get_context("spawn")
         with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = {pool.submit(run_dataset, i, args): i for i in range(args.datasets)}
-            for done, fut in enumerate(futures, start=1):
-                results[futures[fut]] = fut.result()
+            results = []
+            for done, res in enumerate(
+                pool.map(run_dataset, range(args.datasets), [args] * args.datasets), 1
+            ):
+                results.append(res)
                 if done % max(1, args.datasets // 10) == 0:
                     print(f"  {done}/{args.datasets} datasets, {time.perf_counter() - t0:.0f} s",
                           file=sys.stderr, flush=True)  # fmt: skip
-    summary = analyse(results, args)
+            plans, pop = _plans(results, args)
+            n = len(results)
+            decisions = list(pool.map(decide_dataset, range(n), results, [plans] * n, [args] * n))
+    summary = summarize(decisions, plans, pop)
     print(report(summary, args.datasets, args))
     seconds = time.perf_counter() - t0
     print(f"\n{args.datasets} datasets in {seconds:.0f} s with {args.workers} workers")
