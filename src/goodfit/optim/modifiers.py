@@ -16,7 +16,6 @@ import torch
 
 from goodfit.optim.transforms import (
     GradientTransformation,
-    _fe,
     _make,
     _no_state,
     _writable,
@@ -41,8 +40,8 @@ def clip_by_value(clip_value: float) -> GradientTransformation:
     def update(u, s, p, ctx):
         c = ctx.group.get("clip_value", clip_value)
         u = _writable(u, ctx)
-        _fe._foreach_clamp_min_(u, -c)
-        _fe._foreach_clamp_max_(u, c)
+        torch._foreach_clamp_min_(u, -c)
+        torch._foreach_clamp_max_(u, c)
         return u
 
     return _make("clip_by_value", _no_state, update, clip_value=clip_value)
@@ -58,10 +57,10 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
     def update(u, s, p, ctx):
         a = ctx.group.get("max_norm", max_norm)
         u = _writable(u, ctx)
-        norms = _fe._foreach_norm(u)
+        norms = torch._foreach_norm(u)
         total = torch.linalg.vector_norm(torch.stack(norms))
         factor = torch.clamp(a / total, max=1.0)
-        _fe._foreach_mul_(u, factor)
+        torch._foreach_mul_(u, factor)
         return u
 
     return _make("clip_by_global_norm", _no_state, update, False, max_norm=max_norm)
@@ -95,7 +94,7 @@ def add_noise(
         gen = torch.Generator(device=u[0].device)
         gen.set_state(s["rng_state"])
         noise = [torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device) for x in u]
-        _fe._foreach_add_(u, noise, alpha=sigma)
+        torch._foreach_add_(u, noise, alpha=sigma)
         s["rng_state"] = gen.get_state()
         return u
 
@@ -113,7 +112,7 @@ def _add_param_multiple(
         if c == 0:
             return u
         u = _writable(u, ctx)
-        _fe._foreach_add_(u, _fe._foreach_sign(p) if sign else p, alpha=-c if negate else c)
+        torch._foreach_add_(u, torch._foreach_sign(p) if sign else p, alpha=-c if negate else c)
         return u
 
     return _make(name, _no_state, update, **{key: default})
@@ -164,13 +163,13 @@ def add_proximal_l1(l1: float = 0.0) -> GradientTransformation:
         lam = ctx.group.get("l1", l1)
         u = _writable(u, ctx)
         thr = ctx.lr * lam
-        _fe._foreach_add_(u, p)  # z = p + u
-        sgn = _fe._foreach_sign(u)
-        _fe._foreach_abs_(u)
-        _fe._foreach_sub_(u, thr)
-        _fe._foreach_clamp_min_(u, 0.0)
-        _fe._foreach_mul_(u, sgn)  # soft-threshold(z)
-        _fe._foreach_sub_(u, p)  # p_new - p  (p + (0 - p) == 0 exactly)
+        torch._foreach_add_(u, p)  # z = p + u
+        sgn = torch._foreach_sign(u)
+        torch._foreach_abs_(u)
+        torch._foreach_sub_(u, thr)
+        torch._foreach_clamp_min_(u, 0.0)
+        torch._foreach_mul_(u, sgn)  # soft-threshold(z)
+        torch._foreach_sub_(u, p)  # p_new - p  (p + (0 - p) == 0 exactly)
         return u
 
     return _make("add_proximal_l1", _no_state, update, l1=l1)

@@ -15,13 +15,12 @@ import math
 import torch
 from torch import Tensor
 
+from goodfit.checks import check_real
 from goodfit.optim.transforms import (
     GradientTransformation,
     Schedule,
-    _fe,
     _make,
     _no_state,
-    _num,
     _realize_scalar,
     _writable,
     _zeros,
@@ -51,18 +50,18 @@ __all__ = [
 def _add_scaled_(xs: list[Tensor], ys: list[Tensor], a: float | Tensor) -> list[Tensor]:
     """``xs <- xs + a ys`` in place; ``a`` a float or (compiled path) a 0-d tensor."""
     if isinstance(a, Tensor):
-        _fe._foreach_add_(xs, _fe._foreach_mul(ys, a))
+        torch._foreach_add_(xs, torch._foreach_mul(ys, a))
     else:
-        _fe._foreach_add_(xs, ys, alpha=a)
+        torch._foreach_add_(xs, ys, alpha=a)
     return xs
 
 
 def _addcmul_(xs: list[Tensor], ys: list[Tensor], value: float | Tensor) -> None:
     """``xs <- xs + value ys^2`` in place; ``value`` a float or a 0-d tensor."""
     if isinstance(value, Tensor):
-        _fe._foreach_addcmul_(xs, ys, _fe._foreach_mul(ys, value))
+        torch._foreach_addcmul_(xs, ys, torch._foreach_mul(ys, value))
     else:
-        _fe._foreach_addcmul_(xs, ys, ys, value)
+        torch._foreach_addcmul_(xs, ys, ys, value)
 
 
 def _plus_momentum(u: list[Tensor], buf: list[Tensor], mu: float | Tensor, ctx) -> list[Tensor]:
@@ -71,14 +70,14 @@ def _plus_momentum(u: list[Tensor], buf: list[Tensor], mu: float | Tensor, ctx) 
         return _add_scaled_(u, buf, mu)
     ctx.owned = True
     if isinstance(mu, Tensor):
-        return _fe._foreach_add(u, _fe._foreach_mul(buf, mu))
-    return _fe._foreach_add(u, buf, alpha=mu)
+        return torch._foreach_add(u, torch._foreach_mul(buf, mu))
+    return torch._foreach_add(u, buf, alpha=mu)
 
 
 # ------------------------------------------------------------------------------ scaling
 def scale(c: float) -> GradientTransformation:
     """``u <- c u`` (kept pending, no memory pass)."""
-    c = _num("c", c)
+    c = check_real("c", c)
 
     def update(u, s, p, ctx):
         ctx.scale *= c
@@ -146,14 +145,14 @@ def trace(
         u = materialize(u, ctx)
         buf = s["buf"]
         if ctx.step == 1:
-            _fe._foreach_copy_(buf, u)
+            torch._foreach_copy_(buf, u)
         elif damp == 0 and not isinstance(mu, Tensor):
             # b <- g + mu b in one pass over memory (mul_ then add_ would read b twice)
             for b, g in zip(buf, u, strict=True):
                 torch.add(g, b, alpha=mu, out=b)
         else:
-            _fe._foreach_mul_(buf, mu)
-            _fe._foreach_add_(buf, u, alpha=1.0 - damp)
+            torch._foreach_mul_(buf, mu)
+            torch._foreach_add_(buf, u, alpha=1.0 - damp)
         if nesterov:
             return _plus_momentum(u, buf, mu, ctx)
         ctx.owned = False
@@ -179,8 +178,8 @@ def velocity(momentum: float = 0.9, nesterov: bool = False) -> GradientTransform
         a = ctx.group.get("momentum", momentum)
         u = materialize(u, ctx)
         v = s["v"]
-        _fe._foreach_mul_(v, a)
-        _fe._foreach_add_(v, u)
+        torch._foreach_mul_(v, a)
+        torch._foreach_add_(v, u)
         if nesterov:
             return _plus_momentum(u, v, a, ctx)
         ctx.owned = False
@@ -204,9 +203,9 @@ def heavy_ball_momentum(momentum: float = 0.9) -> GradientTransformation:
         beta = ctx.group.get("momentum", momentum)
         u = _writable(u, ctx)
         prev = s["prev"]
-        d = _fe._foreach_sub(p, prev)
+        d = torch._foreach_sub(p, prev)
         _add_scaled_(u, d, beta)
-        _fe._foreach_copy_(prev, p)
+        torch._foreach_copy_(prev, p)
         return u
 
     return _make("heavy_ball_momentum", init, update, momentum=momentum)
@@ -222,16 +221,16 @@ def _denominator(
     """
     scaled = isinstance(div, Tensor) or div != 1.0
     if eps_inside:
-        d = _fe._foreach_div(acc, div) if scaled else _fe._foreach_add(acc, eps)
+        d = torch._foreach_div(acc, div) if scaled else torch._foreach_add(acc, eps)
         if scaled:
-            _fe._foreach_add_(d, eps)
-        _fe._foreach_sqrt_(d)
+            torch._foreach_add_(d, eps)
+        torch._foreach_sqrt_(d)
         return d
-    d = _fe._foreach_sqrt(acc)
+    d = torch._foreach_sqrt(acc)
     if scaled:
         root = _realize_scalar(div.sqrt()) if isinstance(div, Tensor) else math.sqrt(div)
-        _fe._foreach_div_(d, root)
-    _fe._foreach_add_(d, eps)
+        torch._foreach_div_(d, root)
+    torch._foreach_add_(d, eps)
     return d
 
 
@@ -252,7 +251,7 @@ def scale_by_adagrad(
         e = ctx.group.get("eps", eps)
         g = materialize(u, ctx)
         acc = s["sum"]
-        _fe._foreach_addcmul_(acc, g, g, 1.0)
+        torch._foreach_addcmul_(acc, g, g, 1.0)
         ctx.denom = _denominator(acc, e, eps_inside)
         ctx.owned = False
         return g
@@ -287,18 +286,18 @@ def scale_by_rms(
         e = ctx.group.get("eps", eps)
         g = materialize(u, ctx)
         nu = s["nu"]
-        _fe._foreach_mul_(nu, rho)
-        _fe._foreach_addcmul_(nu, g, g, 1.0 - rho)
+        torch._foreach_mul_(nu, rho)
+        torch._foreach_addcmul_(nu, g, g, 1.0 - rho)
         if centered:
             mu = s["mu"]
-            _fe._foreach_lerp_(mu, g, 1.0 - rho)
-            var = _fe._foreach_addcmul(nu, mu, mu, -1.0)
+            torch._foreach_lerp_(mu, g, 1.0 - rho)
+            var = torch._foreach_addcmul(nu, mu, mu, -1.0)
             if eps_inside:
-                _fe._foreach_add_(var, e)
-                _fe._foreach_sqrt_(var)
+                torch._foreach_add_(var, e)
+                torch._foreach_sqrt_(var)
             else:
-                _fe._foreach_sqrt_(var)
-                _fe._foreach_add_(var, e)
+                torch._foreach_sqrt_(var)
+                torch._foreach_add_(var, e)
             ctx.denom = var
         else:
             ctx.denom = _denominator(nu, e, eps_inside)
@@ -324,16 +323,16 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> GradientTransforma
         e = ctx.group.get("eps", eps)
         g = materialize(u, ctx)
         sq, acc = s["sq"], s["acc"]
-        _fe._foreach_mul_(sq, r)
-        _fe._foreach_addcmul_(sq, g, g, 1.0 - r)
-        std = _fe._foreach_add(sq, e)
-        _fe._foreach_sqrt_(std)
-        delta = _fe._foreach_add(acc, e)
-        _fe._foreach_sqrt_(delta)
-        _fe._foreach_div_(delta, std)
-        _fe._foreach_mul_(delta, g)
-        _fe._foreach_mul_(acc, r)
-        _fe._foreach_addcmul_(acc, delta, delta, 1.0 - r)
+        torch._foreach_mul_(sq, r)
+        torch._foreach_addcmul_(sq, g, g, 1.0 - r)
+        std = torch._foreach_add(sq, e)
+        torch._foreach_sqrt_(std)
+        delta = torch._foreach_add(acc, e)
+        torch._foreach_sqrt_(delta)
+        torch._foreach_div_(delta, std)
+        torch._foreach_mul_(delta, g)
+        torch._foreach_mul_(acc, r)
+        torch._foreach_addcmul_(acc, delta, delta, 1.0 - r)
         ctx.owned = True
         return delta
 
@@ -372,12 +371,12 @@ def scale_by_adam(
         (beta1, beta2), e = gp.get("betas", betas), gp.get("eps", eps)
         g = materialize(u, ctx)
         m, v = s["m"], s["v"]
-        _fe._foreach_lerp_(m, g, 1.0 - beta1)
-        _fe._foreach_mul_(v, beta2)
+        torch._foreach_lerp_(m, g, 1.0 - beta1)
+        torch._foreach_mul_(v, beta2)
         _addcmul_(v, g, 1.0 - beta2)
         acc = v
         if amsgrad:
-            _fe._foreach_maximum_(s["vmax"], v)
+            torch._foreach_maximum_(s["vmax"], v)
             acc = s["vmax"]
         if bias_correction:
             ctx.denom = _denominator(acc, e, eps_inside, 1.0 - ctx.power(beta2))
@@ -410,11 +409,11 @@ def scale_by_adamax(
         (beta1, beta2), e = gp.get("betas", betas), gp.get("eps", eps)
         g = materialize(u, ctx)
         m, inf = s["m"], s["u"]
-        _fe._foreach_lerp_(m, g, 1.0 - beta1)
-        _fe._foreach_mul_(inf, beta2)
-        a = _fe._foreach_abs(g)
-        _fe._foreach_add_(a, e)
-        _fe._foreach_maximum_(inf, a)
+        torch._foreach_lerp_(m, g, 1.0 - beta1)
+        torch._foreach_mul_(inf, beta2)
+        a = torch._foreach_abs(g)
+        torch._foreach_add_(a, e)
+        torch._foreach_maximum_(inf, a)
         ctx.denom = inf
         ctx.scale *= 1.0 / (1.0 - ctx.power(beta1))
         ctx.owned = False
@@ -458,8 +457,8 @@ def scale_by_nadam(
         g = materialize(u, ctx)
         m, v = s["m"], s["v"]
         t = ctx.step
-        _fe._foreach_lerp_(m, g, 1.0 - beta1)
-        _fe._foreach_mul_(v, beta2)
+        torch._foreach_lerp_(m, g, 1.0 - beta1)
+        torch._foreach_mul_(v, beta2)
         _addcmul_(v, g, 1.0 - beta2)
         if psi is None:
             bc1 = 1.0 - ctx.power(beta1)
@@ -474,7 +473,7 @@ def scale_by_nadam(
             # a float as torch's NAdam (bit-exact eager path); a 0-d tensor when compiled
             prod = prod_t if ctx.step_tensor is not None else prod_t.item()
             cg, cm = (1.0 - mu) / (1.0 - prod), mu_next / (1.0 - prod * mu_next)
-        num = _add_scaled_(_fe._foreach_mul(g, cg), m, cm)
+        num = _add_scaled_(torch._foreach_mul(g, cg), m, cm)
         ctx.denom = _denominator(v, e, eps_inside, 1.0 - ctx.power(beta2))
         ctx.owned = True
         return num
