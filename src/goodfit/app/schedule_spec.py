@@ -1,7 +1,7 @@
 """``[schedule]`` -> a schedule: the registry :data:`SCHEDULES`, :func:`schedule_from_config`.
 
 Maps the lower_snake_case names of a config's ``[schedule]`` section to the factories of
-:mod:`goodfit.schedules.functions`, converts ``X_epochs`` durations to steps (or keeps epochs
+:mod:`goodfit.schedules`, converts ``X_epochs`` durations to steps (or keeps epochs
 with ``interval = "epoch"``), and fills the run length and the initial/peak rate from the run
 (its epochs and the optimizer's lr) when the config leaves them out.
 """

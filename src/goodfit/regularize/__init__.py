@@ -13,16 +13,15 @@ from goodfit.regularize.penalties import (
     BasePenalty,
     LayerRule,
     Penalty,
-    PenaltyScheduleCallback,
     PenaltySum,
     Term,
     elastic_net,
-    from_prior,
     l1,
     l2,
     per_layer,
-    prior_coefficient,
 )
+from goodfit.regularize.penalty_schedule import PenaltyScheduleCallback
+from goodfit.regularize.priors import from_prior, prior_coefficient
 from goodfit.regularize.selection import is_bias_or_norm, select_parameters
 from goodfit.regularize.sparsity import SparsityCallback, sparsity_report
 from goodfit.regularize.tying import TyingPenalty, share_parameters, tying_penalty

@@ -493,10 +493,3 @@ def per_layer(
 
 for _f in (l1, l2, elastic_net):
     _f.__doc__ = (_f.__doc__ or "").replace("{sel}", _SEL_DOC)
-
-
-# Transitional, for importers outside this package's owner: goodfit/regularize/__init__.py and
-# goodfit/callbacks.py still import these names from here. Remove these two lines once they
-# import them from goodfit.regularize.priors and goodfit.regularize.penalty_schedule.
-from goodfit.regularize.penalty_schedule import PenaltyScheduleCallback  # noqa: E402, F401
-from goodfit.regularize.priors import from_prior, prior_coefficient  # noqa: E402, F401
