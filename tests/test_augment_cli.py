@@ -138,7 +138,7 @@ def test_bad_input_exits_2_with_one_message(write_toml, tmp_path, capsys, base, 
 
 def test_bad_n_and_missing_file(write_toml, tmp_path, capsys):
     cfg = write_toml(DIGITS + AFFINE)
-    assert "-n must be an integer >= 1" in _user_error(
+    assert "-n must be an integer from 1 to 64" in _user_error(
         capsys, ["augment", "preview", str(cfg), "-n", "0", "--out", str(tmp_path / "p.png")]
     )
     _user_error(capsys, ["augment", "preview", str(tmp_path / "nope.toml")])

@@ -561,7 +561,7 @@ def test_max_norm_constraint_holds_after_training(tmp_path):
         ({"l1": -1e-3}, ["l1", "-0.001"]),
         ({"elastic": {"lam": 0.1, "alpha": 1.5}}, ["alpha", "1.5"]),
         ({"elastic": {"lam": 0.1, "alpha": -0.5}}, ["alpha", "-0.5"]),
-        ({"l3": 0.1}, ["'l3'"]),
+        ({"l3": 0.1}, ["regularize.l3", "unknown key"]),
         ({"constraints": [{"kind": "max_norm", "max_value": -1.0}]}, ["max_value", "-1.0"]),
         ({"constraints": [{"kind": "maxnorm", "max_value": 1.0}]}, ["'maxnorm'"]),
     ],
@@ -576,27 +576,34 @@ def test_bad_regularize_config_exits_2(tmp_path, capsys, regularize, needles):
 
 
 @pytest.mark.parametrize(
-    "init, scheme",
-    [("glorot_uniform", "glorot_uniform"), ({"scheme": "he_normal"}, "he_normal")],
+    "init, scheme, gain, var",
+    [
+        # a scheme's name means its formula (seed 004): Glorot var = 2/(m+n), no activation gain
+        ("glorot_uniform", "glorot_uniform", None, 2 / (64 + 512)),
+        # He's formula is var = 2/m (the ReLU gain is part of it), m = 64
+        ({"scheme": "he_normal"}, "he_normal", None, 2 / 64),
+        # a gain only when asked for: Glorot scaled by the ReLU gain sqrt(2)
+        ({"scheme": "glorot_uniform", "gain": "relu"}, "glorot_uniform", "relu", 2 * 2 / 576),
+        ({"scheme": "lecun_normal"}, "lecun_normal", None, 1 / 64),
+    ],
 )
-def test_init_from_config(tmp_path, init, scheme):
+def test_init_from_config(tmp_path, init, scheme, gain, var):
     over = {"model": {"widths": [512], "init": init}}
     cfg = config(over)
     torch.manual_seed(0)
     model = build_model(cfg.model, (64,), 10)
     torch.manual_seed(0)
     plain = build_model(config({"model": {"widths": [512]}}).model, (64,), 10)
-    # the same draws through the Python API (nonlinearity defaults to the model's activation)
-    expected = gf.init.apply(copy.deepcopy(plain), scheme, nonlinearity="relu")
+    # the same draws through the Python API
+    expected = gf.init.apply(copy.deepcopy(plain), scheme, gain=gain)
     first, ref_first = model[0], expected[0]
     torch.testing.assert_close(first.weight, ref_first.weight, rtol=0, atol=0)
     assert not torch.equal(first.weight, plain[0].weight)
     assert torch.count_nonzero(first.bias) == 0
-    # the distribution: gain sqrt(2) (relu); Glorot var = g^2 2/(m+n), He var = g^2/m (m = 64)
-    var = 2 * 2 / (64 + 512) if scheme == "glorot_uniform" else 2 / 64
     w = first.weight.detach().double()
     # 32768 draws: the sample variance's relative standard error is sqrt(2/N) (normal) or
-    # sqrt(0.8/N) (uniform) <= 0.8 %, so 4 % is > 5 standard errors
+    # sqrt(0.8/N) (uniform) <= 0.8 %, so 4 % is > 5 standard errors (a truncated normal's
+    # variance is the formula's, as the scheme rescales it)
     assert w.var().item() == pytest.approx(var, rel=0.04)
     if scheme == "glorot_uniform":
         assert w.abs().max() <= math.sqrt(3 * var)
@@ -714,7 +721,7 @@ def test_weight_standardization_and_spectral_norm(tmp_path, flag):
         ({"dropout": {"kind": "gausian", "p": 0.2}}, ["[model]", "'gausian'"]),
         ({"dropout": {"kind": "standard", "p": 1.0}}, ["[model]", "p", "1.0"]),
         ({"dropout": {"kind": "gaussian", "p": -0.1}}, ["[model]", "p", "-0.1"]),
-        ({"dropout": 1.5}, ["[model]", "1.5"]),
+        ({"dropout": 1.5}, ["model.dropout", "less than 1", "1.5"]),
         ({"norm": "instance"}, ["[model]", "instance"]),
         ({"norm": "batchnorm"}, ["[model]", "'batchnorm'"]),
         ({"kind": "cnn2d", "pool": "max_dropp"}, ["[model]", "'max_dropp'"]),

@@ -107,7 +107,7 @@ def test_prepare_study_returns_every_variant_config():
     base, study, variants = plan.base, plan.study, plan.variants
     assert list(variants) == ["base", "l2", "broken"]
     assert variants["broken"].optimizer.lr == 0.5 and variants["base"].optimizer.lr == 0.01
-    assert variants["l2"].regularize == {"l2": 1e-3} and base.regularize is None
+    assert variants["l2"].regularize.l2 == 1e-3 and base.regularize is None
     assert study.baseline == "base"
 
 

@@ -96,7 +96,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else default_out(f"lr_find-{Path(args.config).stem}")
-    result = run_lr_find(cfg, out, steps=args.steps, min_lr=args.min_lr, max_lr=args.max_lr)
+    result = run_lr_find(
+        cfg, out, steps=args.steps, min_lr=args.min_lr, max_lr=args.max_lr, force=args.force
+    )
 
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.3g}"
@@ -219,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=200, help="number of sweep steps")
     p.add_argument("--min-lr", type=float, default=1e-6)
     p.add_argument("--max-lr", type=float, default=10.0)
+    add_force(p)
     p.set_defaults(func=cmd_lr_find)
 
     p = sub.add_parser("diagnose", help="curvature or gradient-flow diagnostics")

@@ -116,7 +116,8 @@ def _key_of(loc: tuple[Any, ...]) -> str:
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = []
+    """One line per offending key: ``source: dotted.key: what is wrong (got value)``."""
+    lines: list[tuple[str, str]] = []
     for e in err.errors():
         key = _key_of(e["loc"]) or "(root)"
         msg = e["msg"]
@@ -130,8 +131,11 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             msg = str(e.get("ctx", {}).get("error", msg))
         elif "input" in e and e["type"] not in ("missing",):
             msg = f"{msg} (got {e['input']!r})"
-        lines.append(f"{source}: {key}: {msg}")
-    return "\n".join(lines)
+        lines.append((key, msg))
+    merged: dict[str, list[str]] = {}
+    for key, msg in lines:  # a union's members each report: one line per key
+        merged.setdefault(key, []).append(msg)
+    return "\n".join(f"{source}: {key}: {'; or '.join(msgs)}" for key, msgs in merged.items())
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> Config:

@@ -28,7 +28,13 @@ __all__ = ["run_lr_find"]
 
 
 def run_lr_find(
-    cfg: Config, out: Path, *, steps: int = 200, min_lr: float = 1e-6, max_lr: float = 10.0
+    cfg: Config,
+    out: Path,
+    *,
+    steps: int = 200,
+    min_lr: float = 1e-6,
+    max_lr: float = 10.0,
+    force: bool = False,
 ) -> LRFindResult:
     """Sweep the learning rate of ``cfg``'s optimizer on its training part, at initialization
     (nothing is trained for good); save the curve and its reading into ``out``."""
@@ -68,11 +74,11 @@ def run_lr_find(
         penalty=penalty,
         augment=build_augment(cfg, ds.input_shape, ds.num_classes),
     )
-    from goodfit.app.run_folder import make_folder
+    from goodfit.app.run_folder import claim_run_folder
 
-    make_folder(out)
-    record: dict[str, Any] = result.to_dict()
-    record["optimizer"] = cfg.optimizer.name
-    atomic_write_text(out / "lr_find.json", json.dumps(record, indent=2) + "\n")
-    result.plot(out / "lr_find.png")
+    with claim_run_folder(out, kind="lr_find", force=force):
+        record: dict[str, Any] = result.to_dict()
+        record["optimizer"] = cfg.optimizer.name
+        atomic_write_text(out / "lr_find.json", json.dumps(record, indent=2) + "\n")
+        result.plot(out / "lr_find.png")
     return result

@@ -103,6 +103,10 @@ def run_config(
         return _run(cfg, None, False, progress, data, write_plots, extra_callbacks)
     from goodfit.app.run_folder import claim_run_folder
 
+    seed_everything(cfg.train.seed)
+    if data is None:
+        data = prepare_from_config(cfg, load_dataset_from_config(cfg.data))
+    check_buildable(cfg, data)  # a bad value fails here, before anything is written
     out = Path(out_dir)
     from goodfit.app.run_folder import clear_unstarted_run
 
@@ -136,8 +140,7 @@ def _run(
         data = prepare_from_config(cfg, load_dataset_from_config(cfg.data))
     prepared = data
     ds = prepared.dataset
-    if out is not None:  # bad config values fail here, before the run folder is written
-        check_buildable(cfg, prepared)
+    if out is not None:
         atomic_write_text(out / "config.toml", config_to_toml(cfg.to_dict()))
     seed_everything(seed)
     if is_second_order(cfg):

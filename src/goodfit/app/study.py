@@ -417,7 +417,13 @@ def run_study(
     out = Path(out_dir)
     from goodfit.app.run_folder import claim_run_folder
 
-    with claim_run_folder(out, kind="study", config_hash=plan.config_hash, force=force):
+    def no_other_config(marker: dict[str, Any] | None) -> None:
+        for done in sorted(out.glob("runs/*/fold*")):
+            _finished(done, plan.config_hash)  # refuses another config's result
+
+    with claim_run_folder(
+        out, kind="study", config_hash=plan.config_hash, force=force, check=no_other_config
+    ):
         atomic_write_text(out / "study.toml", config_to_toml(data))
         results = _results_header(plan, data)
         with StudyProgress(progress, len(plan.variants) * len(plan.splits)) as bar:

@@ -11,12 +11,14 @@ statistics of the data the model learns from; never the validation or test data)
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from goodfit.data.standardize import fit_standardizer
+from goodfit.errors import DataError
 
 __all__ = ["PreparedData", "holdout_indices", "prepare_data"]
 
@@ -51,6 +53,13 @@ def holdout_indices(
     classification (unstratified when a class is too small to stratify)."""
     if val_fraction <= 0:
         return pool, None
+    n_val = math.ceil(val_fraction * len(pool))
+    if len(pool) - n_val < 1:
+        raise DataError(
+            f"{len(pool)} training samples are too few to hold out data.val_fraction = "
+            f"{val_fraction:g} for validation and keep one to train on; use more data or "
+            "data.val_fraction = 0"
+        )
     from sklearn.model_selection import train_test_split
 
     idx = pool.numpy()
