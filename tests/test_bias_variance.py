@@ -45,7 +45,8 @@ CASES = [
 def test_diagnose_follows_the_table(tr, va, ref, expected):
     d = diagnose(tr, va, ref)
     assert d["diagnosis"] == expected
-    assert d["bias"] == pytest.approx(max(tr - ref, 0.0)) and d["variance"] == pytest.approx(va - tr)
+    assert d["bias"] == pytest.approx(max(tr - ref, 0.0))
+    assert d["variance"] == pytest.approx(va - tr)
     assert d["bias_below_reference"] == (tr < ref)  # clipped, and said so: never a negative bias
 
 

@@ -31,6 +31,7 @@ from goodfit.app.build import (
 )
 from goodfit.app.cli import main
 from goodfit.app.config import config_to_toml, parse_config
+from goodfit.app.optimizer_spec import OPTIMIZERS
 from goodfit.app.regularize_spec import penalty_from_config
 from goodfit.app.run import run_config
 from goodfit.app.schedule_spec import SCHEDULES
@@ -188,7 +189,7 @@ def test_named_optimizer_from_config_is_goodfits_and_equals_the_reference(case):
     kwargs = {k: v for k, v in table.items() if k != "name"}
     decay = bool(kwargs.get("weight_decay", 0.0))
     ref_model = model_for(cfg)
-    api = gf.optim.OPTIMIZERS[table["name"]](param_groups(ref_model, decay), **kwargs)
+    api = OPTIMIZERS[table["name"]](param_groups(ref_model, decay), **kwargs)
     for a, b in zip(got, _run_steps(api, ref_model), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     if reference is not None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import goodfit.optim as go
+from goodfit.app.optimizer_spec import OPTIMIZERS, chain_from_spec
 
 SHAPES = [(4, 3), (3,), (2, 2, 2)]
 STEPS = 100
@@ -313,7 +314,7 @@ def test_chain_from_spec_builds_named_optimizer_and_rejects_unknown_names():
         {"name": "scale_by_lr", "lr": 0.01},
     ]
     pa, pb = _run_pair(
-        lambda ps: go.Optimizer(ps, go.chain_from_spec(spec)),
+        lambda ps: go.Optimizer(ps, chain_from_spec(spec)),
         _tm(torch.optim.Adam, lr=0.01, betas=(0.8, 0.999), weight_decay=0.01),
         torch.float64,
         steps=20,
@@ -321,15 +322,15 @@ def test_chain_from_spec_builds_named_optimizer_and_rejects_unknown_names():
     for a, b in zip(pa, pb, strict=True):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match=r"unknown transform 'scale_by_adamm'.*scale_by_adam"):
-        go.chain_from_spec([{"name": "scale_by_adamm"}])
+        chain_from_spec([{"name": "scale_by_adamm"}])
     with pytest.raises(TypeError):
-        go.chain_from_spec([{"name": "scale_by_adam", "beta1": 0.9}])
+        chain_from_spec([{"name": "scale_by_adam", "beta1": 0.9}])
     with pytest.raises(ValueError, match="eps must be >= 0"):
-        go.chain_from_spec([{"name": "scale_by_rms", "eps": -1e-8}])
+        chain_from_spec([{"name": "scale_by_rms", "eps": -1e-8}])
     with pytest.raises(TypeError):
-        go.OPTIMIZERS["adam"]([torch.nn.Parameter(torch.zeros(1))], learning_rate=0.1)
+        OPTIMIZERS["adam"]([torch.nn.Parameter(torch.zeros(1))], learning_rate=0.1)
     names = "sgd gd heavy_ball adagrad rmsprop adadelta adam adamw amsgrad adamax nadam"
-    assert set(go.OPTIMIZERS) == set(names.split())
+    assert set(OPTIMIZERS) == set(names.split())
 
 
 # torch allows eps = 0 in every optimizer that has one (``0.0 <= eps`` in Adam, AdamW, Adamax,
@@ -401,7 +402,7 @@ def test_convergence_sanity_quadratic_and_rosenbrock(name, qkw, rkw):
     ]
     for fn, kw, x0, factor in problems:
         x = torch.nn.Parameter(x0.clone())
-        opt = go.OPTIMIZERS[name]([x], **kw)
+        opt = OPTIMIZERS[name]([x], **kw)
         f0 = fn(x0)[0]
         for _ in range(300):
             x.grad = fn(x.detach())[1]

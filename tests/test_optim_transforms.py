@@ -10,6 +10,7 @@ import scipy.stats
 import torch
 
 import goodfit.optim as go
+from goodfit.app.optimizer_spec import chain_from_spec
 
 N, STEPS = 6, 100
 NOISE = np.random.default_rng(0).standard_normal((STEPS, N))
@@ -222,7 +223,7 @@ def test_l1_step_seed000_under_a_decaying_schedule():
     close(run_goodfit(lambda p: go.gd(p, lr=sched, l1=lam)), expected)
     close(run_goodfit(lambda p: go.sgd(p, lr=sched, l1=lam)), expected)
     spec = [{"name": "scale_by_lr", "lr": sched}, {"name": "add_l1_step", "l1": lam}]
-    close(run_goodfit(go.chain_from_spec(spec)), expected)
+    close(run_goodfit(chain_from_spec(spec)), expected)
 
     # a torch scheduler writing group["lr"] (ExponentialLR steps after each update)
     w = torch.nn.Parameter(torch.tensor(X0, dtype=torch.float64))

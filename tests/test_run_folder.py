@@ -229,7 +229,8 @@ def test_resume_with_more_epochs_trains_on_and_records_them(finished_run, capsys
     import tomllib
 
     assert tomllib.loads((out / "config.toml").read_text())["train"]["epochs"] == 5
-    epochs = [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()]
+    lines = (out / "history.jsonl").read_text().splitlines()
+    epochs = [json.loads(line)["epoch"] for line in lines]
     assert epochs == [1, 2, 3, 4, 5]
 
 

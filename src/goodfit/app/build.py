@@ -21,6 +21,7 @@ from torch import nn
 
 from goodfit import optim as gf_optim
 from goodfit.app.config import Config
+from goodfit.app.optimizer_spec import OPTIMIZERS, chain_from_spec
 from goodfit.app.sections import DataConfig, ModelConfig, OptimizerConfig
 from goodfit.data.prepare import PreparedData, prepare_data
 from goodfit.errors import ConfigError, DataError
@@ -234,7 +235,7 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optim
                 f"[optimizer] with a chain, give hyperparameters inside the chain's transforms; "
                 f"unexpected keys: {', '.join(kwargs)}"
             )
-        transform = call_with_config("optimizer.chain", gf_optim.chain_from_spec, cfg.chain)
+        transform = call_with_config("optimizer.chain", chain_from_spec, cfg.chain)
         decay = cfg.no_decay_for_bias_and_norm and bool(transform.hyperparams.get("weight_decay"))
         return call_with_config(
             "optimizer",
@@ -250,12 +251,12 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optim
             "`goodfit train` for regression configs, not as a minibatch optimizer"
         )
     torch_opts = _torch_optimizers()
-    if not name.startswith("torch.") and name in gf_optim.OPTIMIZERS:
-        factory: Any = gf_optim.OPTIMIZERS[name]
+    if not name.startswith("torch.") and name in OPTIMIZERS:
+        factory: Any = OPTIMIZERS[name]
     elif name.removeprefix("torch.").lower() in torch_opts:
         factory = torch_opts[name.removeprefix("torch.").lower()]
     else:
-        allowed = sorted(set(gf_optim.OPTIMIZERS) | set(gf_optim.SECOND_ORDER)) + [
+        allowed = sorted(set(OPTIMIZERS) | set(gf_optim.SECOND_ORDER)) + [
             f"torch.{c.__name__}" for c in torch_opts.values()
         ]
         hint = difflib.get_close_matches(name, allowed, n=1)

@@ -20,17 +20,11 @@ from torch import Tensor
 
 from goodfit.optim.modifiers import (
     add_decayed_weights,
-    add_l1,
     add_l1_step,
     add_l2,
-    add_noise,
-    add_proximal_l1,
-    clip_by_global_norm,
-    clip_by_value,
 )
 from goodfit.optim.rules import (
     heavy_ball_momentum,
-    scale,
     scale_by_adadelta,
     scale_by_adagrad,
     scale_by_adam,
@@ -39,20 +33,16 @@ from goodfit.optim.rules import (
     scale_by_nadam,
     scale_by_rms,
     trace,
-    velocity,
 )
 from goodfit.optim.transforms import (
     Context,
     GradientTransformation,
     apply_updates,
     chain,
-    identity,
     validate_hyperparams,
 )
 
 __all__ = [
-    "OPTIMIZERS",
-    "TRANSFORMS",
     "Optimizer",
     "adadelta",
     "adagrad",
@@ -60,7 +50,6 @@ __all__ = [
     "adamax",
     "adamw",
     "amsgrad",
-    "chain_from_spec",
     "gd",
     "heavy_ball",
     "nadam",
@@ -517,66 +506,3 @@ def nadam(
     ``W <- W - eta / sqrt(v^ + eps) (b1 m^ + (1 - b1) g / (1 - b1^t))``."""
     rule = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay, eps_inside=eps_inside)
     return _named(params, [rule], lr, weight_decay, compiled, decoupled=decoupled_weight_decay)
-
-
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
-    "sgd": sgd,
-    "gd": gd,
-    "heavy_ball": heavy_ball,
-    "adagrad": adagrad,
-    "rmsprop": rmsprop,
-    "adadelta": adadelta,
-    "adam": adam,
-    "adamw": adamw,
-    "amsgrad": amsgrad,
-    "adamax": adamax,
-    "nadam": nadam,
-}
-
-TRANSFORMS: dict[str, Callable[..., GradientTransformation]] = {
-    "identity": identity,
-    "scale": scale,
-    "scale_by_lr": scale_by_lr,
-    "trace": trace,
-    "velocity": velocity,
-    "heavy_ball_momentum": heavy_ball_momentum,
-    "scale_by_adagrad": scale_by_adagrad,
-    "scale_by_rms": scale_by_rms,
-    "scale_by_adadelta": scale_by_adadelta,
-    "scale_by_adam": scale_by_adam,
-    "scale_by_adamax": scale_by_adamax,
-    "scale_by_nadam": scale_by_nadam,
-    "clip_by_value": clip_by_value,
-    "clip_by_global_norm": clip_by_global_norm,
-    "add_noise": add_noise,
-    "add_decayed_weights": add_decayed_weights,
-    "add_l2": add_l2,
-    "add_l1": add_l1,
-    "add_l1_step": add_l1_step,
-    "add_proximal_l1": add_proximal_l1,
-}
-
-
-def chain_from_spec(spec: list[dict[str, Any]]) -> GradientTransformation:
-    """Build a chain from a config list, e.g. ``[{"name": "scale_by_adam", "b1": 0.9},
-    {"name": "scale_by_lr", "lr": 1e-3}]``.
-
-    Unknown names raise ``ValueError`` listing the allowed ones; unknown keywords ``TypeError``;
-    bad values ``ValueError``.
-    """
-    if not isinstance(spec, (list, tuple)) or not spec:
-        raise ValueError(
-            f"chain spec must be a non-empty list of {{'name': ...}} tables, got {spec!r}"
-        )
-    parts = []
-    for i, item in enumerate(spec):
-        if not isinstance(item, dict) or "name" not in item:
-            raise ValueError(f"chain[{i}] must be a table with a 'name' key, got {item!r}")
-        kw = dict(item)
-        name = kw.pop("name")
-        if name not in TRANSFORMS:
-            raise ValueError(
-                f"chain[{i}]: unknown transform {name!r}; allowed: {', '.join(sorted(TRANSFORMS))}"
-            )
-        parts.append(TRANSFORMS[name](**kw))
-    return chain(*parts)
