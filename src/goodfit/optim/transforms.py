@@ -56,11 +56,6 @@ __all__ = [
 State = dict[str, Any]
 Schedule = Callable[[int], float]
 
-# Transitional: rules.py and modifiers.py still import these two aliases; remove them once those
-# call torch._foreach_* and goodfit.checks.check_real directly (this module does).
-_fe = torch
-_num = check_real
-
 
 # ``goodfit::realize_scalar``: a copy of a 0-d tensor that torch.compile cannot see through. On
 # the compiled path the per-step scalars (``b^t``, ``sqrt(1 - b2^t)``, ``-lr / (1 - b1^t)``) are
