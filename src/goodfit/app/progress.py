@@ -13,7 +13,9 @@ class StudyProgress:
     """One bar for the study (variant x fold) and one for the current run (epochs)."""
 
     def __init__(self, enabled: bool | None, total: int) -> None:
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        """``enabled``: ``None`` (the command line) shows a bar on a terminal and a line per
+        finished run elsewhere; ``False`` is silent."""
+        self.enabled = True if enabled is None else enabled
         self.total, self.done = total, 0
         self.progress: Any = None
         self.inner: Any = False
