@@ -74,7 +74,7 @@ def test_remedies_in_words():
 def test_thresholds_are_configurable_and_validated():
     assert diagnose(0.0, 0.05, 0.0, variance_threshold=0.1)["diagnosis"] == "good_fit"
     assert diagnose(0.06, 0.07, 0.0, bias_threshold=0.1)["diagnosis"] == "good_fit"
-    with pytest.raises(ValueError, match=r"bias_threshold must be >= 0, got -0\.1"):
+    with pytest.raises(ValueError, match=r"bias_threshold must be a finite number >= 0, got -0\.1"):
         diagnose(0.1, 0.1, bias_threshold=-0.1)
     with pytest.raises(ValueError, match="val_error must be a finite number"):
         diagnose(0.1, math.nan)

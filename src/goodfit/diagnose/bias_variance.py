@@ -36,9 +36,10 @@ so a smaller gap is not distinguishable from noise. Errors here are error *rates
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
+
+from goodfit.checks import check_real
 
 __all__ = [
     "DEFAULT_BIAS_THRESHOLD",
@@ -93,14 +94,6 @@ DIAGNOSES: dict[str, tuple[str, str, list[str]]] = {
 }
 
 
-def _check(name: str, value: float, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
 def diagnose(
     train_error: float,
     val_error: float,
@@ -139,15 +132,14 @@ def diagnose(
     >>> diagnose(0.00, 0.10, 0.01)["remedies"][1]
     'Use regularization'
     """
-    tr = _check("train_error", train_error)
-    va = _check("val_error", val_error)
-    ref = _check("reference_error", reference_error)
+    tr = check_real("train_error", train_error)
+    va = check_real("val_error", val_error)
+    ref = check_real("reference_error", reference_error)
     for name, thr in (
         ("bias_threshold", bias_threshold),
         ("variance_threshold", variance_threshold),
     ):
-        if _check(name, thr) < 0:
-            raise ValueError(f"{name} must be >= 0, got {thr}")
+        check_real(name, thr, low=0.0)
     below = tr < ref  # the training error is under the reference: no bias measured, not < 0
     bias = max(tr - ref, 0.0)
     variance = va - tr

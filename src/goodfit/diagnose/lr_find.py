@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from goodfit.checks import check_int, check_real
 from goodfit.train.checkpoint import capture_rng_state, restore_rng_state
 from goodfit.train.loop import default_loss, infer_task, seed_everything
 
@@ -158,20 +159,14 @@ def check_lr_find_args(
     min_lr: float, max_lr: float, steps: int, batch_size: int, smoothing: float, factor: float
 ) -> None:
     """Validate the range test's arguments: ``ValueError`` naming the bad one."""
-    if not (isinstance(min_lr, int | float) and math.isfinite(min_lr) and min_lr > 0):
-        raise ValueError(f"min_lr must be a finite number > 0, got {min_lr!r}")
-    if not (isinstance(max_lr, int | float) and math.isfinite(max_lr) and max_lr > 0):
-        raise ValueError(f"max_lr must be a finite number > 0, got {max_lr!r}")
+    check_real("min_lr", min_lr, low=0.0, low_open=True)
+    check_real("max_lr", max_lr, low=0.0, low_open=True)
     if not min_lr < max_lr:
         raise ValueError(f"min_lr must be < max_lr, got min_lr={min_lr!r}, max_lr={max_lr!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 10:
-        raise ValueError(f"steps must be an integer >= 10, got {steps!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if not (isinstance(smoothing, int | float) and 0 <= smoothing < 1):
-        raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
-    if not (isinstance(factor, int | float) and factor > 1):
-        raise ValueError(f"diverge_factor must be > 1, got {factor!r}")
+    check_int("steps", steps, low=10)
+    check_int("batch_size", batch_size, low=1)
+    check_real("smoothing", smoothing, low=0.0, high=1.0, high_open=True)
+    check_real("diverge_factor", factor, low=1.0, low_open=True)
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> Any:
