@@ -242,3 +242,127 @@ def test_hyperparameter_validation():
     with pytest.raises(ValueError, match="scalar"):
         hessian_free(lambda x: x * 2, x0)
     assert so.__all__ and "SECOND_ORDER" in so.__all__
+
+
+# --------------------------------------------------------------------------- honest results
+
+
+def test_gauss_newton_divergence_on_atan_is_reported():
+    # One residual r(x) = atan(x): Gauss-Newton is Newton's root-finding iteration
+    # x <- x - (1 + x^2) atan(x), which diverges for |x0| > 1.3917 (|x| grows every step and
+    # the cost 0.5 atan(x)^2 rises towards pi^2 / 8). Far out (1 + x^2) overflows, J = 0, and the
+    # step and gradient tests are met trivially: that must not read as convergence.
+    res = gauss_newton(torch.atan, torch.tensor([2.0], dtype=F64))
+    assert res.diverged and not res.converged
+    assert res.fun > res.history[0] and "diverged: the objective rose" in res.message
+    assert abs(float(res.x)) > 1e100
+    ok = gauss_newton(torch.atan, torch.tensor([1.0], dtype=F64))  # inside the basin
+    assert ok.converged and not ok.diverged and abs(float(ok.x)) < 1e-12
+    lm = levenberg_marquardt(torch.atan, torch.tensor([2.0], dtype=F64))  # LM is monotone
+    assert lm.converged and not lm.diverged and abs(float(lm.x)) < 1e-12
+
+
+def test_newton_without_line_search_divergence_is_reported():
+    def loss(x):
+        return 0.5 * torch.atan(x).pow(2).sum()
+
+    res = newton(loss, torch.tensor([2.0], dtype=F64), line_search=False)
+    assert res.diverged and not res.converged
+    assert "raised the loss" in res.message  # gtol met only because the gradient vanished far out
+    res = newton(loss, torch.tensor([2.0], dtype=F64))  # the Armijo safeguard
+    assert res.converged and not res.diverged
+    assert all(b <= a for a, b in itertools.pairwise(res.history))
+
+
+def test_gauss_newton_on_a_saturating_neuron_diverges_through_fit_least_squares():
+    # The issue's shape (an MLP regression from a bad start) reduced to one tanh unit, where it
+    # is provable: one sample x = 1, target 0, so Gauss-Newton is Newton's iteration on tanh(w),
+    # divergent for |w0| > 1.0887; the cost rises from 0.5 tanh(1.5)^2 to 0.5.
+    def neuron():
+        net = nn.Sequential(nn.Linear(1, 1, bias=False), nn.Tanh())
+        with torch.no_grad():
+            net[0].weight.fill_(1.5)
+        return net
+
+    X, y = torch.ones(1, 1), torch.zeros(1, 1)
+    res = fit_least_squares(neuron(), X, y, "gauss_newton")
+    assert res.diverged and not res.converged  # before: converged=True ("gtol")
+    assert res.history[-1] > res.history[0]
+    for method in ("levenberg_marquardt", "newton", "hessian_free"):
+        net = neuron()
+        res = fit_least_squares(net, X, y, method)
+        assert res.converged and not res.diverged, (method, res.message)
+        assert abs(float(net[0].weight.detach())) < 1e-8
+
+
+def test_gauss_newton_zero_step_at_a_non_stationary_point_is_not_convergence(monkeypatch):
+    # The issue's failure: a zero (or uphill) least-squares step far from a stationary point
+    # met ftol (no actual and no predicted reduction) and xtol (no step) and read as converged.
+    from goodfit.optim.second_order import gauss_newton_solver
+
+    residuals, _, x0 = _exp_problem()
+    monkeypatch.setattr(gauss_newton_solver, "_step", lambda J, r, solver: torch.zeros_like(x0))
+    res = gauss_newton(residuals, x0)
+    assert not res.converged and not res.diverged
+    assert "predicts no decrease at a non-stationary point" in res.message
+
+
+def test_least_squares_solve_is_rank_revealing_and_deterministic():
+    # torch's CPU default driver (gelsy) is given an uninitialized pivot array: on a matrix with
+    # a zero column it returns rank 0 and p = 0 on some calls (pytorch/pytorch#187411).
+    from goodfit.optim.second_order.problem import _lstsq
+
+    A = torch.tensor([[0.0, 1.0], [0.0, 2.0], [0.0, 3.0]], dtype=F64)
+    b = torch.tensor([2.0, 4.0, 6.0], dtype=F64)
+    for _ in range(50):
+        junk = torch.randint(-5, 5, (64,), dtype=torch.int32)  # dirty the allocator
+        del junk
+        np.testing.assert_allclose(_lstsq(A, b).numpy(), [0.0, 2.0], atol=1e-14)
+    g = torch.Generator().manual_seed(0)
+    J = torch.randn(40, 6, generator=g, dtype=F64)
+    J[:, 2] = 0.0  # a dead unit
+    J[:, 4] = J[:, 3]  # two identical units
+    r = torch.randn(40, generator=g, dtype=F64)
+    p = _lstsq(J, r)
+    np.testing.assert_allclose(p.numpy(), np.linalg.lstsq(J.numpy(), r.numpy())[0], atol=1e-12)
+
+
+def test_result_invariant_diverged_is_never_converged():
+    from goodfit.optim.second_order import SecondOrderResult
+
+    def result(x, fun, history, message=""):
+        return SecondOrderResult(
+            x=x, fun=fun, converged=True, n_iter=1, n_fev=1, n_jev=1, message=message,
+            history=history,
+        )  # fmt: skip
+
+    up = result(torch.ones(2), 5.0, [1.0, 5.0], "xtol: relative step below xtol")
+    assert up.diverged and not up.converged
+    assert up.message == "xtol: relative step below xtol; diverged: the objective rose from 1 to 5"
+    nan_x = result(torch.tensor([float("nan")]), 0.5, [1.0, 0.5])
+    assert nan_x.diverged and not nan_x.converged
+    assert result(torch.ones(1), float("inf"), [1.0]).diverged
+    down = result(torch.ones(1), 0.5, [1.0, 0.5])
+    assert down.converged and not down.diverged
+
+
+def test_small_mlp_gauss_newton_is_honest():
+    # A small MLP regression on 0/1 labels (classification turned regression, as in the issue):
+    # from torch's default init the first full Gauss-Newton step raises the cost by orders of
+    # magnitude; a run stopped there has diverged. Run on, it comes back down, and it may then
+    # report convergence only at a point it reached downhill, below its start.
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(120, 2, generator=g)
+    y = (X[:, :1] * X[:, 1:] > 0).float()
+    for seed in range(3):
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+        state = {k: v.clone() for k, v in net.state_dict().items()}
+        res = fit_least_squares(net, X, y, "gauss_newton", max_iter=1)
+        assert res.fun > 1e3 * res.history[0]
+        assert res.diverged and not res.converged and "diverged" in res.message
+        net.load_state_dict(state)
+        res = fit_least_squares(net, X, y, "gauss_newton", max_iter=30)
+        assert res.diverged == (res.fun > res.history[0])
+        if res.converged:
+            assert res.fun < res.history[0] and res.history[-1] <= res.history[-2]

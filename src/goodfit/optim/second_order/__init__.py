@@ -9,7 +9,7 @@ parameter vector or as an ``nn.Module`` (see :func:`module_residuals`, :func:`mo
 * :func:`newton` — GBC Algorithm 8.8 with the damping of GBC eq. 8.28,
   ``theta <- theta - (H + alpha I)^{-1} g``, safeguarded by a backtracking line search.
 * :func:`gauss_newton` — seed 000 §1.2.3.2, ``W <- W - (J^T J)^{-1} J^T f``, solved as a linear
-  least-squares problem (QR) or by Cholesky, never by an explicit inverse.
+  least-squares problem (SVD, minimum norm) or by Cholesky, never by an explicit inverse.
 * :func:`levenberg_marquardt` — seed 000 §1.2.3.2, ``W <- W - (J^T J + mu D)^{-1} J^T f`` with
   Marquardt's scaling ``D = diag(J^T J)`` and adaptive ``mu``.
 * :func:`hessian_free` — truncated Newton: conjugate gradient on ``(H + alpha I) p = -g`` with

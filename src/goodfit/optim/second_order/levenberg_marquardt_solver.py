@@ -15,6 +15,7 @@ from goodfit.optim.second_order.problem import (
     DENSE_MAX_PARAMS,
     _cost,
     _gradient_cosine,
+    _lstsq,
     _start_least_squares,
 )
 from goodfit.optim.second_order.result import SecondOrderResult
@@ -46,8 +47,8 @@ def levenberg_marquardt(
     is kept as its running maximum over iterations (Moré 1978), which makes the method invariant
     to the scale of each parameter. The step solves the damped problem
     ``min ||J p + r||^2 + mu ||D^{1/2} p||^2`` as a least-squares problem on the stacked matrix
-    ``[J; sqrt(mu) D^{1/2}]`` (QR), so ``J^T J`` is never formed and never inverted (its
-    condition number is the square of J's, seed 000).
+    ``[J; sqrt(mu) D^{1/2}]`` (SVD, LAPACK ``gelsd``), so ``J^T J`` is never formed and never
+    inverted (its condition number is the square of J's, seed 000).
 
     ``mu`` adapts with the gain ratio ``rho = actual / predicted reduction`` (Nielsen 1999):
     a step with ``rho > 0`` is accepted and ``mu *= max(1/3, 1 - (2 rho - 1)^3)``; a rejected
@@ -118,7 +119,7 @@ def levenberg_marquardt(
         dsafe = torch.where(d > 0, d, torch.ones_like(d))
         A = torch.cat([J, torch.diag(torch.sqrt(mu * dsafe))], dim=0)
         b = torch.cat([-r, torch.zeros_like(x)])
-        p = torch.linalg.lstsq(A, b.unsqueeze(1)).solution.squeeze(1)
+        p = _lstsq(A, b)
         Jp = J @ p
         pred = -(float(torch.dot(r, Jp)) + 0.5 * float(torch.dot(Jp, Jp)))
         x_new = x + p

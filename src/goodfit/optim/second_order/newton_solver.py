@@ -22,6 +22,11 @@ from goodfit.optim.second_order.result import SecondOrderResult
 
 __all__ = ["newton"]
 
+_AFTER_RISE = (
+    ", but at a point reached by a full step that raised the loss (not a minimum reached by "
+    "descent); use line_search=True"
+)
+
 
 def newton(
     loss: Callable[[Tensor], Tensor],
@@ -46,7 +51,10 @@ def newton(
     from a backtracking Armijo line search (``line_search=True``, the safeguard) or is 1.
 
     Stops when ``||g||_inf <= gtol`` (converged), or the relative decrease of the loss is
-    below ``ftol`` (converged), or no decrease is possible.
+    below ``ftol`` (converged), or no decrease is possible. Without the line search a full
+    step may raise the loss; such a step meets no convergence test (nor does the gradient test
+    at the point it reached: far out, where the model saturates, the gradient vanishes without
+    a minimum), and a loss that ends above its start is reported as ``diverged``.
     """
     alpha = check_real("alpha", alpha, low=0.0)
     gtol = check_real("gtol", gtol, low=0.0)
@@ -61,9 +69,12 @@ def newton(
     history, records = [f], []
     eye = torch.eye(n, dtype=x.dtype, device=x.device)
     converged, message, it = False, "max_iter reached", 0
+    rose = False  # did the last step raise the loss? (only without the line search)
     while it < max_iter:
         if float(g.abs().max()) <= gtol:
-            converged, message = True, "gtol: gradient norm below gtol"
+            converged, message = not rose, "gtol: gradient norm below gtol"
+            if rose:
+                message += _AFTER_RISE
             break
         it += 1
         H = obj.hessian(x)
@@ -85,6 +96,7 @@ def newton(
             t, f_new = 1.0, obj.value(x + p)
         x = x + t * p
         f_old, f = f, f_new
+        rose = f_new > f_old
         f, g = obj.value_and_grad(x)
         rec = {"iter": it, "loss": f, "alpha": a, "t": t,
                "step_norm": float(torch.linalg.vector_norm(t * p)), "accepted": True}  # fmt: skip
@@ -95,7 +107,7 @@ def newton(
         if not math.isfinite(f):
             message = "loss became non-finite (no line search); use line_search=True"
             break
-        if abs(f_old - f) <= ftol * max(abs(f_old), abs(f), 1e-300) and t == 1.0:
+        if not rose and abs(f_old - f) <= ftol * max(abs(f_old), abs(f), 1e-300) and t == 1.0:
             converged, message = True, "ftol: relative decrease of the loss below ftol"
             break
     return SecondOrderResult(

@@ -125,6 +125,25 @@ class _LeastSquares:
         return J
 
 
+def _lstsq(A: Tensor, b: Tensor) -> Tensor:
+    """Minimum-norm least-squares solution ``p`` of ``min ||A p - b||`` (``b`` 1-D) by the SVD:
+    LAPACK ``gelsd`` on the CPU (what NumPy and SciPy use), ``torch.linalg.svd`` elsewhere;
+    singular values below ``eps * max(m, n) * s_max`` count as zero (LAPACK's default rcond).
+
+    Not torch's CPU default ``gelsy``: torch hands it an uninitialized pivot array, which LAPACK
+    reads as "keep these columns in front, unpivoted", so on a rank-deficient ``A`` (the
+    Jacobian of an MLP with dead or saturated units has zero columns) its rank estimate and its
+    solution depend on leftover memory: a zero step, a step that raises the linear model's
+    residual, a different answer on each run (pytorch/pytorch#187411).
+    """
+    if A.device.type == "cpu":
+        return torch.linalg.lstsq(A, b.unsqueeze(1), driver="gelsd").solution.squeeze(1)
+    u, sv, vh = torch.linalg.svd(A, full_matrices=False)
+    cutoff = torch.finfo(A.dtype).eps * max(A.shape) * sv.max()
+    inv = torch.where(sv > cutoff, 1.0 / sv, torch.zeros_like(sv))
+    return vh.mT @ (inv * (u.mT @ b))
+
+
 def _gradient_cosine(J: Tensor, r: Tensor) -> float:
     """MINPACK's gtol test value: max_j |J_j^T r| / (||J_j|| ||r||)."""
     rn = torch.linalg.vector_norm(r)
