@@ -40,8 +40,12 @@ TESTS = ("corrected_t", "5x2cv_t", "5x2cv_f", "paired_t")
 #: Tests that need the 10 splits of the ``"5x2"`` splits kind.
 FIVE_BY_TWO_TESTS = ("5x2cv_t", "5x2cv_f")
 
-#: The default test (see ``benchmarks/study_calibration.py`` for the measured false-positive rates
-#: and power behind the choice).
+#: The default test. ``benchmarks/study_calibration.py`` (300 datasets of 300 samples) measured
+#: false-positive rates 0.003 / 0.013 (same learner / equal-accuracy learners) and power 0.053 at
+#: a 2-point gap for it on stratified 5-fold; the 5x2cv tests were also at or below alpha, with
+#: power 0.067 (t) and 0.070 (F), not significantly different (McNemar p = 0.62, 0.49), but they
+#: need the ``"5x2"`` splits kind (10 fits, on half the data). The plain paired t-test exceeded
+#: alpha (0.063 / 0.073).
 DEFAULT_TEST = "corrected_t"
 
 _NOTES = {
