@@ -310,7 +310,7 @@ def test_gauss_newton_zero_step_at_a_non_stationary_point_is_not_convergence(mon
 def test_least_squares_solve_is_rank_revealing_and_deterministic():
     # torch's CPU default driver (gelsy) is given an uninitialized pivot array: on a matrix with
     # a zero column it returns rank 0 and p = 0 on some calls (pytorch/pytorch#187411).
-    from goodfit.optim.second_order.problem import _lstsq
+    from goodfit.optim.second_order.problem import _lstsq, _svd_lstsq
 
     A = torch.tensor([[0.0, 1.0], [0.0, 2.0], [0.0, 3.0]], dtype=F64)
     b = torch.tensor([2.0, 4.0, 6.0], dtype=F64)
@@ -323,8 +323,10 @@ def test_least_squares_solve_is_rank_revealing_and_deterministic():
     J[:, 2] = 0.0  # a dead unit
     J[:, 4] = J[:, 3]  # two identical units
     r = torch.randn(40, generator=g, dtype=F64)
-    p = _lstsq(J, r)
-    np.testing.assert_allclose(p.numpy(), np.linalg.lstsq(J.numpy(), r.numpy())[0], atol=1e-12)
+    ref = np.linalg.lstsq(J.numpy(), r.numpy())[0]
+    for solve in (_lstsq, _svd_lstsq):  # the CPU path and the one used on other devices
+        np.testing.assert_allclose(solve(J, r).numpy(), ref, atol=1e-12)
+        np.testing.assert_allclose(solve(A, b).numpy(), [0.0, 2.0], atol=1e-14)
 
 
 def test_result_invariant_diverged_is_never_converged():

@@ -138,6 +138,12 @@ def _lstsq(A: Tensor, b: Tensor) -> Tensor:
     """
     if A.device.type == "cpu":
         return torch.linalg.lstsq(A, b.unsqueeze(1), driver="gelsd").solution.squeeze(1)
+    return _svd_lstsq(A, b)  # torch offers only "gels" (full rank) off the CPU
+
+
+def _svd_lstsq(A: Tensor, b: Tensor) -> Tensor:
+    """``A^+ b`` from ``torch.linalg.svd``, singular values below ``eps * max(m, n) * s_max``
+    dropped (the same rule as ``gelsd``), for devices without a rank-revealing driver."""
     u, sv, vh = torch.linalg.svd(A, full_matrices=False)
     cutoff = torch.finfo(A.dtype).eps * max(A.shape) * sv.max()
     inv = torch.where(sv > cutoff, 1.0 / sv, torch.zeros_like(sv))
