@@ -1,5 +1,6 @@
 """The built-in study that ``goodfit study`` runs without a config: digits, a small CNN, six
-regularization strategies with early stopping, compared over 5 stratified folds."""
+regularization strategies with early stopping, compared over five repetitions of a stratified
+2-fold split (5x2) by the combined 5x2cv F-test."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 __all__ = ["DEFAULT_STUDY"]
 
-#: The built-in study: digits, a small CNN, six strategies with early stopping, 5 folds.
+#: The built-in study: digits, a small CNN, six strategies with early stopping, 5x2 splits.
 DEFAULT_STUDY: dict[str, Any] = {
     "data": {"name": "digits", "val_fraction": 0.15},
     "model": {"kind": "cnn2d", "channels": [16, 32], "hidden": [64], "kernel_size": 3},
@@ -16,7 +17,7 @@ DEFAULT_STUDY: dict[str, Any] = {
     "early_stopping": {"monitor": "val_loss", "patience": 4},
     "study": {
         "title": "digits: which regularization makes a small CNN fit well?",
-        "splits": {"kind": "stratified_kfold", "k": 5},
+        "splits": {"kind": "5x2"},
         "metric": "val_accuracy",
         "baseline": "baseline",
         "variants": [

@@ -269,10 +269,12 @@ class StudyConfig(_Strict):
     region of practical equivalence, diagnoses, workers, and the variants."""
 
     title: str = "goodfit study"
-    splits: dict[str, Any] = Field(default_factory=lambda: {"kind": "stratified_kfold", "k": 5})
+    splits: dict[str, Any] = Field(default_factory=lambda: {"kind": "5x2"})
     metric: str | None = None
     baseline: str | None = None
-    test: Literal["corrected_t", "5x2cv_t", "5x2cv_f", "paired_t"] = "corrected_t"
+    #: ``None``: the most powerful calibrated test for the splits (5x2cv_f on "5x2", else
+    #: corrected_t; :func:`goodfit.select.compare.default_test`).
+    test: Literal["corrected_t", "5x2cv_t", "5x2cv_f", "paired_t"] | None = None
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     rope: float = Field(0.01, ge=0.0, allow_inf_nan=False)
     reference_error: float | None = Field(None, ge=0.0, le=1.0)

@@ -57,6 +57,7 @@ from goodfit.app.progress import StudyProgress
 from goodfit.app.sections import StudyConfig
 from goodfit.atomic import atomic_write_text
 from goodfit.errors import ConfigError
+from goodfit.select.compare import default_test
 from goodfit.train.history import History, json_safe
 
 __all__ = ["DEFAULT_STUDY", "StudyPlan", "prepare_study", "run_study"]
@@ -75,6 +76,7 @@ class StudyPlan:
     splits_params: dict[str, Any]
     splits: list[Any]
     metric: str
+    test: str
     config_hash: str
 
 
@@ -91,8 +93,8 @@ def _metrics_of(task: str) -> list[str]:
     return [f"{part}_{k}" for part in ("val", "train", "test") for k in kinds]
 
 
-def _check_study(study: StudyConfig, dataset: Any, source: str) -> tuple[str, dict, str]:
-    """The splits (kind, parameters) and the metric, validated against the dataset."""
+def _check_study(study: StudyConfig, dataset: Any, source: str) -> tuple[str, dict, str, str]:
+    """The splits (kind, parameters), the metric and the test, validated against the dataset."""
     from goodfit.data.splits import n_splits
 
     names = [v.name for v in study.variants]
@@ -104,16 +106,19 @@ def _check_study(study: StudyConfig, dataset: Any, source: str) -> tuple[str, di
             f"{source}: study.baseline = {study.baseline!r} is not a variant; variants: {names}"
         )
     params = dict(study.splits)
-    kind = params.pop("kind", "stratified_kfold")
-    if kind == "stratified_kfold" and dataset.task != "classification":
-        kind = "kfold"
+    kind = params.pop("kind", "5x2")
+    if dataset.task != "classification":  # no labels to stratify by
+        kind = {"stratified_kfold": "kfold", "repeated_stratified_kfold": "repeated_kfold"}.get(
+            kind, kind
+        )
     try:
         count = n_splits(kind, dataset.n_train, **params)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{source}: study.splits: {err}") from None
-    if study.test.startswith("5x2cv") and (kind != "5x2" or count != 10):
+    test = study.test or default_test(kind)
+    if test.startswith("5x2cv") and (kind != "5x2" or count != 10):
         raise ConfigError(
-            f'{source}: study.test = {study.test!r} needs study.splits = {{kind = "5x2"}} '
+            f'{source}: study.test = {test!r} needs study.splits = {{kind = "5x2"}} '
             f"(five repetitions of a 2-fold split), got kind = {kind!r}"
         )
     allowed = _metrics_of(dataset.task)
@@ -123,7 +128,7 @@ def _check_study(study: StudyConfig, dataset: Any, source: str) -> tuple[str, di
             f"{source}: study.metric = {metric!r} is not a metric of this {dataset.task} "
             f"study; allowed: {', '.join(allowed)}"
         )
-    return kind, params, metric
+    return kind, params, metric, test
 
 
 def prepare_study(data: dict[str, Any], source: str = "study") -> StudyPlan:
@@ -136,7 +141,7 @@ def prepare_study(data: dict[str, Any], source: str = "study") -> StudyPlan:
     study = _parse_study(study_data, source)
     base = parse_config(data, source)
     dataset = load_dataset_from_config(base.data)
-    kind, params, metric = _check_study(study, dataset, source)
+    kind, params, metric, test = _check_study(study, dataset, source)
     variants: dict[str, Config] = {}
     for v in study.variants:
         where = f"{source} (variant {v.name!r})"
@@ -153,7 +158,7 @@ def prepare_study(data: dict[str, Any], source: str = "study") -> StudyPlan:
     splits = make_splits(kind, dataset.n_train, y, seed=base.train.seed, **params)
     full = config_to_toml({**data, "study": study_data})
     digest = hashlib.sha256(full.encode()).hexdigest()[:16]
-    return StudyPlan(base, study, variants, dataset, kind, params, splits, metric, digest)
+    return StudyPlan(base, study, variants, dataset, kind, params, splits, metric, test, digest)
 
 
 def _run_one(
@@ -319,7 +324,7 @@ def _results_header(plan: StudyPlan, data: dict[str, Any]) -> dict[str, Any]:
         "metric": plan.metric,
         "baseline": study.baseline or study.variants[0].name,
         "reference_error": study.reference_error,
-        "test": study.test,
+        "test": plan.test,
         "alpha": study.alpha,
         "rope": study.rope,
         "config_hash": plan.config_hash,
