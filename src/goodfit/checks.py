@@ -19,7 +19,19 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["check_bool", "check_choice", "check_int", "check_probability", "check_real"]
+__all__ = [
+    "SEED_MAX",
+    "check_bool",
+    "check_choice",
+    "check_int",
+    "check_probability",
+    "check_real",
+    "check_seed",
+]
+
+#: Largest seed every consumer accepts: scikit-learn's ``random_state`` and NumPy's
+#: ``RandomState`` take ``[0, 2**32 - 1]`` (torch and ``numpy.random.default_rng`` take more).
+SEED_MAX = 2**32 - 1
 
 
 def _is_number(value: Any) -> bool:
@@ -105,3 +117,12 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be true or false, got {value!r}")
     return value
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A random seed: an integer (not a bool) in ``[0, 2**32 - 1]`` (:data:`SEED_MAX`), the
+    range scikit-learn and NumPy accept, else ``ValueError`` saying so."""
+    try:
+        return check_int(name, value, low=0, high=SEED_MAX)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer in [0, 2**32 - 1], got {value!r}") from None
