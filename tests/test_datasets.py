@@ -1,4 +1,5 @@
-"""Tests for goodfit.data.datasets: built-ins, user files, validation, leak-free standardization."""
+"""Tests for goodfit.data (datasets, builtin, files): built-ins, user files, validation, leak-free
+standardization."""
 
 from __future__ import annotations
 
@@ -217,7 +218,7 @@ def test_mnist1d_corrupt_cache_is_regenerated(mnist1d_run, tmp_path, monkeypatch
     assert torch.allclose(planted.X_train, first.X_train + 1.0)
     # with a corrupt file it would have to regenerate; just check it is detected as unreadable
     (tmp_path / name).write_bytes(b"not an npz")
-    from goodfit.data.datasets import _mnist1d_arrays
+    from goodfit.data.builtin import _mnist1d_arrays
 
     called = {}
 
@@ -547,3 +548,25 @@ def test_malformed_csv_raises_data_error(tmp_path, text, opts, match):
 
 def test_data_error_is_value_error():
     assert issubclass(DataError, ValueError)
+
+
+def test_data_seed_validated_to_the_range_every_consumer_accepts():
+    for bad in (-1, True, 2**32, 1.5):
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32 - 1\]"):
+            load_dataset("moons", seed=bad, n_samples=50)
+    a = load_dataset("moons", seed=2**32 - 1, n_samples=50, standardize=False)
+    b = load_dataset("moons", seed=np.int64(2**32 - 1), n_samples=50, standardize=False)
+    assert torch.equal(a.X_train, b.X_train)
+
+
+def test_package_exports_and_module_homes():
+    import goodfit.data.builtin as builtin
+    import goodfit.data.datasets as datasets
+    import goodfit.data.standardize as standardize
+
+    assert set(gd.__all__) == {*builtin.__all__, *datasets.__all__, *standardize.__all__} - {
+        "load_builtin"
+    }
+    assert gd.Dataset is datasets.Dataset and gd.load_dataset is datasets.load_dataset
+    assert gd.DATASETS is builtin.DATASETS and gd.fit_standardizer is standardize.fit_standardizer
+    assert datasets.__all__ == ["Dataset", "load_dataset"]  # no re-exported standardizer names

@@ -1,6 +1,10 @@
 """Data: built-in datasets, user files, leak-free standardization.
 
-``goodfit.data.augment`` and ``goodfit.data.splits`` are submodules imported on first use.
+:func:`load_dataset` loads a built-in set by name (:mod:`goodfit.data.builtin`) or a user
+``.npz``/``.csv`` file by path (:mod:`goodfit.data.files`) into a :class:`Dataset`
+(:mod:`goodfit.data.datasets`); :mod:`goodfit.data.standardize` fits standardization on training
+data only. ``goodfit.data.augment`` and ``goodfit.data.splits`` are submodules imported on first
+use.
 """
 
 from __future__ import annotations
@@ -8,17 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from goodfit.data.datasets import (
-    DATASETS,
-    Dataset,
-    DatasetInfo,
-    Standardizer,
-    apply_standardizer,
-    cache_dir,
-    describe_datasets,
-    fit_standardizer,
-    load_dataset,
-)
+from goodfit.data.builtin import DATASETS, DatasetInfo, cache_dir, describe_datasets
+from goodfit.data.datasets import Dataset, load_dataset
+from goodfit.data.standardize import Standardizer, apply_standardizer, fit_standardizer
 
 __all__ = [
     "DATASETS",

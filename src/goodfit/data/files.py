@@ -1,83 +1,41 @@
 """User data files (``.npz``, ``.csv``): reading, validation, task inference and the fixed split.
 
-Loaders here return a :class:`_Raw` bundle of NumPy arrays (no standardization), shared with the
-built-in loaders of :mod:`goodfit.data.datasets`, which also use :func:`_split`. See that
-module's docstring for the file formats. Malformed data raises
-:class:`goodfit.errors.DataError` naming the file, array/column and value.
+User files (the name is a path):
+
+``.npz``
+    arrays ``X`` (``(N, ...)``) and ``y`` (``(N,)`` or ``(N, k)``), optionally ``X_test`` and
+    ``y_test``; if absent, a fixed 80/20 split (stratified for classification) is made with the
+    data seed (default 0).
+``.csv``
+    one header row, then one sample per row; the label column is the option ``label`` (default:
+    the column named ``"label"`` if there is one, else the last column); every other column is a
+    numeric feature. Option ``delimiter=","``. Split as for ``.npz``.
+
+For user files the task is inferred: 1-D labels that are strings, or integer-valued with at
+most ``min(50, N // 2)`` distinct values, mean classification; anything else regression.
+``task="classification" | "regression"`` overrides it. Classification labels are remapped to
+``0..K-1`` in sorted order (``Dataset.classes`` keeps the original values) unless the option
+``num_classes=K`` is given, in which case labels must already be integers in ``[0, K)``.
+
+Malformed data raises :class:`goodfit.errors.DataError` naming the file, array/column and value.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
-import math
-import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from goodfit.checks import check_int
+from goodfit.data.raw import RawData, Task, fixed_split
 from goodfit.errors import DataError
 
-Task = Literal["classification", "regression"]
+__all__ = ["load_file"]
+
 _TASKS = ("classification", "regression")
-
-
-@dataclasses.dataclass
-class _Raw:
-    """Arrays and metadata from a loader (built-in or file), before standardization."""
-
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    task: Task
-    num_classes: int | None
-    description: str
-    source: str
-    feature_names: tuple[str, ...] | None = None
-    classes: tuple[Any, ...] | None = None
-    info: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def _split(
-    X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, stratify: bool, where: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fixed train/test split by ``sklearn.model_selection.train_test_split(random_state=seed)``,
-    stratified for classification when every class has >= 2 samples."""
-    from sklearn.model_selection import train_test_split
-
-    n = len(y)
-    n_test = math.ceil(test_fraction * n)
-    if n_test < 1 or n - n_test < 1:
-        raise DataError(
-            f"{where}: {n} samples are too few for a train/test split with "
-            f"test_fraction={test_fraction}"
-        )
-    strat = None
-    if stratify:
-        _, counts = np.unique(y, return_counts=True)
-        if counts.min() >= 2 and n_test >= len(counts) and n - n_test >= len(counts):
-            strat = y
-        else:
-            warnings.warn(
-                f"{where}: a class has fewer than 2 samples (or the split is too small); "
-                "making an unstratified split",
-                stacklevel=3,
-            )
-    Xtr, Xte, ytr, yte = train_test_split(
-        X, y, test_size=test_fraction, random_state=seed, stratify=strat
-    )
-    return Xtr, ytr, Xte, yte
-
-
-def _check_pos_int(name: str, key: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name}: {key} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 _FILE_OPTIONS = {".npz": ("task", "num_classes"), ".csv": ("task", "num_classes", "label",
                                                            "delimiter")}  # fmt: skip
 
@@ -155,74 +113,21 @@ def _finish_user(
     task: str | None,
     num_classes: Any,
     feature_names: tuple[str, ...] | None,
-) -> _Raw:
+) -> RawData:
+    """Checked arrays of a user file -> :class:`RawData`: the task (given or inferred), class
+    codes or float targets, and the fixed split when the file has no test part."""
     xk, yk = names
-    X = _check_X(X, where, xk)
-    y = _check_y(y, where, yk)
-    if len(X) != len(y):
-        raise DataError(f"{where}: {xk} has {len(X)} samples but {yk} has {len(y)}")
-    if X_test is not None and y_test is not None:
-        X_test = _check_X(X_test, where, xk + "_test")
-        y_test = _check_y(y_test, where, yk + "_test")
-        if len(X_test) != len(y_test):
-            raise DataError(
-                f"{where}: {xk}_test has {len(X_test)} samples but {yk}_test has {len(y_test)}"
-            )
-        if X_test.shape[1:] != X.shape[1:]:
-            raise DataError(
-                f"{where}: {xk}_test has per-sample shape {X_test.shape[1:]} but {xk} has "
-                f"{X.shape[1:]}"
-            )
-        if (y_test.ndim > 1) != (y.ndim > 1) or y_test.shape[1:] != y.shape[1:]:
-            raise DataError(
-                f"{where}: {yk}_test has per-sample shape {y_test.shape[1:]} but {yk} has "
-                f"{y.shape[1:]}"
-            )
-        if (y_test.dtype.kind in "US") != (y.dtype.kind in "US"):
-            raise DataError(f"{where}: {yk} and {yk}_test must both be strings or both numbers")
+    X, y, X_test, y_test = _check_arrays(where, X, y, X_test, y_test, xk, yk)
     y_all = y if y_test is None else np.concatenate([y, y_test])
     if task is None:
         task = _infer_task(y_all, len(y_all))
     elif task not in _TASKS:
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-
     classes: tuple[Any, ...] | None = None
     k: int | None = None
     if task == "classification":
-        if y_all.ndim > 1 and not (y_all.ndim == 2 and y_all.shape[1] == 1):
-            raise DataError(
-                f"{where}: classification labels {yk} must be one per sample, got shape {y.shape}"
-            )
-        y_all = y_all.reshape(len(y_all))
-        if y_all.dtype.kind not in "US" and not _is_integral(y_all):
-            bad = int(np.argwhere(y_all != np.round(y_all))[0, 0])
-            raise DataError(
-                f"{where}: classification labels must be integers, but {yk} has "
-                f"{y_all[bad].item()!r} (sample {bad}); use task='regression' for real targets"
-            )
-        if num_classes is not None:
-            k = _check_pos_int(where, "num_classes", num_classes, 2)
-            if y_all.dtype.kind in "US":
-                raise DataError(f"{where}: num_classes={k} needs integer labels, got strings")
-            lo, hi = y_all.min(), y_all.max()
-            if lo < 0 or hi >= k:
-                v = (lo if lo < 0 else hi).item()
-                raise DataError(
-                    f"{where}: label {v!r} in {yk} is out of range for num_classes={k} "
-                    f"(allowed 0..{k - 1})"
-                )
-            codes = y_all.astype(np.int64)
-            classes = tuple(range(k))
-        else:
-            uniq, codes = np.unique(y_all, return_inverse=True)
-            if len(uniq) < 2:
-                raise DataError(
-                    f"{where}: classification needs at least 2 classes, {yk} has only "
-                    f"{uniq.tolist()}"
-                )
-            k = len(uniq)
-            classes = tuple(u.item() if hasattr(u, "item") else u for u in uniq)
-        codes = codes.reshape(-1).astype(np.int64)
+        codes, classes = _class_codes(where, y_all, y.shape, yk, num_classes)
+        k = len(classes)
         y, y_test = codes[: len(y)], (None if y_test is None else codes[len(y) :])
     else:
         if y_all.dtype.kind in "US":
@@ -230,16 +135,96 @@ def _finish_user(
         y = y.astype(np.float64).reshape(len(y), -1)
         if y_test is not None:
             y_test = y_test.astype(np.float64).reshape(len(y_test), -1)
-
     if X_test is None or y_test is None:
-        X, y, X_test, y_test = _split(X, y, test_fraction, seed, task == "classification", where)
-    return _Raw(
+        X, y, X_test, y_test = fixed_split(
+            X, y, test_fraction, seed, task == "classification", where
+        )
+    return RawData(
         X, y, X_test, y_test, task, k, f"user data from {where}", where, feature_names,  # type: ignore[arg-type]
         classes,
     )  # fmt: skip
 
 
-def _load_npz(path: Path, seed: int, test_fraction: float, options: dict) -> _Raw:
+def _check_arrays(
+    where: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray | None,
+    y_test: np.ndarray | None,
+    xk: str,
+    yk: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Each array checked (:func:`_check_X`, :func:`_check_y`), lengths matched, and a test
+    part shaped and typed like the training part."""
+    X = _check_X(X, where, xk)
+    y = _check_y(y, where, yk)
+    if len(X) != len(y):
+        raise DataError(f"{where}: {xk} has {len(X)} samples but {yk} has {len(y)}")
+    if X_test is None or y_test is None:
+        return X, y, X_test, y_test
+    X_test = _check_X(X_test, where, xk + "_test")
+    y_test = _check_y(y_test, where, yk + "_test")
+    if len(X_test) != len(y_test):
+        raise DataError(
+            f"{where}: {xk}_test has {len(X_test)} samples but {yk}_test has {len(y_test)}"
+        )
+    if X_test.shape[1:] != X.shape[1:]:
+        raise DataError(
+            f"{where}: {xk}_test has per-sample shape {X_test.shape[1:]} but {xk} has {X.shape[1:]}"
+        )
+    if (y_test.ndim > 1) != (y.ndim > 1) or y_test.shape[1:] != y.shape[1:]:
+        raise DataError(
+            f"{where}: {yk}_test has per-sample shape {y_test.shape[1:]} but {yk} has {y.shape[1:]}"
+        )
+    if (y_test.dtype.kind in "US") != (y.dtype.kind in "US"):
+        raise DataError(f"{where}: {yk} and {yk}_test must both be strings or both numbers")
+    return X, y, X_test, y_test
+
+
+def _class_codes(
+    where: str, y_all: np.ndarray, y_shape: tuple[int, ...], yk: str, num_classes: Any
+) -> tuple[np.ndarray, tuple[Any, ...]]:
+    """Classification labels -> int64 codes ``0..K-1`` and the original value of each code:
+    as given with ``num_classes`` (integers in ``[0, K)``), else the sorted distinct labels."""
+    if y_all.ndim > 1 and not (y_all.ndim == 2 and y_all.shape[1] == 1):
+        raise DataError(
+            f"{where}: classification labels {yk} must be one per sample, got shape {y_shape}"
+        )
+    y_all = y_all.reshape(len(y_all))
+    if y_all.dtype.kind not in "US" and not _is_integral(y_all):
+        bad = int(np.argwhere(y_all != np.round(y_all))[0, 0])
+        raise DataError(
+            f"{where}: classification labels must be integers, but {yk} has "
+            f"{y_all[bad].item()!r} (sample {bad}); use task='regression' for real targets"
+        )
+    if num_classes is not None:
+        return _given_class_codes(where, y_all, yk, num_classes)
+    uniq, codes = np.unique(y_all, return_inverse=True)
+    if len(uniq) < 2:
+        raise DataError(
+            f"{where}: classification needs at least 2 classes, {yk} has only {uniq.tolist()}"
+        )
+    classes = tuple(u.item() if hasattr(u, "item") else u for u in uniq)
+    return codes.reshape(-1).astype(np.int64), classes
+
+
+def _given_class_codes(
+    where: str, y_all: np.ndarray, yk: str, num_classes: Any
+) -> tuple[np.ndarray, tuple[Any, ...]]:
+    """Integer labels kept as codes, checked to lie in ``[0, num_classes)``."""
+    k = check_int(f"{where}: num_classes", num_classes, low=2)
+    if y_all.dtype.kind in "US":
+        raise DataError(f"{where}: num_classes={k} needs integer labels, got strings")
+    lo, hi = y_all.min(), y_all.max()
+    if lo < 0 or hi >= k:
+        v = (lo if lo < 0 else hi).item()
+        raise DataError(
+            f"{where}: label {v!r} in {yk} is out of range for num_classes={k} (allowed 0..{k - 1})"
+        )
+    return y_all.astype(np.int64).reshape(-1), tuple(range(k))
+
+
+def _load_npz(path: Path, seed: int, test_fraction: float, options: dict) -> RawData:
     where = str(path)
     if not zipfile.is_zipfile(path):
         raise DataError(f"{where}: not a readable .npz file (not a zip archive of arrays)")
@@ -263,7 +248,7 @@ def _load_npz(path: Path, seed: int, test_fraction: float, options: dict) -> _Ra
     )  # fmt: skip
 
 
-def _load_csv(path: Path, seed: int, test_fraction: float, options: dict) -> _Raw:
+def _load_csv(path: Path, seed: int, test_fraction: float, options: dict) -> RawData:
     where = str(path)
     delimiter = options.get("delimiter", ",")
     try:
@@ -327,3 +312,32 @@ def _load_csv(path: Path, seed: int, test_fraction: float, options: dict) -> _Ra
         options.get("task"), options.get("num_classes"),
         tuple(header[c] for c in feat_cols),
     )  # fmt: skip
+
+
+def load_file(
+    key: str, seed: int | None, test_fraction: float | None, options: dict[str, Any]
+) -> RawData:
+    """Read the user data file ``key`` (a ``.npz`` or ``.csv`` path, ``~`` expanded) and split
+    it as described above (data seed default 0, test fraction default 0.2).
+
+    ``options``: ``task`` and ``num_classes``, for ``.csv`` also ``label`` and ``delimiter``;
+    others raise ``TypeError``. A wrong suffix, a missing file or malformed data raise
+    :class:`goodfit.errors.DataError`.
+    """
+    path = Path(key).expanduser()
+    suffix = path.suffix.lower()
+    if suffix not in _FILE_OPTIONS:
+        raise DataError(
+            f"{key}: unsupported file type {path.suffix or '(none)'!r}; use .npz or .csv"
+        )
+    if not path.is_file():
+        raise DataError(f"data file not found: {key}")
+    unknown = [k for k in options if k not in _FILE_OPTIONS[suffix]]
+    if unknown:
+        raise TypeError(
+            f"{suffix} file got unexpected option(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(_FILE_OPTIONS[suffix])}"
+        )
+    loader = _load_npz if suffix == ".npz" else _load_csv
+    seed_ = 0 if seed is None else seed
+    return loader(path, seed_, 0.2 if test_fraction is None else test_fraction, options)
