@@ -60,10 +60,14 @@ def gauss_newton(
     vanishes and the gradient and step tests are met trivially. So a step that raised the cost
     meets no convergence test (nor does the gradient test at the point it reached), and a step
     that predicts no decrease (``pred <= 0``) from a point whose gradient cosine exceeds 1e-8
-    (the least-squares solve lost ``J``'s rank) stops with ``converged=False``. A cost that ends
-    above its start is reported as ``diverged`` (see :class:`SecondOrderResult`), as is a step
-    to non-finite residuals; those, and a singular ``J^T J`` under Cholesky, stop with
-    ``converged=False`` and a message suggesting :func:`levenberg_marquardt`.
+    (the gradient lies where ``J`` is numerically rank-deficient, so the step cannot follow it)
+    stops with ``converged=False``, where ftol and xtol would otherwise read the null step as
+    convergence. The step is the minimum-norm least-squares solution by the SVD
+    (:func:`~goodfit.optim.second_order.problem._lstsq`), exact on rank-deficient ``J`` (an MLP
+    with dead or saturated units has zero columns). A cost that ends above its start is
+    reported as ``diverged`` (see :class:`SecondOrderResult`), as is a step to non-finite
+    residuals; those, and a singular ``J^T J`` under Cholesky, stop with ``converged=False``
+    and a message suggesting :func:`levenberg_marquardt`.
     """
     ftol = check_real("ftol", ftol, low=0.0)
     xtol = check_real("xtol", xtol, low=0.0)
@@ -97,7 +101,8 @@ def gauss_newton(
         if pred <= 0.0 and cosine > _STALL_COSINE:
             message = (
                 f"the step predicts no decrease at a non-stationary point (gradient cosine "
-                f"{cosine:.3g}): the least-squares solve lost J's rank; use levenberg_marquardt"
+                f"{cosine:.3g}): the gradient lies where J is numerically rank-deficient; use "
+                "levenberg_marquardt"
             )
             break
         t, r_new, cost_new = _trial(prob, x, p, cost, line_search)
