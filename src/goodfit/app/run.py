@@ -330,7 +330,7 @@ def _run_second_order(
             records[-1].update(val)
     if out is not None:
         History(records).to_jsonl(out / "history.jsonl")
-    if getattr(result, "diverged", False):
+    if result.diverged:
         first, last = (records[0]["train_loss"], records[-1]["train_loss"]) if records else (0, 0)
         raise DivergenceError(
             f"[optimizer] {cfg.optimizer.name} diverged: the training loss went from {first:.4g} "
