@@ -177,22 +177,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"goodfit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add_set(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override a config value, e.g. --set optimizer.lr=0.01 (repeatable)",
-        )
+    _add_run_commands(sub)
+    _add_tool_commands(sub)
+    return parser
 
-    def add_force(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--force",
-            action="store_true",
-            help="write into a non-empty --out folder that is not a goodfit run folder",
-        )
 
+def add_set(p: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): a dotted config override, the value parsed as TOML."""
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optimizer.lr=0.01 (repeatable)",
+    )
+
+
+def add_force(p: argparse.ArgumentParser) -> None:
+    """``--force``: write into a non-empty folder that is not a goodfit run folder."""
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty --out folder that is not a goodfit run folder",
+    )
+
+
+def _add_run_commands(sub: Any) -> None:
+    """``train`` and ``study``."""
     p = sub.add_parser("train", help="train one config and write a run folder")
     p.add_argument("config", nargs="?", help="CONFIG.toml")
     add_set(p)
@@ -214,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_force(p)
     p.set_defaults(func=cmd_study)
 
+
+def _add_tool_commands(sub: Any) -> None:
+    """``lr-find``, ``diagnose``, ``augment preview``, ``datasets``."""
     p = sub.add_parser("lr-find", help="learning-rate range test on a config")
     p.add_argument("config", help="CONFIG.toml")
     add_set(p)
@@ -247,7 +261,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list the built-in datasets")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_datasets)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
