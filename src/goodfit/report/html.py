@@ -160,7 +160,8 @@ def _comparison_cells(c: Mapping[str, Any] | None) -> list[str]:
 def _scores_table(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
     r, metric = a["ranking"], a["metric"]
     comparisons = a.get("comparisons", {})
-    extra = [k for k in a["metrics"] if k != metric and k.startswith(("test_", "val_"))][:2]
+    # the same metric on the test set (never in any split), if the runs measured it
+    extra = [k for k in (metric.replace("val_", "test_", 1),) if k != metric and k in a["metrics"]]
     head = (
         "<tr><th>#</th><th>variant</th>"
         f"<th>{_e(metric)} mean ± std</th><th>Δ vs baseline</th><th>Δ CI (corrected)</th>"
@@ -201,8 +202,9 @@ def _scores_note(r: Mapping[str, Any], a: Mapping[str, Any], comparisons: Mappin
         f"<b>p (Holm)</b>: adjusted for the {len(comparisons)} comparisons with the baseline "
         f"(Holm–Bonferroni); <b>*</b> marks an adjusted p &lt; {alpha:g}. Δ CI: the "
         f"{100 * (1 - alpha):.0f}% interval of the mean difference with the corrected variance. "
-        "Wilcoxon p: the distribution-free check (with 5 splits its exact p cannot go below "
-        "0.0625). P(better / equiv. / worse): the Bayesian correlated t-test (Corani & Benavoli "
+        f"Wilcoxon p: the distribution-free check (with {n} splits its exact p cannot go below "
+        f"{format_pvalue(2.0 / 2**n)}). P(better / equiv. / worse): the Bayesian correlated "
+        "t-test (Corani & Benavoli "
         f"2015) with a region of practical equivalence of ±{rope:g}.</p>"
     )
 
