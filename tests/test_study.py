@@ -334,7 +334,6 @@ def _fold_data(cfg, ds, fold_train, fold_val, seed):
     return prepared, prepared.rows(fold_val)
 
 
-
 def test_fold_data_parts_are_disjoint_and_standardized_on_train_only(tmp_path):
     cfg = parse_config({"data": {"name": "wine", "val_fraction": 0.25, "standardize": False}})
     ds = load_dataset_from_config(cfg.data)
@@ -455,3 +454,54 @@ def test_study_records_lr_range_test_and_curvature_when_configured(tmp_path, tor
         assert "lr_find" not in second and "curvature" not in second  # first fold only
     html = (tmp_path / "out" / "report.html").read_text()
     assert "Learning-rate range test" in html and "Curvature at the trained weights" in html
+
+
+@pytest.mark.parametrize(
+    ("study", "needle"),
+    [
+        ({"test": "wilcoxon"}, "study.test"),
+        ({"alpha": 1.5}, "study.alpha"),
+        ({"alpha": 0}, "study.alpha"),
+        ({"rope": -0.01}, "study.rope"),
+        ({"test": "5x2cv_f", "splits": {"kind": "kfold", "k": 5}}, "study.test = '5x2cv_f'"),
+        ({"test": "5x2cv_t", "splits": {"kind": "stratified_kfold", "k": 10}}, 'kind = "5x2"'),
+    ],
+)
+def test_bad_comparison_settings_exit_2_before_training(tmp_path, capsys, study, needle):
+    data = _study()
+    data["study"].update(study)
+    path = tmp_path / "s.toml"
+    path.write_text(config_to_toml(data))
+    assert main(["study", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+
+def test_results_hold_a_comparison_per_variant_and_every_split_score(tmp_path, torch_globals):
+    data = _study()
+    data["study"]["splits"] = {"kind": "5x2"}
+    results = run_study(data, tmp_path / "out", progress=False)
+    assert results["test"] == "5x2cv_f"  # the default on 5x2 splits
+    baseline = results["baseline"]
+    keys = {
+        "mean_diff",
+        "ci_low",
+        "ci_high",
+        "test",
+        "pvalue",
+        "pvalue_holm",
+        "p_better",
+        "p_equivalent",
+        "p_worse",
+        "n_splits",
+        "n_train",
+        "n_test",
+    }
+    for name, variant in results["variants"].items():
+        assert len(variant["folds"]) == 10
+        assert all("val_accuracy" in f["scores"] for f in variant["folds"])
+        if name == baseline:
+            assert "comparison" not in variant
+        else:
+            assert keys <= set(variant["comparison"]) and variant["comparison"]["n_splits"] == 10
