@@ -57,9 +57,11 @@ def _trained_model(cfg: Any, run_dir: Path | None, extra_callbacks: list[Any]) -
         try:
             model.load_state_dict(load_checkpoint(weights))
         except RuntimeError as err:  # another architecture (e.g. --set model.widths=[..])
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            detail = next((x for x in lines if "size mismatch" in x or "key" in x), lines[0])
             raise ConfigError(
                 f"{weights} does not fit the configured model (was [model] changed with "
-                f"--set?): {str(err).splitlines()[0]}"
+                f"--set?): {detail}"
             ) from None
         return model, prepared
     cfg = cfg.model_copy(deep=True)
