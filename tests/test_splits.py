@@ -137,15 +137,23 @@ def test_leave_p_out_guard_names_count_and_suggests_kfold():
 @pytest.mark.parametrize(
     ("kind", "params", "match"),
     [
-        ("kfold", {"k": 1}, "k must be between 2 and 50"),
-        ("kfold", {"k": 51}, "k must be between 2 and 50"),
-        ("stratified_kfold", {"k": 0}, "k must be between 2"),
-        ("holdout", {"val_fraction": 0.0}, r"val_fraction must be in \(0, 1\), got 0.0"),
-        ("holdout", {"val_fraction": 1.5}, r"val_fraction must be in \(0, 1\)"),
-        ("repeated_random", {"val_fraction": -0.1}, r"val_fraction must be in \(0, 1\)"),
-        ("repeated_random", {"n_repeats": 0}, "n_repeats must be >= 1"),
-        ("leave_p_out", {"p": 50}, "p must be between 1 and 49"),
-        ("leave_p_out", {"p": 0}, "p must be between 1"),
+        ("kfold", {"k": 1}, "k must be an integer >= 2 and <= 50"),
+        ("kfold", {"k": 51}, "k must be an integer >= 2 and <= 50"),
+        ("stratified_kfold", {"k": 0}, "k must be an integer >= 2"),
+        (
+            "holdout",
+            {"val_fraction": 0.0},
+            r"val_fraction must be a finite number > 0 and < 1, got 0.0",
+        ),
+        ("holdout", {"val_fraction": 1.5}, r"val_fraction must be a finite number > 0 and < 1"),
+        (
+            "repeated_random",
+            {"val_fraction": -0.1},
+            r"val_fraction must be a finite number > 0 and < 1",
+        ),
+        ("repeated_random", {"n_repeats": 0}, "n_repeats must be an integer >= 1"),
+        ("leave_p_out", {"p": 50}, "p must be an integer >= 1 and <= 49"),
+        ("leave_p_out", {"p": 0}, "p must be an integer >= 1"),
     ],
 )
 def test_bad_params_raise_value_error(kind, params, match):
@@ -161,16 +169,16 @@ def test_unknown_kind_and_params():
         make_splits("kfold", 10, seed=0, folds=3)
     with pytest.raises(ValueError, match="needs the class labels"):
         make_splits("stratified_kfold", 10, seed=0, k=2)
-    with pytest.raises(ValueError, match="n_samples must be >= 2"):
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 2"):
         make_splits("kfold", 1, seed=0)
 
 
 def test_n_splits_validates_up_front():
     with pytest.raises(TypeError, match="folds"):
         n_splits("kfold", 100, folds=5)
-    with pytest.raises(ValueError, match=r"val_fraction must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"val_fraction must be a finite number > 0 and < 1"):
         n_splits("holdout", 100, val_fraction=2.0)
-    with pytest.raises(ValueError, match="k must be between 2 and 100"):
+    with pytest.raises(ValueError, match="k must be an integer >= 2 and <= 100"):
         n_splits("stratified_kfold", 100, k=101)
     assert n_splits("stratified_kfold", 100, k=5, shuffle=False) == 5
 
@@ -255,10 +263,10 @@ def test_5x2_without_labels_is_plain_kfold():
 @pytest.mark.parametrize(
     ("kind", "params", "match"),
     [
-        ("repeated_kfold", {"k": 1}, "k must be between 2 and 50"),
-        ("repeated_kfold", {"repeats": 0}, "repeats must be >= 1"),
-        ("repeated_stratified_kfold", {"k": 51}, "k must be between 2 and 50"),
-        ("repeated_stratified_kfold", {"repeats": -1}, "repeats must be >= 1"),
+        ("repeated_kfold", {"k": 1}, "k must be an integer >= 2 and <= 50"),
+        ("repeated_kfold", {"repeats": 0}, "repeats must be an integer >= 1"),
+        ("repeated_stratified_kfold", {"k": 51}, "k must be an integer >= 2 and <= 50"),
+        ("repeated_stratified_kfold", {"repeats": -1}, "repeats must be an integer >= 1"),
     ],
 )
 def test_repeated_bad_params(kind, params, match):

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from sklearn import model_selection as ms
 
+from goodfit.checks import check_int, check_real
+
 __all__ = [
     "DEFAULT_MAX_FITS",
     "SMALL_DATA_THRESHOLD",
@@ -55,28 +57,19 @@ DEFAULT_MAX_FITS = 1000
 
 
 def _check_n(n_samples: int) -> int:
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
-        raise TypeError(f"n_samples must be an int, got {type(n_samples).__name__}")
-    if n_samples < 2:
-        raise ValueError(f"n_samples must be >= 2 to split, got {n_samples}")
-    return int(n_samples)
+    return check_int("n_samples", n_samples, low=2)
 
 
 def _check_fraction(name: str, value: float) -> float:
-    if not isinstance(value, (int, float, np.floating)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a float in (0, 1), got {value!r}")
-    if not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{name} must be in (0, 1), got {value}")
-    return float(value)
+    return check_real(name, value, low=0.0, high=1.0, low_open=True, high_open=True)
 
 
 def _check_int(name: str, value: int, low: int, high: int | None = None, why: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low or (high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{name} must be {allowed}{why}, got {value}")
-    return int(value)
+    """:func:`goodfit.checks.check_int`, with ``why`` explaining the upper bound."""
+    try:
+        return check_int(name, value, low=low, high=high)
+    except ValueError as err:
+        raise ValueError(f"{err}{why}") from None
 
 
 def _labels(y: Any, n: int, kind: str) -> np.ndarray:
