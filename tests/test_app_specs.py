@@ -12,34 +12,14 @@ from goodfit.app.config import parse_config
 from goodfit.app.regularize_spec import constraints_from_config, penalty_from_config
 from goodfit.app.sections import AugmentConfig, RegularizeConfig
 from goodfit.errors import ConfigError
+from test_penalties import (  # the same network and sums as the parts' tests
+    _abs,
+    _net,
+    _sq,
+    _weights,
+)
 
 IMG, SIG = (1, 12, 12), (1, 40)
-
-
-def _net() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv1d(2, 3, 3),  # 0
-        nn.BatchNorm1d(3),  # 1
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(3 * 4, 5),  # 4
-        nn.LayerNorm(5),  # 5
-        nn.GroupNorm(1, 5),  # 6
-        nn.Linear(5, 2),  # 7
-    ).double()
-
-
-def _weights(net):
-    return [net[0].weight, net[4].weight, net[7].weight]
-
-
-def _sq(ws):
-    return sum(float((w.detach() ** 2).sum()) for w in ws)
-
-
-def _abs(ws):
-    return sum(float(w.detach().abs().sum()) for w in ws)
 
 
 def _penalty(table, net, batch_size=32, n_data=None):
