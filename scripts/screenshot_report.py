@@ -135,7 +135,8 @@ def synthetic_results(n_folds: int = 5, seed: int = 0, *, gradient_flow: bool = 
 
 
 def main(argv: list[str]) -> int:
-    from goodfit.report.html import analyze_results, write_report
+    from goodfit.report.html import write_report
+    from goodfit.select.analysis import analyze_results
 
     if len(argv) != 1:
         print("usage: python scripts/screenshot_report.py OUT_DIR", file=sys.stderr)
