@@ -1,8 +1,11 @@
-"""goodfit Levenberg-Marquardt vs MINPACK (scipy.optimize.least_squares(method="lm")) on NIST StRD.
+"""goodfit's Levenberg-Marquardt solvers vs MINPACK (scipy.optimize.least_squares(method="lm")) on
+NIST StRD: ``levenberg_marquardt`` (Moré's trust region, the default) and ``levenberg`` (the
+seed's mu-adaptive form).
 
 For every problem in the NIST folder (``$GOODFIT_NIST_DIR`` or ``<repo>/../shared/data/nist-strd``)
 and both NIST starting points: digits reached (NIST's log relative error, min over parameters),
-residual and Jacobian evaluations, and wall time (median of ``--repeats`` runs after a warm-up).
+residual and Jacobian evaluations, and wall time (median of ``--repeats`` runs after a warm-up;
+the three solvers timed in turn, in one process).
 Both solvers get the same residual function, the same exact Jacobian (``torch.func.jacrev``; for
 MINPACK wrapped as a numpy callable, i.e. ``lmder``) and the same tolerances
 (ftol = xtol = gtol = 1e-15, goodfit's defaults). "Solved" means >= 6 certified digits.
@@ -22,7 +25,9 @@ from scipy.optimize import least_squares
 from torch.func import jacrev
 
 from goodfit.data.nist import load_nist_dir
-from goodfit.optim.second_order import levenberg_marquardt
+from goodfit.optim.second_order import levenberg, levenberg_marquardt
+
+METHODS = {"levenberg_marquardt": levenberg_marquardt, "levenberg": levenberg}
 
 
 def _median_time(fn, repeats: int) -> tuple[float, object]:
@@ -33,6 +38,30 @@ def _median_time(fn, repeats: int) -> tuple[float, object]:
         out = fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times), out
+
+
+def _row(p, s, res, t, lre, ref, t_mp, lre_mp) -> str:
+    return (
+        f"{p.name:10s} {s + 1:>2d} | {lre:6.2f} {res.n_fev:5d} {res.n_jev:5d} {1e3 * t:8.1f} | "
+        f"{lre_mp:6.2f} {ref.nfev:5d} {ref.njev:5d} {1e3 * t_mp:8.1f} | "
+        f"{res.n_jev / ref.njev:9.2f} {t / t_mp:10.2f}"
+    )
+
+
+def _summary(name: str, a: np.ndarray) -> None:
+    """a: rows (lre_gf, lre_mp, njev_gf, njev_mp, t_gf, t_mp)."""
+    solved_gf, solved_mp = int((a[:, 0] >= 6).sum()), int((a[:, 1] >= 6).sum())
+    lost = int(((a[:, 1] >= 6) & (a[:, 0] < 6)).sum())
+    print(
+        f"{name}: solved (>= 6 digits) {solved_gf}/{len(a)}, MINPACK {solved_mp}/{len(a)}; "
+        f"solved by MINPACK but not by {name}: {lost}"
+    )
+    print(
+        f"  Jacobian evaluations: median ratio {name}/MINPACK {np.median(a[:, 2] / a[:, 3]):.3f} "
+        f"(medians {np.median(a[:, 2]):.1f} vs {np.median(a[:, 3]):.1f}); "
+        f"median wall-time ratio {np.median(a[:, 4] / a[:, 5]):.2f} "
+        f"(total {a[:, 4].sum():.3f} s vs {a[:, 5].sum():.3f} s)"
+    )
 
 
 def main() -> None:
@@ -47,9 +76,8 @@ def main() -> None:
         f"{'MP LRE':>6s} {'nfev':>5s} {'njev':>5s} {'ms':>8s} | "
         f"{'jev ratio':>9s} {'time ratio':>10s}"
     )
-    print(hdr)
-    print("-" * len(hdr))
-    rows = []
+    rows: dict[str, list[tuple[float, ...]]] = {name: [] for name in METHODS}
+    lines: dict[str, list[str]] = {name: [] for name in METHODS}
     for p in load_nist_dir():
         jac = jacrev(p.residuals)
 
@@ -60,40 +88,31 @@ def main() -> None:
             return jac(torch.from_numpy(b)).numpy()
 
         for s, x0 in enumerate(p.starts):
-            t_gf, res = _median_time(
-                lambda p=p, x0=x0: levenberg_marquardt(
-                    p.residuals, x0, ftol=tol, xtol=tol, gtol=tol
-                ),
-                args.repeats,
-            )
             t_mp, ref = _median_time(
                 lambda x0=x0, f_np=f_np, j_np=j_np: least_squares(
                     f_np, x0.numpy(), jac=j_np, method="lm", ftol=tol, xtol=tol, gtol=tol
                 ),
                 args.repeats,
             )
-            lre_gf = float(p.lre(res.x).min())
             lre_mp = float(p.lre(torch.from_numpy(ref.x)).min())
-            rows.append((lre_gf, lre_mp, res.n_jev, ref.njev, t_gf, t_mp))
-            print(
-                f"{p.name:10s} {s + 1:>2d} | {lre_gf:6.2f} {res.n_fev:5d} {res.n_jev:5d} "
-                f"{1e3 * t_gf:8.1f} | {lre_mp:6.2f} {ref.nfev:5d} {ref.njev:5d} "
-                f"{1e3 * t_mp:8.1f} | "
-                f"{res.n_jev / ref.njev:9.2f} {t_gf / t_mp:10.2f}"
-            )
-    a = np.array(rows)
-    solved_gf, solved_mp = int((a[:, 0] >= 6).sum()), int((a[:, 1] >= 6).sum())
-    both = (a[:, 1] >= 6) & (a[:, 0] < 6)
+            for name, solver in METHODS.items():
+                t_gf, res = _median_time(
+                    lambda p=p, x0=x0, solver=solver: solver(
+                        p.residuals, x0, ftol=tol, xtol=tol, gtol=tol
+                    ),
+                    args.repeats,
+                )
+                lre_gf = float(p.lre(res.x).min())
+                rows[name].append((lre_gf, lre_mp, res.n_jev, ref.njev, t_gf, t_mp))
+                lines[name].append(_row(p, s, res, t_gf, lre_gf, ref, t_mp, lre_mp))
+    for name in METHODS:
+        print(f"\n{name} vs MINPACK lmder")
+        print(hdr)
+        print("-" * len(hdr))
+        print("\n".join(lines[name]))
     print("-" * len(hdr))
-    print(
-        f"solved (>= 6 digits): goodfit {solved_gf}/{len(a)}, MINPACK {solved_mp}/{len(a)}; "
-        f"solved by MINPACK but not goodfit: {int(both.sum())}"
-    )
-    print(
-        f"Jacobian evaluations: median ratio goodfit/MINPACK {np.median(a[:, 2] / a[:, 3]):.3f} "
-        f"(medians {np.median(a[:, 2]):.1f} vs {np.median(a[:, 3]):.1f}); "
-        f"median time ratio {np.median(a[:, 4] / a[:, 5]):.2f}"
-    )
+    for name in METHODS:
+        _summary(name, np.array(rows[name]))
 
 
 if __name__ == "__main__":

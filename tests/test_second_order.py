@@ -16,6 +16,7 @@ from goodfit.optim.second_order import (
     fit_least_squares,
     gauss_newton,
     hessian_free,
+    levenberg,
     levenberg_marquardt,
     newton,
 )
@@ -51,22 +52,23 @@ def test_gauss_newton_one_step_is_seed000_formula():
 
 
 @pytest.mark.parametrize("scaling", ["marquardt", "identity"])
-def test_levenberg_marquardt_one_step_is_seed000_formula(scaling):
+def test_levenberg_one_step_is_seed000_formula(scaling):
+    # method = "levenberg": scaling="identity" is the note's literal (J^T J + mu I)^{-1} J^T f
     residuals, jac_np, x0 = _exp_problem()
     J, r = jac_np(x0), residuals(x0).numpy()
     mu = 0.1
     D = np.diag(np.diag(J.T @ J)) if scaling == "marquardt" else np.eye(3)
     expected = x0.numpy() - np.linalg.solve(J.T @ J + mu * D, J.T @ r)
-    res = levenberg_marquardt(residuals, x0, max_iter=1, mu0=mu, scaling=scaling)
+    res = levenberg(residuals, x0, max_iter=1, mu0=mu, scaling=scaling)
     assert res.records[0]["accepted"]
     np.testing.assert_allclose(res.x.numpy(), expected, rtol=1e-10)
 
 
-def test_levenberg_marquardt_rejects_and_raises_mu():
+def test_levenberg_rejects_and_raises_mu():
     # From a far start a huge mu0 makes tiny accepted steps (mu decreases), a tiny mu0 from a
     # bad start gets rejections (mu increases): check the adaptive rule's direction.
     residuals, _, x0 = _exp_problem()
-    res = levenberg_marquardt(residuals, torch.tensor([10.0, 5.0, -3.0], dtype=F64), mu0=1e-8)
+    res = levenberg(residuals, torch.tensor([10.0, 5.0, -3.0], dtype=F64), mu0=1e-8)
     recs = res.records
     for a, b in itertools.pairwise(recs):
         if b["accepted"]:
@@ -226,9 +228,15 @@ def test_too_large_for_dense_methods():
 def test_hyperparameter_validation():
     residuals, _, x0 = _exp_problem()
     with pytest.raises(ValueError, match="mu0 must be"):
-        levenberg_marquardt(residuals, x0, mu0=-1.0)
+        levenberg(residuals, x0, mu0=-1.0)
     with pytest.raises(ValueError, match="scaling must be"):
-        levenberg_marquardt(residuals, x0, scaling="more")
+        levenberg(residuals, x0, scaling="more")
+    with pytest.raises(ValueError, match="factor must be"):
+        levenberg_marquardt(residuals, x0, factor=0.0)
+    with pytest.raises(ValueError, match="jac must be"):
+        levenberg_marquardt(residuals, x0, jac="central")
+    with pytest.raises(TypeError):
+        levenberg_marquardt(residuals, x0, mu0=1e-3)  # Moré's algorithm has no mu0
     with pytest.raises(ValueError, match="max_iter must be"):
         gauss_newton(residuals, x0, max_iter=0)
     with pytest.raises(ValueError, match="alpha must be"):

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from goodfit.optim.second_order.gauss_newton_solver import gauss_newton
 from goodfit.optim.second_order.hessian_free_solver import hessian_free
 from goodfit.optim.second_order.levenberg_marquardt_solver import levenberg_marquardt
+from goodfit.optim.second_order.levenberg_solver import levenberg
 from goodfit.optim.second_order.module_bridge import _write_back, module_residuals
 from goodfit.optim.second_order.newton_solver import newton
 from goodfit.optim.second_order.result import SecondOrderResult
@@ -23,6 +24,7 @@ SECOND_ORDER: dict[str, Callable[..., SecondOrderResult]] = {
     "newton": newton,
     "gauss_newton": gauss_newton,
     "levenberg_marquardt": levenberg_marquardt,
+    "levenberg": levenberg,
     "hessian_free": hessian_free,
 }
 
@@ -39,9 +41,9 @@ def fit_least_squares(
     """Train a regression model full-batch by a second-order method, in place.
 
     Minimizes ``0.5 ||model(X) - y||^2`` over the trainable parameters with ``method`` from
-    :data:`SECOND_ORDER` (``"levenberg_marquardt"``, ``"gauss_newton"``, ``"newton"``,
-    ``"hessian_free"``), computing in ``dtype`` (float64 by default; ``None`` keeps the
-    model's), then writes the solution back into the model. The model is evaluated in eval
+    :data:`SECOND_ORDER` (``"levenberg_marquardt"``, ``"levenberg"``, ``"gauss_newton"``,
+    ``"newton"``, ``"hessian_free"``), computing in ``dtype`` (float64 by default; ``None``
+    keeps the model's), then writes the solution back into the model. The model is evaluated in eval
     mode (no dropout randomness, no batch-norm statistics updates) and its mode restored.
     Each entry of ``result.records`` gains ``train_loss``, the mean squared error.
 

@@ -1,5 +1,5 @@
-"""Levenberg-Marquardt least squares (seed 000 §1.2.3.2), with Marquardt's scaling and
-Nielsen's adaptive damping."""
+"""Levenberg-Marquardt least squares by Moré's trust-region algorithm (J. J. Moré 1978, the
+algorithm of MINPACK's ``lmder``/``lmdif``), the default ``levenberg_marquardt``."""
 
 from __future__ import annotations
 
@@ -7,23 +7,140 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from goodfit.checks import check_int, check_real
+from goodfit.optim.second_order.bounds import BoxTransform
 from goodfit.optim.second_order.problem import (
     DENSE_MAX_PARAMS,
     _cost,
-    _gradient_cosine,
-    _lstsq,
+    _LeastSquares,
     _start_least_squares,
 )
 from goodfit.optim.second_order.result import SecondOrderResult
+from goodfit.optim.second_order.trust_region import (
+    FACTOR,
+    P0001,
+    P1,
+    P5,
+    _norm,
+    factor_jacobian,
+    lmpar,
+    predicted_reduction,
+    scaled_gradient_norm,
+    update_trust_region,
+)
 
 __all__ = ["levenberg_marquardt"]
 
-#: Smallest factor by which LM's mu shrinks on one accepted step (Nielsen uses 1/3).
-_MU_MIN_FACTOR = 1.0 / 30.0
+#: MINPACK's ``epsmch`` for the "tolerance too small" tests (float64).
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def _host(t: Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+class _More:
+    """The state of ``lmder``'s iteration: the iterate, ``D``, ``delta``, ``par``."""
+
+    def __init__(self, prob: _LeastSquares, x: Tensor, r: Tensor, tols: tuple[float, ...],
+                 factor: float, callback: Callable[[dict[str, Any]], None] | None):  # fmt: skip
+        self.prob, self.x, self.r = prob, x, r
+        self.f = _host(r)
+        self.fnorm = _norm(self.f)
+        self.ftol, self.xtol, self.gtol = tols
+        self.factor, self.callback = factor, callback
+        self.diag: np.ndarray | None = None
+        self.delta = self.par = self.xnorm = self.gnorm = 0.0
+        self.n_iter, self.first = 0, True  # ``first``: lmder's iter == 1 (nothing accepted)
+        self.history, self.records = [_cost(r)], []  # type: list[float], list[dict[str, Any]]
+
+    def run(self, max_iter: int) -> tuple[bool, str]:
+        """``lmder``'s outer loop: a Jacobian per accepted step, then trial steps until one is
+        accepted or a test stops the iteration."""
+        while True:
+            J = _host(self.prob.jacobian(self.x, self.r))
+            R, ipvt, qtf, acnorm = factor_jacobian(J, self.f)
+            if self.diag is None:  # mode = 1: D from the column norms, zeros replaced by 1
+                self.diag = np.where(acnorm == 0.0, 1.0, acnorm)
+                self.xnorm = _norm(self.diag * _host(self.x))
+                self.delta = self.factor * self.xnorm if self.xnorm != 0.0 else self.factor
+            self.gnorm = scaled_gradient_norm(R, ipvt, qtf, acnorm, self.fnorm)
+            if self.gnorm <= self.gtol:
+                if self.fnorm == 0.0:
+                    return True, "zero residual"
+                return True, "gtol: the residual is orthogonal to the Jacobian's columns"
+            self.diag = np.maximum(self.diag, acnorm)  # D as the running maximum
+            while True:
+                accepted, stop = self._trial(R, ipvt, qtf)
+                if stop is not None:
+                    return stop
+                if self.n_iter >= max_iter:
+                    return False, "max_iter reached"
+                if accepted:
+                    break
+
+    def _trial(
+        self, R: np.ndarray, ipvt: np.ndarray, qtf: np.ndarray
+    ) -> tuple[bool, tuple[bool, str] | None]:
+        """One trial step of ``lmder``: ``lmpar``, the ratio, the radius update, the tests."""
+        assert self.diag is not None
+        self.n_iter += 1
+        self.par, neg_step = lmpar(R, ipvt, self.diag, qtf, self.delta, self.par)
+        p = -neg_step
+        pnorm = _norm(self.diag * p)
+        if self.first:
+            self.delta = min(self.delta, pnorm)
+        x_new = self.x + torch.as_tensor(p, dtype=self.x.dtype, device=self.x.device)
+        r_new = self.prob.residuals(x_new)
+        f_new = _host(r_new)
+        with np.errstate(over="ignore"):  # a norm beyond float64 reads as inf: a bad step
+            fnorm1 = _norm(f_new) if np.isfinite(f_new).all() else math.inf
+        actred = 1.0 - (fnorm1 / self.fnorm) ** 2 if P1 * fnorm1 < self.fnorm else -1.0
+        prered, dirder = predicted_reduction(R, ipvt, p, self.par, pnorm, self.fnorm)
+        ratio = actred / prered if prered != 0.0 else 0.0
+        self.delta, self.par = update_trust_region(
+            ratio, actred, dirder, self.fnorm, fnorm1, pnorm, self.delta, self.par
+        )
+        accepted = bool(ratio >= P0001)
+        if accepted:
+            self.x, self.r, self.f, self.fnorm = x_new, r_new, f_new, fnorm1
+            self.xnorm = _norm(self.diag * _host(x_new))
+            self.first = False
+        self._record(accepted, ratio, pnorm)
+        return accepted, self._tests(actred, prered, ratio)
+
+    def _tests(self, actred: float, prered: float, ratio: float) -> tuple[bool, str] | None:
+        """``lmder``'s convergence tests (info 1-3) and its tests at machine precision (info
+        6-8: the tolerance asked for more than float64 can give, nothing further to gain)."""
+        f_ok = abs(actred) <= self.ftol and prered <= self.ftol and P5 * ratio <= 1.0
+        x_ok = self.delta <= self.xtol * self.xnorm
+        if f_ok and x_ok:
+            return True, "ftol and xtol: relative reduction and relative step below tolerance"
+        if f_ok:
+            return True, "ftol: actual and predicted relative reductions below ftol"
+        if x_ok:
+            return True, "xtol: relative error between two iterates below xtol"
+        if abs(actred) <= _EPS and prered <= _EPS and P5 * ratio <= 1.0:
+            return True, "ftol at machine precision: no further reduction possible"
+        if self.delta <= _EPS * self.xnorm:
+            return True, "xtol at machine precision: no further improvement of x possible"
+        if self.gnorm <= _EPS:
+            return True, "gtol at machine precision: the residual is orthogonal to J's columns"
+        return None
+
+    def _record(self, accepted: bool, ratio: float, pnorm: float) -> None:
+        cost = self.history[0] if self.first else _cost(self.r)
+        rec = {"iter": self.n_iter, "loss": cost, "par": float(self.par),
+               "delta": float(self.delta), "rho": float(ratio), "step_norm": pnorm,
+               "accepted": bool(accepted)}  # fmt: skip
+        self.records.append(rec)
+        self.history.append(cost)
+        if self.callback is not None:
+            self.callback(rec)
 
 
 def levenberg_marquardt(
@@ -34,34 +151,34 @@ def levenberg_marquardt(
     xtol: float = 1e-15,
     gtol: float = 1e-15,
     max_iter: int = 1000,
-    mu0: float = 1e-6,
-    scaling: str = "marquardt",
+    factor: float = FACTOR,
     jac: str = "auto",
+    bounds: tuple[Any, Any] | None = None,
     max_params: int = DENSE_MAX_PARAMS,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> SecondOrderResult:
-    """Levenberg-Marquardt least squares, ``min 0.5 ||r(x)||^2``.
+    """Levenberg-Marquardt least squares, ``min 0.5 ||r(x)||^2``, by Moré's trust region.
 
-    Seed 000 §1.2.3.2: ``W <- W - (J^T J + mu I)^{-1} J^T f``, with ``mu I`` replaced by
-    Marquardt's scaling ``mu diag(J^T J)`` (the note's "mu = diag(J^T J)"); ``diag(J^T J)``
-    is kept as its running maximum over iterations (Moré 1978), which makes the method invariant
-    to the scale of each parameter. The step solves the damped problem
-    ``min ||J p + r||^2 + mu ||D^{1/2} p||^2`` as a least-squares problem on the stacked matrix
-    ``[J; sqrt(mu) D^{1/2}]`` (SVD, LAPACK ``gelsd``), so ``J^T J`` is never formed and never
-    inverted (its condition number is the square of J's, seed 000).
+    J. J. Moré, *The Levenberg-Marquardt algorithm: implementation and theory* (1978), as
+    MINPACK's ``lmder`` implements it (scipy's ``least_squares(method="lm")``). Each step
+    solves ``min ||J p + r||`` subject to ``||D p|| <= delta``, i.e. ``(J^T J + par D^2) p =
+    -J^T r`` with the Levenberg-Marquardt parameter ``par`` found for ``delta`` by Moré's
+    safeguarded Newton iteration on the secular equation (``trust_region.lmpar``), from a QR
+    factorization of ``J`` with column pivoting and then of ``[R; sqrt(par) D]``; ``J^T J``
+    is never formed. ``D`` holds the column norms of ``J``, kept as their running maximum
+    (MINPACK ``mode = 1``), so the method is invariant to each parameter's scale. ``delta``
+    starts at ``factor * ||D x0||`` and follows the ratio ``rho`` of actual to predicted
+    reduction with MINPACK's constants (``trust_region.update_trust_region``: shrink below
+    ``rho = 0.25``, expand to ``2 ||D p||`` above 0.75); a step is accepted when
+    ``rho >= 1e-4``, and only an accepted step costs a new Jacobian.
 
-    ``mu`` adapts with the gain ratio ``rho = actual / predicted reduction`` (Nielsen 1999):
-    a step with ``rho > 0`` is accepted and ``mu *= max(1/3, 1 - (2 rho - 1)^3)``; a rejected
-    step multiplies ``mu`` by ``nu`` (2, 4, 8, ...). Only accepted steps need a new Jacobian.
-    (Nielsen bounds the decrease at 1/3; we allow 1/30, which lets ``mu`` fall fast once the
-    model is good, as MINPACK's trust region does. On the 38 NIST StRD problem/start pairs,
-    1/3 with ``mu0=1e-3`` took 1.2x MINPACK's Jacobian evaluations at the median; 1/30 with
-    ``mu0=1e-6`` takes 1.0x — see benchmarks/nist_lm.py.)
-
-    Convergence (as MINPACK's lmder): ``gtol`` — the largest cosine between ``r`` and a
-    Jacobian column; ``xtol`` — scaled step ``||D^{1/2} p|| <= xtol ||D^{1/2} x||``;
-    ``ftol`` — both the actual and the predicted relative reduction of the cost are below
-    ``ftol``; or an exactly zero residual.
+    Convergence, as ``lmder``: ``ftol`` — the actual and predicted relative reductions of
+    ``||r||^2`` are both at most ``ftol``; ``xtol`` — ``delta <= xtol ||D x||``; ``gtol`` —
+    the largest cosine between ``r`` and a column of ``J`` is at most ``gtol``; the same tests
+    at machine precision stop the solve too (nothing more can be gained). MINPACK's
+    ``lmder1`` uses ``ftol = xtol = sqrt(eps) ~ 1.49e-8``, ``gtol = 0``; the defaults here
+    (1e-15, as scipy's tightest) ask for every digit float64 allows: at ``lmder1``'s values
+    ENSO stops after 3 certified digits (see tests/test_nist.py).
 
     Parameters
     ----------
@@ -70,101 +187,60 @@ def levenberg_marquardt(
     x0 : Tensor
         Starting point, 1-D.
     ftol, xtol, gtol : float
-        Tolerances of the three convergence tests (>= 0). The defaults (1e-15) solve for
-        all the digits float64 allows (ENSO needs < 1e-13 for 6 certified digits);
-        loosen them (e.g. 1e-8, MINPACK's) for a cheaper, rougher fit.
+        Tolerances of the three convergence tests (>= 0).
     max_iter : int
-        Most step computations (accepted or rejected).
-    mu0 : float
-        Initial damping ``mu`` (relative to ``diag(J^T J)`` with Marquardt scaling).
-    scaling : {"marquardt", "identity"}
-        ``D = diag(J^T J)`` (Marquardt) or ``D = I`` (Levenberg, the note's ``mu I``).
-    jac : {"auto", "fwd", "rev"}
-        ``torch.func.jacrev`` (auto: measured faster than ``jacfwd`` even on the tall NIST
-        Jacobians, torch 2.13 CPU) or ``torch.func.jacfwd``.
+        Most trial steps (accepted or rejected); each costs one residual evaluation.
+    factor : float
+        Initial step bound ``delta0 = factor ||D x0||`` (``factor`` if ``x0 = 0``); MINPACK
+        recommends 100.
+    jac : {"auto", "fwd", "rev", "fd"}
+        ``torch.func.jacrev`` (auto; measured faster than ``jacfwd`` on every NIST Jacobian,
+        torch CPU), ``torch.func.jacfwd``, or forward differences (MINPACK ``fdjac2``, as
+        ``lmdif``: step ``sqrt(eps) |x_j|``, ``n`` extra residual evaluations per Jacobian)
+        for a model torch cannot differentiate.
+    bounds : (lower, upper), optional
+        Box constraints, each a scalar or a length-``n`` sequence (``None``/``inf`` for none),
+        by transformation (``bounds.BoxTransform``: every iterate is feasible; the
+        tolerances apply to the internal parameters). ``x0`` must lie inside.
     max_params : int
         Refuse more parameters than this (dense Jacobian); use :func:`hessian_free` instead.
     callback : callable, optional
-        Called with each iteration's record dict.
+        Called with each trial step's record (``iter``, ``loss``, ``par``, ``delta``,
+        ``rho``, ``step_norm`` = ``||D p||``, ``accepted``).
 
     Returns
     -------
     SecondOrderResult
+        ``n_iter`` trial steps, ``n_fev`` residual evaluations, ``n_jev`` Jacobians.
+
+    Example
+    -------
+    >>> t = torch.linspace(0, 3, 30, dtype=torch.float64)
+    >>> res = levenberg_marquardt(lambda b: b[0] * torch.exp(-b[1] * t) - 2 * torch.exp(-t),
+    ...                           torch.tensor([1.0, 0.5], dtype=torch.float64))
+    >>> [round(v, 6) for v in res.x.tolist()], res.converged
+    ([2.0, 1.0], True)
     """
-    ftol = check_real("ftol", ftol, low=0.0)
-    xtol = check_real("xtol", xtol, low=0.0)
-    gtol = check_real("gtol", gtol, low=0.0)
-    mu0 = check_real("mu0", mu0, low=0.0, low_open=True)
+    tols = (
+        check_real("ftol", ftol, low=0.0),
+        check_real("xtol", xtol, low=0.0),
+        check_real("gtol", gtol, low=0.0),
+    )
+    factor = check_real("factor", factor, low=0.0, low_open=True)
     max_iter = check_int("max_iter", max_iter, low=1)
-    if scaling not in ("marquardt", "identity"):
-        raise ValueError(f"scaling must be 'marquardt' or 'identity', got {scaling!r}")
     method = "levenberg_marquardt"
-    prob, x, r, cost = _start_least_squares(residuals, x0, jac, method, max_params)
-    history = [cost]
-    records: list[dict[str, Any]] = []
-    mu, nu = float(mu0), 2.0
-    J = prob.jacobian(x)
-    d = (J * J).sum(0) if scaling == "marquardt" else torch.ones_like(x)
-    converged, message, it = False, "max_iter reached", 0
-    need_jac_tests = True
-    while it < max_iter:
-        if cost == 0.0:
-            converged, message = True, "zero residual"
-            break
-        if need_jac_tests and _gradient_cosine(J, r) <= gtol:
-            converged, message = True, "gtol: gradient orthogonal to the Jacobian columns"
-            break
-        need_jac_tests = False
-        it += 1
-        dsafe = torch.where(d > 0, d, torch.ones_like(d))
-        A = torch.cat([J, torch.diag(torch.sqrt(mu * dsafe))], dim=0)
-        b = torch.cat([-r, torch.zeros_like(x)])
-        p = _lstsq(A, b)
-        Jp = J @ p
-        pred = -(float(torch.dot(r, Jp)) + 0.5 * float(torch.dot(Jp, Jp)))
-        x_new = x + p
-        r_new = prob.residuals(x_new)
-        finite = bool(torch.isfinite(r_new).all())
-        cost_new = _cost(r_new) if finite else math.inf
-        actual = cost - cost_new
-        rho = actual / pred if pred > 0 else -math.inf
-        dx = float(torch.linalg.vector_norm(torch.sqrt(dsafe) * p))
-        xn = float(torch.linalg.vector_norm(torch.sqrt(dsafe) * x))
-        accepted = finite and rho > 0
-        if accepted:
-            x, r, cost_old, cost = x_new, r_new, cost, cost_new
-            mu *= max(_MU_MIN_FACTOR, 1.0 - (2.0 * rho - 1.0) ** 3)
-            nu = 2.0
-        else:
-            mu *= nu
-            nu *= 2.0
-        rec = {"iter": it, "loss": cost, "mu": mu, "rho": rho, "step_norm": dx,
-               "accepted": accepted}  # fmt: skip
-        records.append(rec)
-        history.append(cost)
-        if callback is not None:
-            callback(rec)
-        # MINPACK tests ftol after every trial step, accepted or not
-        c_ref = cost_old if accepted else cost
-        if finite and abs(actual) <= ftol * c_ref and 0 <= pred <= ftol * c_ref and rho <= 2.0:
-            converged, message = True, "ftol: relative reduction of the cost below ftol"
-            break
-        if accepted:
-            if dx <= xtol * (xn + xtol):
-                converged, message = True, "xtol: relative step below xtol"
-                break
-            J = prob.jacobian(x)
-            if scaling == "marquardt":
-                d = torch.maximum(d, (J * J).sum(0))
-            need_jac_tests = True
-        else:
-            if dx <= xtol * (xn + xtol):
-                converged, message = True, "xtol: relative step below xtol"
-                break
-            if not math.isfinite(mu) or mu > 1e300:
-                message = "damping mu overflowed: no further reduction possible"
-                break
+    box = None
+    if bounds is not None:
+        x_start = torch.as_tensor(x0)
+        x_start = x_start if x_start.is_floating_point() else x_start.to(torch.float64)
+        box = BoxTransform.from_bounds(bounds, x_start)
+        residuals, x0 = box.wrap(residuals), box.to_internal(x_start)
+    prob, x, r, _ = _start_least_squares(residuals, x0, jac, method, max_params)
+    state = _More(prob, x, r, tols, factor, callback)
+    converged, message = state.run(max_iter)
+    x_out = state.x if box is None else box.to_external(state.x)
     return SecondOrderResult(
-        x=x, fun=cost, converged=converged, n_iter=it, n_fev=prob.n_fev, n_jev=prob.n_jev,
-        message=message, history=history, records=records,
+        x=x_out, fun=_cost(state.r), converged=converged, n_iter=state.n_iter,
+        n_fev=prob.n_fev, n_jev=prob.n_jev, message=message, history=state.history,
+        records=state.records,
     )  # fmt: skip

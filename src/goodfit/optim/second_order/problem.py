@@ -86,8 +86,8 @@ class _LeastSquares:
     """Residual/Jacobian evaluation with counting (shared by Gauss-Newton and LM)."""
 
     def __init__(self, residuals: Callable[[Tensor], Tensor], x0: Tensor, jac: str, method: str):
-        if jac not in ("auto", "fwd", "rev"):
-            raise ValueError(f"jac must be 'auto', 'fwd' or 'rev', got {jac!r}")
+        if jac not in ("auto", "fwd", "rev", "fd"):
+            raise ValueError(f"jac must be 'auto', 'fwd', 'rev' or 'fd', got {jac!r}")
         self.fn = residuals
         self.method = method
         self.n_fev = 0
@@ -104,9 +104,12 @@ class _LeastSquares:
             r = self.fn(x)
         return _check_residual(r, self.m, self.method).detach()
 
-    def jacobian(self, x: Tensor) -> Tensor:
+    def jacobian(self, x: Tensor, r: Tensor | None = None) -> Tensor:
+        """``J(x)``; ``r = residuals(x)`` when known (the forward differences reuse it)."""
         self.n_jev += 1
-        if self.jac == "fwd":
+        if self.jac == "fd":
+            J = self._forward_difference(x, self.residuals(x) if r is None else r)
+        elif self.jac == "fwd":
             try:
                 J = jacfwd(self.fn)(x)
             except NotImplementedError:  # an op without forward-mode AD: use reverse mode
@@ -123,6 +126,21 @@ class _LeastSquares:
         J = J.detach()
         _check_jacobian(J, self.method)
         return J
+
+    def _forward_difference(self, x: Tensor, r: Tensor) -> Tensor:
+        """MINPACK ``fdjac2`` (used by ``lmdif``): column ``j`` is ``(r(x + h_j e_j) - r(x)) /
+        h_j`` with ``h_j = sqrt(eps) |x_j|`` (``sqrt(eps)`` where ``x_j = 0``), ``eps`` the
+        machine precision of ``x``'s dtype; ``n`` residual evaluations, counted in ``n_fev``.
+        For models torch cannot differentiate (``jac="fd"``)."""
+        root_eps = math.sqrt(torch.finfo(x.dtype).eps)
+        h = root_eps * x.abs()
+        h = torch.where(h == 0, torch.full_like(h, root_eps), h)
+        cols = []
+        for j in range(x.numel()):
+            xj = x.clone()
+            xj[j] = xj[j] + h[j]
+            cols.append((self.residuals(xj) - r) / h[j])
+        return torch.stack(cols, dim=1)
 
 
 def _lstsq(A: Tensor, b: Tensor) -> Tensor:

@@ -1,0 +1,264 @@
+"""Moré's trust-region Levenberg-Marquardt (MINPACK lmder): lmpar and qrsolv against plain
+transcriptions on normal equations, the radius update against its published constants, the
+whole solve against scipy's MINPACK, forward-difference Jacobians, box bounds."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import least_squares
+from torch.func import jacrev
+
+from goodfit.optim.second_order import SECOND_ORDER, levenberg, levenberg_marquardt
+from goodfit.optim.second_order import levenberg_marquardt_solver as lm_module
+from goodfit.optim.second_order import trust_region as tr
+from goodfit.optim.second_order.problem import _LeastSquares
+
+F64 = torch.float64
+T = torch.linspace(0, 3, 30, dtype=F64)
+NOISE = torch.randn(30, generator=torch.Generator().manual_seed(0), dtype=F64)
+Y = 2.5 * torch.exp(-1.3 * T) + 0.5 + 0.01 * NOISE
+
+
+def _residuals(b):
+    return b[0] * torch.exp(-b[1] * T) + b[2] - Y
+
+
+X0 = torch.tensor([1.0, 0.5, 0.0], dtype=F64)
+
+# a small fixed problem for lmpar: J (5 x 3), f, D, delta
+J_FIXED = np.array(
+    [[1.0, 2.0, 0.5], [0.3, -1.0, 2.0], [2.0, 0.1, -0.7], [-0.4, 0.9, 1.1], [1.5, -0.2, 0.3]]
+)
+F_FIXED = np.array([0.7, -1.2, 2.1, 0.4, -0.9])
+D_FIXED = np.array([2.5, 1.5, 0.8])
+
+
+def _plain_lmpar(J, f, D, delta, par):
+    """Moré 1978 §5.2 on the normal equations: x(a) solves (J^T J + a D^2) x = J^T f,
+    phi(a) = ||D x(a)|| - delta, Newton steps a <- a - (phi + delta) / delta * phi / phi',
+    safeguarded by parl <= a <= paru, at most 10; par = 0 if phi(0) <= 0.1 delta."""
+
+    def solve(a):
+        return np.linalg.lstsq(J.T @ J + a * np.diag(D**2), J.T @ f, rcond=None)[0]
+
+    def newton_correction(a, x):
+        q = D * x
+        qn = np.linalg.norm(q)
+        dphi = -(D * q) @ np.linalg.solve(J.T @ J + a * np.diag(D**2), D * q) / qn
+        phi = qn - delta
+        return -(phi + delta) / delta * phi / dphi
+
+    x = solve(0.0)
+    fp = np.linalg.norm(D * x) - delta
+    if fp <= 0.1 * delta:
+        return 0.0, x
+    parl = newton_correction(0.0, x)  # J has full rank here
+    gnorm = np.linalg.norm((J.T @ f) / D)
+    paru = gnorm / delta
+    par = min(max(par, parl), paru)
+    if par == 0:
+        par = gnorm / np.linalg.norm(D * x)
+    for it in range(1, 11):
+        if par == 0:
+            par = max(np.finfo(float).tiny, 1e-3 * paru)
+        x = solve(par)
+        fp_old, fp = fp, np.linalg.norm(D * x) - delta
+        if abs(fp) <= 0.1 * delta or (parl == 0 and fp <= fp_old < 0) or it == 10:
+            break
+        parc = newton_correction(par, x)
+        if fp > 0:
+            parl = max(parl, par)
+        if fp < 0:
+            paru = min(paru, par)
+        par = max(parl, par + parc)
+    return par, x
+
+
+@pytest.mark.parametrize(("delta", "par0"), [(0.3, 0.0), (0.05, 0.0), (0.3, 10.0), (100.0, 0.0)])
+def test_lmpar_matches_a_plain_transcription(delta, par0):
+    R, ipvt, qtf, _ = tr.factor_jacobian(J_FIXED, F_FIXED)
+    par, x = tr.lmpar(R, ipvt, D_FIXED, qtf, delta, par0)
+    ref_par, ref_x = _plain_lmpar(J_FIXED, F_FIXED, D_FIXED, delta, par0)
+    assert par == pytest.approx(ref_par, rel=1e-10, abs=1e-300)
+    np.testing.assert_allclose(x, ref_x, rtol=1e-10)
+    dxnorm = np.linalg.norm(D_FIXED * x)
+    if par > 0:  # the secular equation met to 10%
+        assert abs(dxnorm - delta) <= 0.1 * delta
+    else:  # the Gauss-Newton step fits in 1.1 delta
+        assert dxnorm <= 1.1 * delta
+        np.testing.assert_allclose(x, np.linalg.lstsq(J_FIXED, F_FIXED, rcond=None)[0])
+
+
+def test_qrsolv_is_the_damped_least_squares_solution():
+    R, ipvt, qtf, acnorm = tr.factor_jacobian(J_FIXED, F_FIXED)
+    np.testing.assert_allclose(acnorm, np.linalg.norm(J_FIXED, axis=0))
+    par = 0.37
+    x, _ = tr.qrsolv(R, ipvt, math.sqrt(par) * D_FIXED, qtf)
+    ref = np.linalg.solve(J_FIXED.T @ J_FIXED + par * np.diag(D_FIXED**2), J_FIXED.T @ F_FIXED)
+    np.testing.assert_allclose(x, ref, rtol=1e-12)
+    # MINPACK's gtol measure: max_j |J_j^T f| / (||J_j|| ||f||)
+    fn = np.linalg.norm(F_FIXED)
+    cos = np.abs(J_FIXED.T @ F_FIXED) / (np.linalg.norm(J_FIXED, axis=0) * fn)
+    assert tr.scaled_gradient_norm(R, ipvt, qtf, acnorm, fn) == pytest.approx(cos.max())
+
+
+def test_published_constants():
+    # MINPACK lmder/lmpar: p1, p5, p25, p75, p0001, p001; factor 100 (lmder1); 10 lmpar steps
+    assert (tr.P1, tr.P5, tr.P25, tr.P75, tr.P0001, tr.P001) == (0.1, 0.5, 0.25, 0.75, 1e-4, 1e-3)
+    assert tr.FACTOR == 100.0 and tr.LMPAR_MAX_ITER == 10
+    assert np.finfo(np.float64).tiny == tr.DWARF
+
+
+def test_trust_region_update_rules():
+    up = tr.update_trust_region
+    # ratio <= 0.25 with actred >= 0: temp = 1/2; delta = temp min(delta, 10 pnorm), par / temp
+    assert up(0.2, 0.1, -1.0, 1.0, 0.9, 0.3, 1.0, 2.0) == pytest.approx((0.5, 4.0))
+    assert up(0.2, 0.1, -1.0, 1.0, 0.9, 0.05, 1.0, 2.0) == pytest.approx((0.25, 4.0))
+    # actred < 0: temp = 0.5 dirder / (dirder + 0.5 actred)
+    temp = 0.5 * -1.0 / (-1.0 + 0.5 * -0.2)
+    assert up(-0.5, -0.2, -1.0, 1.0, 1.1, 0.3, 1.0, 2.0) == pytest.approx((temp, 2.0 / temp))
+    # ... but never below 0.1
+    assert up(-5.0, -50.0, -1.0, 1.0, 7.0, 0.3, 1.0, 2.0) == pytest.approx((0.1, 20.0))
+    # the residual grew tenfold (0.1 fnorm1 >= fnorm): temp = 0.1
+    assert up(-0.5, -1.0, -100.0, 1.0, 10.0, 0.3, 1.0, 2.0) == pytest.approx((0.1, 20.0))
+    # ratio >= 0.75: delta = pnorm / 0.5, par * 0.5
+    assert up(0.8, 0.5, -1.0, 1.0, 0.5, 0.3, 1.0, 2.0) == pytest.approx((0.6, 1.0))
+    # 0.25 < ratio < 0.75: unchanged, unless par = 0 (then delta = pnorm / 0.5)
+    assert up(0.5, 0.5, -1.0, 1.0, 0.5, 0.3, 1.0, 2.0) == (1.0, 2.0)
+    assert up(0.5, 0.5, -1.0, 1.0, 0.5, 0.3, 1.0, 0.0) == pytest.approx((0.6, 0.0))
+
+
+def test_initial_radius_scaling_and_acceptance(monkeypatch):
+    calls = []
+    real = lm_module.lmpar
+
+    def spy(R, ipvt, diag, qtb, delta, par):
+        calls.append((diag.copy(), delta))
+        return real(R, ipvt, diag, qtb, delta, par)
+
+    monkeypatch.setattr(lm_module, "lmpar", spy)
+    res = levenberg_marquardt(_residuals, X0)
+    J0 = jacrev(_residuals)(X0).numpy()
+    d0 = np.linalg.norm(J0, axis=0)
+    np.testing.assert_allclose(calls[0][0], d0)
+    assert calls[0][1] == pytest.approx(100.0 * np.linalg.norm(d0 * X0.numpy()))
+    for (da, _), (db, _) in itertools.pairwise(calls):
+        assert np.all(db >= da)  # D: running maximum of the column norms
+    for rec in res.records:  # accepted exactly when rho >= 1e-4; the cost never rises
+        assert rec["accepted"] == (rec["rho"] >= 1e-4)
+    assert all(b <= a for a, b in itertools.pairwise(res.history))
+
+
+def _minpack(tol):
+    return least_squares(lambda b: _residuals(torch.from_numpy(b)).numpy(), X0.numpy(),
+                         jac=lambda b: jacrev(_residuals)(torch.from_numpy(b)).numpy(),
+                         method="lm", xtol=tol, ftol=tol, gtol=tol)  # fmt: skip
+
+
+def test_whole_solve_tracks_minpack():
+    # the same iterates as MINPACK's lmder while the tests are above rounding level ...
+    ref = _minpack(1e-12)
+    res = levenberg_marquardt(_residuals, X0, ftol=1e-12, xtol=1e-12, gtol=1e-12)
+    assert res.converged and not res.diverged
+    np.testing.assert_allclose(res.x.numpy(), ref.x, rtol=1e-13)
+    assert (res.n_fev, res.n_jev) == (ref.nfev, ref.njev)
+    # ... at 1e-15 the last trial steps are decided by rounding (ratios of 1e-16 noise), and
+    # the count of rejected last trials may differ; the solution does not
+    ref = _minpack(1e-15)
+    res = levenberg_marquardt(_residuals, X0)
+    np.testing.assert_allclose(res.x.numpy(), ref.x, rtol=1e-9)
+    assert abs(res.n_jev - ref.njev) <= 1
+    # MINPACK lmder1's tolerances stop earlier, with a looser fit
+    loose = levenberg_marquardt(_residuals, X0, ftol=1.49012e-8, xtol=1.49012e-8, gtol=0.0)
+    assert loose.converged and loose.n_jev <= res.n_jev
+    np.testing.assert_allclose(loose.x.numpy(), ref.x, rtol=1e-4)
+
+
+def test_forward_difference_jacobian_matches_the_analytic_one():
+    x = torch.tensor([2.0, 0.7, -0.3], dtype=F64)
+    prob = _LeastSquares(_residuals, x, "fd", "test")
+    J_fd = prob.jacobian(x)
+    np.testing.assert_allclose(J_fd.numpy(), jacrev(_residuals)(x).numpy(), rtol=1e-6, atol=1e-7)
+    assert prob.n_jev == 1 and prob.n_fev == 1 + 1 + 3  # r(x0), r(x) for fd, one per column
+    # x_j = 0: the step is sqrt(eps), not 0
+    z = torch.tensor([2.0, 0.7, 0.0], dtype=F64)
+    np.testing.assert_allclose(prob.jacobian(z)[:, 2].numpy(), np.ones(30), rtol=1e-6)
+
+
+def test_forward_differences_fit_a_model_torch_cannot_differentiate():
+    t, y = T.numpy(), Y.numpy()
+
+    def numpy_model(b):  # leaves torch: jacrev/jacfwd cannot see through it
+        bb = b.numpy()
+        return torch.from_numpy(bb[0] * np.exp(-bb[1] * t) + bb[2] - y)
+
+    with pytest.raises(RuntimeError):
+        levenberg_marquardt(numpy_model, X0)
+    res = levenberg_marquardt(numpy_model, X0, jac="fd")
+    exact = levenberg_marquardt(_residuals, X0)
+    assert res.converged
+    np.testing.assert_allclose(res.x.numpy(), exact.x.numpy(), rtol=1e-6)
+    assert res.n_fev >= 3 * res.n_jev  # n residuals per forward-difference Jacobian
+
+
+def test_box_bounds_by_transformation_are_respected():
+    seen = []
+
+    def recording(b):
+        seen.append(b.detach().clone())
+        return _residuals(b)
+
+    lo, hi = [0.0, 0.0, -1.0], [10.0, 1.0, 1.0]  # the free optimum has b1 = 1.3 > 1
+    res = levenberg_marquardt(recording, X0, bounds=(lo, hi))
+    ref = least_squares(lambda b: _residuals(torch.from_numpy(b)).numpy(), X0.numpy(),
+                        bounds=(lo, hi), method="trf", xtol=1e-15, ftol=1e-15,
+                        gtol=1e-15)  # fmt: skip
+    assert res.converged, res.message
+    np.testing.assert_allclose(res.x.numpy(), ref.x, rtol=1e-5, atol=1e-6)
+    pts = torch.stack(seen)
+    assert bool((pts >= torch.tensor(lo, dtype=F64)).all())
+    assert bool((pts <= torch.tensor(hi, dtype=F64)).all())
+    # one-sided bounds; inactive bounds give the free solution
+    free = levenberg_marquardt(_residuals, X0)
+    for bounds in ((0.0, None), (None, [10.0, 5.0, 5.0]), ([-5.0, -5.0, -5.0], 10.0)):
+        got = levenberg_marquardt(_residuals, X0, bounds=bounds)
+        np.testing.assert_allclose(got.x.numpy(), free.x.numpy(), rtol=1e-7)
+    upper_only = levenberg_marquardt(_residuals, X0, bounds=(None, [10.0, 1.0, 10.0]))
+    np.testing.assert_allclose(upper_only.x.numpy(), ref.x, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_bounds():
+    with pytest.raises(ValueError, match=r"outside the bounds.*\[1\]"):
+        levenberg_marquardt(_residuals, X0, bounds=(0.0, [10.0, 0.4, 10.0]))
+    with pytest.raises(ValueError, match="lower must be < upper"):
+        levenberg_marquardt(_residuals, X0, bounds=(1.0, 1.0))
+    with pytest.raises(ValueError, match="scalar or have the parameters' shape"):
+        levenberg_marquardt(_residuals, X0, bounds=([0.0, 0.0], 10.0))
+    with pytest.raises(ValueError, match="pair"):
+        levenberg_marquardt(_residuals, X0, bounds=0.0)
+
+
+def test_both_methods_registered_and_honest():
+    assert SECOND_ORDER["levenberg_marquardt"] is levenberg_marquardt
+    assert SECOND_ORDER["levenberg"] is levenberg
+    for method in (levenberg_marquardt, levenberg):
+        res = method(_residuals, X0)
+        assert res.converged and not res.diverged
+        capped = method(_residuals, torch.tensor([10.0, 5.0, -3.0], dtype=F64), max_iter=2)
+        assert not capped.converged and capped.message == "max_iter reached"
+        assert capped.fun <= capped.history[0]
+
+
+def test_wide_jacobian_and_zero_residual():
+    # m < n (an over-parameterized model): J is padded with zero rows, the fit is exact
+    A = torch.tensor([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], dtype=F64)
+    b = torch.tensor([1.0, 2.0], dtype=F64)
+    res = levenberg_marquardt(lambda x: A @ x - b, torch.zeros(3, dtype=F64))
+    assert res.converged and res.fun < 1e-25
+    res = levenberg_marquardt(lambda x: x - 1.0, torch.ones(2, dtype=F64))
+    assert res.converged and res.message == "zero residual" and res.n_iter == 0
