@@ -1,4 +1,4 @@
-"""The ``goodfit`` command: train, study, lr-find, diagnose, augment, datasets.
+"""The ``goodfit`` command: train, study, search, lr-find, diagnose, augment, datasets.
 
 A user error (bad config key or value, missing file, malformed data, divergence) prints one
 message naming the file, key or value and what is allowed, and exits with status 2 — no
@@ -84,6 +84,41 @@ def cmd_study(args: argparse.Namespace) -> int:
     analysis = results["analysis"]
     print(analysis["verdict"])
     print(f"winner: {analysis['ranking']['best']}")
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """``goodfit search CONFIG.toml``: an Optuna search over the config's ``[search.space]``."""
+    from goodfit.app.config import apply_overrides, read_toml
+    from goodfit.app.run_folder import default_out
+    from goodfit.app.search import run_search
+
+    data = read_toml(args.config)
+    if args.set:
+        data = apply_overrides(data, args.set)
+    out = Path(args.out) if args.out else default_out(f"search-{Path(args.config).stem}")
+    result = run_search(
+        data,
+        out,
+        source=str(args.config),
+        trials=args.trials,
+        workers=args.workers,
+        confirm=args.confirm,
+        force=args.force,
+    )
+    best, final = result["best"], result["final"]
+    print(f"best trial {best['number']}: {result['metric']} {best['value']:.4f} (cross-validated)")
+    for key, value in best["values"].items():
+        print(f"  {key} = {value!r}")
+    for name in ("best", "base"):
+        if "test_accuracy" in final[name]:
+            print(f"  test_accuracy ({name} config)  {final[name]['test_accuracy']:.4f}")
+        else:
+            print(f"  test_loss ({name} config)  {final[name]['test_loss']:.4f}")
+    if "confirm" in result:
+        print(f"confirm: {result['confirm']['verdict']}")
+    print(f"best config: {out / 'best.toml'}")
     print(f"report: {out / 'report.html'}")
     return 0
 
@@ -178,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     _add_run_commands(sub)
+    _add_search_command(sub)
     _add_tool_commands(sub)
     return parser
 
@@ -224,6 +260,28 @@ def _add_run_commands(sub: Any) -> None:
     )
     add_force(p)
     p.set_defaults(func=cmd_study)
+
+
+def _add_search_command(sub: Any) -> None:
+    """``search``."""
+    p = sub.add_parser("search", help="hyperparameter search (Optuna), cross-validated, resumable")
+    p.add_argument("config", help="CONFIG.toml with a [search] table")
+    add_set(p)
+    p.add_argument("--out", help="search folder (default: runs/search-<config>-<time>)")
+    p.add_argument(
+        "--trials", type=int, default=None, help="finished trials to reach (extends a search)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="trials at a time, in processes sharing the study's storage",
+    )
+    p.add_argument(
+        "--confirm", action="store_true", help="re-run base vs best as a two-variant study"
+    )
+    add_force(p)
+    p.set_defaults(func=cmd_search)
 
 
 def _add_tool_commands(sub: Any) -> None:

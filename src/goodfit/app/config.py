@@ -12,6 +12,7 @@ A config is a TOML file with the sections below (all optional except what a run 
     [early_stopping]  patience = 10, monitor = "val_loss"
     [checkpoint]      every = 1
     [study]           (see goodfit.app.study)
+    [search]          (see goodfit.app.search)
 
 Unknown keys are rejected, types and ranges are checked, and every error names the file, the
 key and what is allowed. Sections whose keys are the keyword arguments of a registered factory
@@ -39,6 +40,7 @@ from goodfit.app.sections import (
     OptimizerConfig,
     RegularizeConfig,
     ScheduleConfig,
+    SearchConfig,
     StudyConfig,
     TrainConfig,
     _Strict,
@@ -68,6 +70,7 @@ class Config(_Strict):
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     study: StudyConfig | None = None
+    search: SearchConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (``None`` sections dropped), TOML-writable."""

@@ -27,6 +27,7 @@ __all__ = [
     "PriorConfig",
     "RegularizeConfig",
     "ScheduleConfig",
+    "SearchConfig",
     "StudyConfig",
     "TrainConfig",
     "TyingConfig",
@@ -291,3 +292,20 @@ class StudyConfig(_Strict):
             "lr_find": self.lr_find,
             "curvature": self.curvature,
         }
+
+
+class SearchConfig(_Strict):
+    """``[search]``: the metric, the trial budget, the splits each trial is cross-validated on,
+    Optuna's sampler and pruner (with their keyword options), the search space (dotted config
+    key -> distribution, see :mod:`goodfit.app.search_space`), trials to run first, workers."""
+
+    metric: str | None = None
+    trials: int = Field(20, ge=1, le=10**6)
+    splits: dict[str, Any] = Field(default_factory=lambda: {"kind": "stratified_kfold", "k": 3})
+    sampler: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
+    sampler_options: dict[str, Any] = Field(default_factory=dict)
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner_options: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Any] = Field(min_length=1)
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)
+    workers: int = Field(1, ge=1, le=1024)
