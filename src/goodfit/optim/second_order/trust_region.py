@@ -40,7 +40,24 @@ DWARF = float(np.finfo(np.float64).tiny)
 
 
 def _norm(v: np.ndarray) -> float:
-    return math.sqrt(float(v @ v))
+    """``||v||`` without overflow or underflow of the squares (MINPACK's ``enorm`` exists for
+    this: residuals of 1e160 have a finite norm): plain ``sqrt(v . v)`` when the sum of
+    squares is safely representable, else scaled by ``max |v_i|``."""
+    scale = float(np.max(np.abs(v), initial=0.0))
+    if 1e-140 < scale < 1e140:  # squares in [1e-280, 1e280]: the plain sum is safe
+        return math.sqrt(float(v @ v))
+    if scale == 0.0 or not math.isfinite(scale):
+        return scale
+    w = v / scale
+    return scale * math.sqrt(float(w @ w))
+
+
+def column_norms(J: np.ndarray) -> np.ndarray:
+    """The Euclidean norms of ``J``'s columns, scaled like :func:`_norm` (no overflow)."""
+    scale = np.max(np.abs(J), axis=0, initial=0.0)
+    scale = np.where((scale > 0.0) & np.isfinite(scale), scale, 1.0)
+    W = J / scale
+    return scale * np.sqrt(np.einsum("ij,ij->j", W, W))
 
 
 def _solve_upper(T: np.ndarray, b: np.ndarray, trans: int = 0) -> np.ndarray:
@@ -62,7 +79,7 @@ def factor_jacobian(J: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, ...]:
     if m < n:
         J = np.vstack([J, np.zeros((n - m, n))])
         f = np.concatenate([f, np.zeros(n - m)])
-    acnorm = np.sqrt(np.einsum("ij,ij->j", J, J))
+    acnorm = column_norms(J)
     qr, jpvt, tau, _, _ = lapack.dgeqp3(np.asfortranarray(J))
     qtf, _, _ = lapack.dormqr("L", "T", qr, tau, f[:, None], max(1, n))
     return np.triu(qr[:n]), jpvt - 1, qtf[:n, 0], acnorm
@@ -95,7 +112,8 @@ def qrsolv(
     here; MINPACK uses Givens rotations, which gives the same triangle up to row signs) into
     an upper triangular ``T``, and ``T z = (first n of) Q2^T [qtb; 0]``, ``x = P z``.
 
-    Returns ``x`` and ``T`` (used by :func:`lmpar`'s Newton correction).
+    Returns ``x`` and ``T`` (for :func:`lmpar`'s Newton correction; only its upper triangle
+    is ``T``, below it lie LAPACK's Householder vectors).
     """
     n = R.shape[1]
     A = np.zeros((2 * n, n + 1), order="F")  # [R qtb; P^T S P 0]: the QR of [A b] holds Q^T b
@@ -103,7 +121,7 @@ def qrsolv(
     A[n + np.arange(n), np.arange(n)] = sdiag_scale[ipvt]
     A[:n, n] = qtb
     qr, _, _, _ = lapack.dgeqrf(A)
-    T, rhs = np.triu(qr[:n, :n]), qr[:n, n]
+    T, rhs = qr[:n, :n], qr[:n, n]  # trtrs reads only T's upper triangle
     nsing = _rank(T)
     z = np.zeros(n)
     if nsing:
