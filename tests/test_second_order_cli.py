@@ -45,6 +45,30 @@ def test_every_solver_trains_through_the_cli(method, write_toml, tmp_path, torch
     assert summary["test_loss"] > 0 and summary["n_iter"] == len(records)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        'name = "levenberg_marquardt"\njac = "fd"\nmax_iter = 30',  # forward differences
+        'name = "levenberg_marquardt"\nbounds = [-5.0, 5.0]\nmax_iter = 30',  # box bounds
+        'name = "levenberg"\nscaling = "identity"\nmax_iter = 30',  # the seed's literal mu I
+    ],
+)
+def test_least_squares_options_reach_the_solver_from_the_config(
+    options, write_toml, tmp_path, torch_globals
+):
+    out = tmp_path / "run"
+    toml = POLY.replace('name = "{method}"', options)
+    assert main(["train", str(write_toml(toml)), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert isinstance(summary["converged"], bool) and summary["n_iter"] <= 30
+    if "bounds" in options:
+        state = torch.load(out / "model.pt", weights_only=True)
+        params = state.get("state_dict", state) if isinstance(state, dict) else state
+        values = torch.cat([v.flatten() for v in params.values() if torch.is_tensor(v)])
+        assert values.numel() == 8 + 8 + 8 + 1  # every weight of the 1-8-1 MLP, inside the box
+        assert bool((values.abs() <= 5.0).all())
+
+
 def test_a_diverging_solver_exits_2(write_toml, tmp_path, capsys, monkeypatch, torch_globals):
     """The CLI maps a solver's ``diverged`` to exit 2 with the losses, never ``converged``."""
     real = gf_optim.fit_least_squares
