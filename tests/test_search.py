@@ -284,3 +284,14 @@ def test_a_killed_search_resumes_to_the_requested_trials(tmp_path):
     assert trials[killed.number].state == TrialState.FAIL
     rerun = [t for t in trials if t.user_attrs.get("rerun_of") == killed.number]
     assert len(rerun) == 1 and rerun[0].params == killed.params
+
+
+def test_confirm_runs_base_vs_best_as_a_two_variant_study(tmp_path):
+    result = run_search(_with(trials=2), tmp_path / "out", confirm=True, progress=False)
+    confirm = result["confirm"]
+    assert confirm["test"] == "corrected_t"  # the study's corrected test on k-fold splits
+    assert confirm["comparison"] is not None and confirm["verdict"]
+    study = json.loads((tmp_path / "out" / "confirm" / "results.json").read_text())
+    assert list(study["variants"]) == ["base", "best"]
+    assert study["variants"]["best"]["overrides"] == result["best"]["values"]
+    assert "--confirm" in (tmp_path / "out" / "report.html").read_text()

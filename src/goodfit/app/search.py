@@ -521,7 +521,7 @@ def run_search(
                 run_parallel(plan, out, target, workers, bar)
             else:
                 work(plan, out, target, bar)
-        return write_outputs(plan, out, confirm=confirm, wall=time.perf_counter() - t0)
+        return write_outputs(plan, out, confirm=confirm, t0=t0)
 
 
 def best_config(plan: SearchPlan, study: Any) -> Config:
