@@ -84,7 +84,7 @@ def gauss_newton(
         if cost == 0.0:
             converged, message = True, "zero residual"
             break
-        J = prob.jacobian(x)
+        J = prob.jacobian(x, r)
         cosine = _gradient_cosine(J, r)
         if cosine <= gtol:
             converged, message = not rose, "gtol: gradient orthogonal to the Jacobian columns"

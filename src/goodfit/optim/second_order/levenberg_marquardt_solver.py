@@ -170,7 +170,9 @@ def levenberg_marquardt(
     starts at ``factor * ||D x0||`` and follows the ratio ``rho`` of actual to predicted
     reduction with MINPACK's constants (``trust_region.update_trust_region``: shrink below
     ``rho = 0.25``, expand to ``2 ||D p||`` above 0.75); a step is accepted when
-    ``rho >= 1e-4``, and only an accepted step costs a new Jacobian.
+    ``rho >= 1e-4``, and only an accepted step costs a new Jacobian. The residuals and the
+    Jacobian are computed where ``x0`` lives (any device); the ``n x n`` factorizations and
+    the one ``m x n`` pivoted QR per Jacobian run on the host in float64 (LAPACK).
 
     Convergence, as ``lmder``: ``ftol`` — the actual and predicted relative reductions of
     ``||r||^2`` are both at most ``ftol``; ``xtol`` — ``delta <= xtol ||D x||``; ``gtol`` —

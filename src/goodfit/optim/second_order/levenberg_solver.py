@@ -87,9 +87,10 @@ def levenberg(
         Initial damping ``mu`` (relative to ``diag(J^T J)`` with Marquardt scaling).
     scaling : {"marquardt", "identity"}
         ``D = diag(J^T J)`` (Marquardt) or ``D = I`` (Levenberg, the note's ``mu I``).
-    jac : {"auto", "fwd", "rev"}
+    jac : {"auto", "fwd", "rev", "fd"}
         ``torch.func.jacrev`` (auto: measured faster than ``jacfwd`` even on the tall NIST
-        Jacobians, torch 2.13 CPU) or ``torch.func.jacfwd``.
+        Jacobians, torch 2.13 CPU), ``torch.func.jacfwd``, or forward differences (MINPACK
+        ``fdjac2``) for a model torch cannot differentiate.
     max_params : int
         Refuse more parameters than this (dense Jacobian); use :func:`hessian_free` instead.
     callback : callable, optional
@@ -111,7 +112,7 @@ def levenberg(
     history = [cost]
     records: list[dict[str, Any]] = []
     mu, nu = float(mu0), 2.0
-    J = prob.jacobian(x)
+    J = prob.jacobian(x, r)
     d = (J * J).sum(0) if scaling == "marquardt" else torch.ones_like(x)
     converged, message, it = False, "max_iter reached", 0
     need_jac_tests = True
@@ -161,7 +162,7 @@ def levenberg(
             if dx <= xtol * (xn + xtol):
                 converged, message = True, "xtol: relative step below xtol"
                 break
-            J = prob.jacobian(x)
+            J = prob.jacobian(x, r)
             if scaling == "marquardt":
                 d = torch.maximum(d, (J * J).sum(0))
             need_jac_tests = True
