@@ -262,3 +262,14 @@ def test_wide_jacobian_and_zero_residual():
     assert res.converged and res.fun < 1e-25
     res = levenberg_marquardt(lambda x: x - 1.0, torch.ones(2, dtype=F64))
     assert res.converged and res.message == "zero residual" and res.n_iter == 0
+
+
+def test_float32_residuals_stop_at_their_precision():
+    # MINPACK's epsmch is the working precision: with float32 residuals the solve stops once
+    # no float32-visible reduction is left, instead of shrinking the radius to 1e-15
+    t32, y32 = T.float(), Y.float()
+    res = levenberg_marquardt(lambda b: b[0] * torch.exp(-b[1] * t32) + b[2] - y32, X0.float())
+    assert res.x.dtype == torch.float32 and res.converged and res.n_iter <= 10
+    ref = levenberg_marquardt(lambda b: b[0] * torch.exp(-b[1] * t32.double()) + b[2]
+                              - y32.double(), X0)  # fmt: skip
+    np.testing.assert_allclose(res.x.numpy(), ref.x.numpy(), rtol=1e-4)

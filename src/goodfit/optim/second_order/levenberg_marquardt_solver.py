@@ -35,9 +35,6 @@ from goodfit.optim.second_order.trust_region import (
 
 __all__ = ["levenberg_marquardt"]
 
-#: MINPACK's ``epsmch`` for the "tolerance too small" tests (float64).
-_EPS = float(np.finfo(np.float64).eps)
-
 
 def _host(t: Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
@@ -55,6 +52,8 @@ class _More:
         self.factor, self.callback = factor, callback
         self.diag: np.ndarray | None = None
         self.delta = self.par = self.xnorm = self.gnorm = 0.0
+        # MINPACK's epsmch, for the "tolerance too small" tests: the residuals' precision
+        self.eps = float(torch.finfo(r.dtype).eps)
         self.n_iter, self.first = 0, True  # ``first``: lmder's iter == 1 (nothing accepted)
         self.history, self.records = [_cost(r)], []  # type: list[float], list[dict[str, Any]]
 
@@ -124,11 +123,11 @@ class _More:
             return True, "ftol: actual and predicted relative reductions below ftol"
         if x_ok:
             return True, "xtol: relative error between two iterates below xtol"
-        if abs(actred) <= _EPS and prered <= _EPS and P5 * ratio <= 1.0:
+        if abs(actred) <= self.eps and prered <= self.eps and P5 * ratio <= 1.0:
             return True, "ftol at machine precision: no further reduction possible"
-        if self.delta <= _EPS * self.xnorm:
+        if self.delta <= self.eps * self.xnorm:
             return True, "xtol at machine precision: no further improvement of x possible"
-        if self.gnorm <= _EPS:
+        if self.gnorm <= self.eps:
             return True, "gtol at machine precision: the residual is orthogonal to J's columns"
         return None
 
