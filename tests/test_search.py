@@ -295,3 +295,13 @@ def test_confirm_runs_base_vs_best_as_a_two_variant_study(tmp_path):
     assert list(study["variants"]) == ["base", "best"]
     assert study["variants"]["best"]["overrides"] == result["best"]["values"]
     assert "--confirm" in (tmp_path / "out" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("name", ["search_digits.toml", "search_mnist1d.toml"])
+def test_examples_validate(name):
+    from goodfit.app.config import read_toml
+    from goodfit.app.search import prepare_search
+
+    path = Path(__file__).parent.parent / "examples" / name
+    plan = prepare_search(read_toml(path), str(path))  # the whole space built on the dataset
+    assert len(plan.splits) == 3 and plan.direction == "maximize"
