@@ -305,3 +305,33 @@ def test_examples_validate(name):
     path = Path(__file__).parent.parent / "examples" / name
     plan = prepare_search(read_toml(path), str(path))  # the whole space built on the dataset
     assert len(plan.splits) == 3 and plan.direction == "maximize"
+
+
+@pytest.mark.parametrize(
+    ("sampler", "pruner", "space"),
+    [
+        ("tpe", "hyperband", None),
+        (
+            "cmaes",
+            "median",
+            {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}, "train.batch_size": {"int": [16, 64]}},
+        ),
+        (
+            "grid",
+            "none",
+            {"optimizer.name": {"choice": ["adam", "sgd"]}, "train.batch_size": {"int": [16, 17]}},
+        ),
+    ],
+)
+def test_every_sampler_and_pruner_runs(tmp_path, sampler, pruner, space):
+    data = _with(trials=3, sampler=sampler, pruner=pruner)
+    if space is not None:
+        data["search"]["space"] = space
+    result = run_search(data, tmp_path / "out", progress=False)
+    trials = _study(tmp_path / "out").trials
+    assert finished_count(trials) == 3 and result["best"]["number"] in range(3)
+    if sampler == "grid":  # distinct grid points; the budget ends with the grid (4 points)
+        assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 3
+        run_search(data, tmp_path / "out", trials=10, progress=False)
+        params = {json.dumps(t.params, sort_keys=True) for t in _study(tmp_path / "out").trials}
+        assert len(params) == len(_study(tmp_path / "out").trials) == 4

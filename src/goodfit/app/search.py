@@ -182,10 +182,11 @@ def make_sampler(plan: SearchPlan, number: int) -> Any:
     seed = int(np.random.SeedSequence([plan.base.train.seed, number]).generate_state(1)[0])
     name, options = plan.search.sampler, dict(plan.search.sampler_options)
     where = f"{plan.source}: search.sampler_options"
-    if name == "grid":
+    if name == "grid":  # the grid's order is shuffled by the seed: one seed for all trials
         if options:
             raise ConfigError(f"{where}: the grid sampler takes no options")
-        return optuna.samplers.GridSampler(grid_space(plan.params, plan.source), seed=seed)
+        grid = grid_space(plan.params, plan.source)
+        return optuna.samplers.GridSampler(grid, seed=plan.base.train.seed)
     if name == "cmaes":
         try:
             import cmaes  # noqa: F401  (Optuna's CMA-ES sampler needs it)
@@ -374,6 +375,25 @@ def _next_trial(plan: SearchPlan, storage: Any, out: Path, target: int) -> tuple
         return study, study.ask()
 
 
+def _tell(study: Any, trial: Any, value: float | None = None, state: Any = None) -> Any:
+    """``study.tell``; the grid sampler's ``study.stop()`` once its grid is covered (which
+    raises outside ``study.optimize``, after the result is stored) ends nothing here: the
+    budget is capped at the grid's size."""
+    try:
+        return study.tell(trial, value, state=state)
+    except RuntimeError:
+        if study.get_trials(deepcopy=False)[trial.number].state.is_finished():
+            return study.get_trials(deepcopy=False)[trial.number]
+        raise
+
+
+def grid_size(plan: SearchPlan) -> int | None:
+    """The number of points of the grid sampler's grid (``None`` for the other samplers)."""
+    if plan.search.sampler != "grid":
+        return None
+    return math.prod(len(v) for v in grid_space(plan.params, plan.source).values())
+
+
 def work(plan: SearchPlan, out: Path, target: int, progress: Any = None) -> None:
     """Run trials until the study holds ``target`` finished ones (one worker's loop)."""
     import optuna
@@ -390,16 +410,16 @@ def work(plan: SearchPlan, out: Path, target: int, progress: Any = None) -> None
         try:
             value = run_trial(plan, trial, progress.inner if progress is not None else False)
         except optuna.TrialPruned:
-            frozen = study.tell(trial, state=TrialState.PRUNED)
+            frozen = _tell(study, trial, state=TrialState.PRUNED)
         except GoodfitError as err:  # diverged, or a combination of values that does not build
             trial.set_user_attr("failed", str(err))
-            frozen = study.tell(trial, state=TrialState.FAIL)
+            frozen = _tell(study, trial, state=TrialState.FAIL)
         except Exception as err:  # a bug: recorded, then raised
             trial.set_user_attr("failed", f"{type(err).__name__}: {err}")
-            study.tell(trial, state=TrialState.FAIL)
+            _tell(study, trial, state=TrialState.FAIL)
             raise
         else:
-            frozen = study.tell(trial, value)
+            frozen = _tell(study, trial, value)
         if progress is not None:
             progress.finished(frozen, study)
 
@@ -497,6 +517,7 @@ def run_search(
     t0 = time.perf_counter()
     plan = prepare_search(data, source)
     target = plan.search.trials if trials is None else trials
+    target = min(target, grid_size(plan) or target)  # a grid is covered once
     workers = plan.search.workers if workers is None else workers
     out = Path(out_dir)
 
