@@ -273,11 +273,7 @@ class TrialReporter(Callback):
     def on_epoch_end(self, trainer: Any) -> None:
         from goodfit.train.loop import evaluate
 
-        device = next(trainer.model.parameters()).device
-        X, y = self.held_out
-        scores = evaluate(
-            trainer.model, X.to(device), y.to(device), task=trainer.task, prefix="val_"
-        )
+        scores = evaluate(trainer.model, *self.held_out, task=trainer.task, prefix="val_")
         self.curve.append(float(scores[self.plan.metric]))
         epoch = len(self.curve) - 1
         at_epoch = [c[min(epoch, len(c) - 1)] for c in self.curves if c]
