@@ -290,6 +290,7 @@ def test_confirm_runs_base_vs_best_as_a_two_variant_study(tmp_path):
     result = run_search(_with(trials=2), tmp_path / "out", confirm=True, progress=False)
     confirm = result["confirm"]
     assert confirm["test"] == "corrected_t"  # the study's corrected test on k-fold splits
+    assert confirm["seed"] == TINY["train"]["seed"] + 1  # fresh folds, not the search's
     assert confirm["comparison"] is not None and confirm["verdict"]
     study = json.loads((tmp_path / "out" / "confirm" / "results.json").read_text())
     assert list(study["variants"]) == ["base", "best"]

@@ -103,12 +103,15 @@ def _final_estimate(plan: Any, best_cfg: Any) -> dict[str, Any]:
 
 
 def _confirm(plan: Any, values: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Base vs best as a two-variant study (``out/confirm``), on the search's splits, with the
-    study's corrected paired test."""
+    """Base vs best as a two-variant study (``out/confirm``) with the study's corrected paired
+    test, on splits of the search's kind drawn afresh (``train.seed + 1``: new folds and new
+    initializations, not a replay of the folds that chose the winner)."""
+    from goodfit.app.config import apply_overrides
     from goodfit.app.study import run_study
 
+    seed = (plan.base.train.seed + 1) % 2**32
     data = {
-        **plan.data,
+        **apply_overrides(plan.data, {"train.seed": seed}),
         "study": {
             "title": "goodfit search --confirm: base vs best",
             "splits": dict(plan.search.splits),
@@ -122,6 +125,7 @@ def _confirm(plan: Any, values: dict[str, Any], out: Path) -> dict[str, Any]:
     analysis = results["analysis"]
     return {
         "folder": "confirm",
+        "seed": seed,
         "test": results["test"],
         "verdict": analysis["verdict"],
         "comparison": analysis["comparisons"].get("best"),
@@ -328,7 +332,10 @@ def _final_section(result: dict[str, Any]) -> str:
     confirm = result.get("confirm")
     if confirm:
         test, verdict = _e(confirm["test"]), _e(confirm["verdict"])
-        text += f"<h3>--confirm (base vs best, {test})</h3><p>{verdict}</p>"
+        text += (
+            f"<h3>--confirm: base vs best on fresh folds (seed {confirm['seed']}), {test}</h3>"
+            f"<p>{verdict}</p>"
+        )
     return text
 
 
