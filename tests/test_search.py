@@ -292,7 +292,9 @@ def test_confirm_runs_base_vs_best_as_a_two_variant_study(tmp_path):
     assert confirm["test"] == "corrected_t"  # the study's corrected test on k-fold splits
     assert confirm["seed"] == TINY["train"]["seed"] + 1  # fresh folds, not the search's
     assert confirm["comparison"] is not None and confirm["verdict"]
-    study = json.loads((tmp_path / "out" / "confirm" / "results.json").read_text())
+    folder = tmp_path / "out" / f"confirm-trial{result['best']['number']}"
+    assert confirm["folder"] == folder.name
+    study = json.loads((folder / "results.json").read_text())
     assert list(study["variants"]) == ["base", "best"]
     assert study["variants"]["best"]["overrides"] == result["best"]["values"]
     assert "--confirm" in (tmp_path / "out" / "report.html").read_text()

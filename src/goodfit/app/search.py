@@ -500,7 +500,8 @@ def run_search(
     """Run (or continue) the search of a config (a dict as read from TOML) into ``out_dir``;
     returns the ``search.json`` dict (``best.toml``, ``trials.csv`` and ``report.html`` are
     written beside it). ``trials``/``workers`` override ``[search]``'s; ``confirm`` re-runs the
-    best and the base config as a two-variant study in ``out_dir/confirm``."""
+    best and the base config as a two-variant study on fresh folds
+    (``out_dir/confirm-trial<k>``)."""
     from goodfit.app.run_folder import claim_run_folder
     from goodfit.app.search_progress import SearchProgress
     from goodfit.app.search_report import write_outputs

@@ -102,10 +102,11 @@ def _final_estimate(plan: Any, best_cfg: Any) -> dict[str, Any]:
     return out
 
 
-def _confirm(plan: Any, values: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Base vs best as a two-variant study (``out/confirm``) with the study's corrected paired
-    test, on splits of the search's kind drawn afresh (``train.seed + 1``: new folds and new
-    initializations, not a replay of the folds that chose the winner)."""
+def _confirm(plan: Any, number: int, values: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Base vs best (trial ``number``) as a two-variant study (``out/confirm-trial<number>``:
+    an extended search with another winner confirms into a new folder) with the study's
+    corrected paired test, on splits of the search's kind drawn afresh (``train.seed + 1``: new
+    folds and new initializations, not a replay of the folds that chose the winner)."""
     from goodfit.app.config import apply_overrides
     from goodfit.app.study import run_study
 
@@ -121,10 +122,11 @@ def _confirm(plan: Any, values: dict[str, Any], out: Path) -> dict[str, Any]:
             "variants": [{"name": "base"}, {"name": "best", "set": values}],
         },
     }
-    results = run_study(data, out / "confirm", source=f"{plan.source} (--confirm)", progress=False)
+    folder = f"confirm-trial{number}"
+    results = run_study(data, out / folder, source=f"{plan.source} (--confirm)", progress=False)
     analysis = results["analysis"]
     return {
-        "folder": "confirm",
+        "folder": folder,
         "seed": seed,
         "test": results["test"],
         "verdict": analysis["verdict"],
@@ -216,7 +218,7 @@ def write_outputs(plan: Any, out: Path, *, confirm: bool, t0: float) -> dict[str
         },
     }
     if confirm:
-        result["confirm"] = _confirm(plan, best_values, out)
+        result["confirm"] = _confirm(plan, best.number, best_values, out)
     result["environment"]["wall_seconds"] = round(time.perf_counter() - t0, 2)
     result = json_safe(result)
     atomic_write_text(out / "search.json", json.dumps(result, indent=1) + "\n")
