@@ -382,3 +382,28 @@ def test_a_study_without_its_study_toml_is_not_mixed_with_another_config(
     assert {f["config_hash"] for v in results["variants"].values() for f in v["folds"]} == {
         results["config_hash"]
     }
+
+
+def test_plots_are_written_atomically(tmp_path):
+    """A figure whose drawing fails mid-write leaves the old file, and no temporary file."""
+    from matplotlib.figure import Figure
+
+    from goodfit.atomic import atomic_savefig
+
+    fig = Figure()
+    fig.subplots().plot([0, 1], [1, 0])
+    path = tmp_path / "lr.png"
+    atomic_savefig(fig, path)
+    old = path.read_bytes()
+    assert old.startswith(b"\x89PNG")
+
+    class Broken(Exception):
+        pass
+
+    def fail(*args, **kwargs):
+        raise Broken
+
+    fig.savefig = fail
+    with pytest.raises(Broken):
+        atomic_savefig(fig, path)
+    assert path.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["lr.png"]

@@ -7,9 +7,9 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_savefig", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
 
 
 def _default_mode() -> int:
@@ -43,3 +43,15 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     data = text.encode("utf-8")
     return atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_savefig(fig: Any, path: str | Path, **kwargs: Any) -> Path:
+    """``fig.savefig`` (a matplotlib Figure) to ``path`` atomically, in the format of the
+    path's suffix (PNG without one)."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    return atomic_write(path, lambda handle: fig.savefig(handle, format=fmt, **kwargs))

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from goodfit.atomic import atomic_savefig
 from goodfit.data.augment_base import Augmentation
 from goodfit.data.augment_both import CutMix, MixUp, MultiplicativeNoise, crop
 from goodfit.data.augment_image import (
@@ -305,5 +306,5 @@ def preview(
             ax.set_title(label(lab, i), fontsize=7)
         axes[row, 0].set_ylabel(title)
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     return path

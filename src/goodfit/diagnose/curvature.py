@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, vjp, vmap
 
+from goodfit.atomic import atomic_savefig
 from goodfit.optim.second_order import module_loss
 
 __all__ = [
@@ -358,5 +359,5 @@ def plot_spectrum(report: CurvatureReport, path: str | os.PathLike[str]) -> Any:
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.fspath(path))
+    atomic_savefig(fig, os.fspath(path))
     return fig

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from goodfit.atomic import atomic_write_bytes
 from goodfit.hooks import Callback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -272,5 +273,5 @@ def plot_gradient_flow(
     fig.savefig(buf, format="png")
     png = buf.getvalue()
     if path is not None:
-        Path(path).write_bytes(png)
+        atomic_write_bytes(path, png)
     return png

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from goodfit.atomic import atomic_savefig
 from goodfit.checks import check_int, check_real
 from goodfit.train.checkpoint import capture_rng_state, restore_rng_state
 from goodfit.train.loop import default_loss, infer_task, seed_everything
@@ -151,7 +152,7 @@ class LRFindResult:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
         if path is not None:
-            fig.savefig(path, dpi=120)
+            atomic_savefig(fig, path, dpi=120)
         return fig
 
 

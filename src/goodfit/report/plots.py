@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from goodfit.atomic import atomic_write_bytes
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
@@ -36,7 +38,7 @@ def figure_to_png(fig: Figure, path: str | Path | None = None) -> bytes:
     fig.savefig(buf, format="png")
     png = buf.getvalue()
     if path is not None:
-        Path(path).write_bytes(png)
+        atomic_write_bytes(path, png)
     return png
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from goodfit.atomic import atomic_savefig
 from goodfit.schedules.base import Schedule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,5 +45,5 @@ def plot_schedule(
     ax.set_title(repr(schedule) if isinstance(schedule, Schedule) else "learning-rate schedule")
     ax.grid(alpha=0.3)
     if path is not None:
-        fig.savefig(path, dpi=120)
+        atomic_savefig(fig, path, dpi=120)
     return fig
