@@ -3,49 +3,22 @@ current trial's epochs on a terminal; one plain line per finished trial otherwis
 
 from __future__ import annotations
 
-import sys
 from typing import Any
+
+from goodfit.app.progress import Bars
 
 __all__ = ["SearchProgress"]
 
 
-class SearchProgress:
+class SearchProgress(Bars):
     """The trials bar (finished / requested, best so far) and the current trial's bar."""
 
+    label = "search"
+
     def __init__(self, enabled: bool | None, total: int, direction: str) -> None:
-        """``enabled``: ``None`` (the command line) shows bars on a terminal and a line per
-        finished trial elsewhere; ``False`` is silent."""
-        self.enabled = True if enabled is None else enabled
-        self.total, self.done, self.direction = total, 0, direction
+        super().__init__(enabled, total)
+        self.direction = direction
         self.seen: set[int] = set()
-        self.progress: Any = None
-        self.inner: Any = False
-
-    def __enter__(self) -> SearchProgress:
-        if self.enabled and sys.stderr.isatty():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[metrics]}"),
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("search", total=self.total, metrics="")
-            self.inner = self.progress
-        return self
-
-    def _line(self, text: str) -> None:
-        if self.progress is None and self.enabled is not False:
-            print(text, file=sys.stderr, flush=True)
 
     def catch_up(self, study: Any) -> None:
         """Count the trials a resumed study already holds."""
@@ -57,7 +30,7 @@ class SearchProgress:
         if self.progress is not None:
             self.progress.update(self.task, completed=self.done)
         if self.done:
-            self._line(f"resuming: {self.done} of {self.total} trials finished before")
+            self.line(f"resuming: {self.done} of {self.total} trials finished before")
 
     def start_trial(self, number: int) -> None:
         if self.progress is not None:
@@ -77,8 +50,4 @@ class SearchProgress:
         state = trial.state.name.lower()
         if self.progress is not None:
             self.progress.update(self.task, advance=1, metrics=best)
-        self._line(f"[{self.done}/{self.total}] trial {trial.number} {state}{value}; {best}")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        self.line(f"[{self.done}/{self.total}] trial {trial.number} {state}{value}; {best}")
