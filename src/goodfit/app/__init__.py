@@ -2,7 +2,8 @@
 
 ``config`` (pydantic models of every TOML section) -> ``build`` (the parts of a run, each built
 once) -> ``run`` (one run folder) / ``study`` (variants over folds, analysed and reported) /
-``lr_find``, ``diagnose``, ``augment_preview`` -> ``cli`` (argument parsing only). Everything
+``search`` (Optuna over any config key) / ``lr_find``, ``diagnose``, ``augment_preview`` ->
+``cli`` (argument parsing only). Everything
 here is a front over the library (:mod:`goodfit.train`, :mod:`goodfit.select`,
 :mod:`goodfit.diagnose`, :mod:`goodfit.report`) and the parts; nothing below imports it.
 
