@@ -25,21 +25,9 @@ class Bars:
 
     def __enter__(self) -> Bars:
         if self.enabled and sys.stderr.isatty():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from goodfit.train.progress import progress_bar
 
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[metrics]}"),
-            )
+            self.progress = progress_bar()
             self.progress.start()
             self.task = self.progress.add_task(self.label, total=self.total, metrics="")
             self.inner = self.progress

@@ -485,16 +485,9 @@ class _Reporter:
         if isinstance(progress, Progress):
             self.progress = progress
         elif sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from goodfit.train.progress import progress_bar
 
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[metrics]}"),
-                transient=False,
-            )
+            self.progress = progress_bar()
             self.progress.start()
             self.own = True
         else:
