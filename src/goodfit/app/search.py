@@ -195,15 +195,12 @@ def make_sampler(plan: SearchPlan, number: int) -> Any:
                 f"{plan.source}: search.sampler = 'cmaes' needs the cmaes package "
                 "(pip install cmaes)"
             ) from None
-    factory = {
+    factories = {
         "tpe": optuna.samplers.TPESampler,
         "random": optuna.samplers.RandomSampler,
         "cmaes": optuna.samplers.CmaEsSampler,
-    }[name]
-    try:
-        return factory(seed=seed, **options)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from None
+    }
+    return _built(factories[name], where, seed=seed, **options)
 
 
 def make_pruner(plan: SearchPlan) -> Any:
@@ -211,15 +208,20 @@ def make_pruner(plan: SearchPlan) -> Any:
     import optuna
 
     name, options = plan.search.pruner, dict(plan.search.pruner_options)
-    factory = {
+    factories = {
         "median": optuna.pruners.MedianPruner,
         "hyperband": optuna.pruners.HyperbandPruner,
         "none": optuna.pruners.NopPruner,
-    }[name]
+    }
+    return _built(factories[name], f"{plan.source}: search.pruner_options", **options)
+
+
+def _built(factory: Any, where: str, **options: Any) -> Any:
+    """``factory(**options)``, a bad option becoming a :class:`ConfigError` naming ``where``."""
     try:
         return factory(**options)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{plan.source}: search.pruner_options: {err}") from None
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def _enqueued(plan: SearchPlan) -> list[dict[str, Any]]:
