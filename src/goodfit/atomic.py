@@ -9,7 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_savefig", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = [
+    "atomic_savefig",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "figure_to_png",
+]
 
 
 def _default_mode() -> int:
@@ -55,3 +61,15 @@ def atomic_savefig(fig: Any, path: str | Path, **kwargs: Any) -> Path:
     path's suffix (PNG without one)."""
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
     return atomic_write(path, lambda handle: fig.savefig(handle, format=fmt, **kwargs))
+
+
+def figure_to_png(fig: Any, path: str | Path | None = None) -> bytes:
+    """PNG bytes of a matplotlib Figure (written atomically to ``path`` too when given)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    png = buf.getvalue()
+    if path is not None:
+        atomic_write_bytes(path, png)
+    return png

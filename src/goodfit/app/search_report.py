@@ -230,7 +230,7 @@ def write_outputs(plan: Any, out: Path, *, confirm: bool, t0: float) -> dict[str
 
 
 def _png(fig: Any) -> str:
-    from goodfit.report.plots import figure_to_png
+    from goodfit.atomic import figure_to_png
 
     data = base64.b64encode(figure_to_png(fig)).decode("ascii")
     return f'<img alt="plot" src="data:image/png;base64,{data}">'

@@ -20,14 +20,13 @@ Flags, computed once per epoch from the sampled steps of that epoch:
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from goodfit.atomic import atomic_write_bytes
+from goodfit.atomic import figure_to_png
 from goodfit.hooks import Callback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -269,9 +268,4 @@ def plot_gradient_flow(
     ax.grid(True, which="major", alpha=0.3)
     if layers:
         ax.legend(fontsize=7, ncol=min(4, len(layers)), loc="best")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    png = buf.getvalue()
-    if path is not None:
-        atomic_write_bytes(path, png)
-    return png
+    return figure_to_png(fig, path)

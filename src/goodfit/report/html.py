@@ -311,7 +311,7 @@ def _lr_curvature_section(results: Mapping[str, Any]) -> str:
     if lr_rows:
         from matplotlib.figure import Figure
 
-        from goodfit.report.plots import figure_to_png
+        from goodfit.atomic import figure_to_png
 
         fig = Figure(figsize=(7.5, 3.6), layout="constrained")
         ax = fig.add_subplot()

@@ -7,7 +7,6 @@ plain lists/dicts of the study's ``results`` (see :mod:`goodfit.report.html`).
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from goodfit.atomic import atomic_write_bytes
+from goodfit.atomic import figure_to_png
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["figure_to_png", "fold_scores", "learning_curves", "schedule_plot"]
+__all__ = ["fold_scores", "learning_curves", "schedule_plot"]
 
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#d62728"
@@ -30,16 +29,6 @@ def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
-
-
-def figure_to_png(fig: Figure, path: str | Path | None = None) -> bytes:
-    """PNG bytes of ``fig`` (written to ``path`` too when given)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    png = buf.getvalue()
-    if path is not None:
-        atomic_write_bytes(path, png)
-    return png
 
 
 def _curve(records: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
