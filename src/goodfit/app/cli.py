@@ -229,6 +229,11 @@ def add_set(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_workers(p: argparse.ArgumentParser, text: str) -> None:
+    """``--workers N``: how many runs (or trials) at a time."""
+    p.add_argument("--workers", type=int, default=None, help=text)
+
+
 def add_force(p: argparse.ArgumentParser) -> None:
     """``--force``: write into a non-empty folder that is not a goodfit run folder."""
     p.add_argument(
@@ -252,12 +257,7 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("config", nargs="?", help="study CONFIG.toml (default: the built-in study)")
     add_set(p)
     p.add_argument("--out", help="study folder (default: runs/study-<time>)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="runs at a time, in separate processes (default: the study's `workers`, 1 if unset)",
-    )
+    add_workers(p, "runs at a time, in separate processes (default: the study's `workers`, 1)")
     add_force(p)
     p.set_defaults(func=cmd_study)
 
@@ -271,12 +271,7 @@ def _add_search_command(sub: Any) -> None:
     p.add_argument(
         "--trials", type=int, default=None, help="finished trials to reach (extends a search)"
     )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="trials at a time, in processes sharing the study's storage",
-    )
+    add_workers(p, "trials at a time, in processes sharing the study's storage")
     p.add_argument(
         "--confirm", action="store_true", help="re-run base vs best as a two-variant study"
     )

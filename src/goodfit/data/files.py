@@ -54,14 +54,16 @@ def _check_X(X: np.ndarray, where: str, key: str) -> np.ndarray:
     if X.size == 0:
         raise DataError(f"{where}: {key} has no features (shape {X.shape})")
     X = X.astype(np.float64)
-    bad = ~np.isfinite(X)
-    if bad.any():
-        first = int(np.argwhere(bad.reshape(len(X), -1).any(axis=1))[0, 0])
-        raise DataError(
-            f"{where}: {key} contains {int(bad.sum())} non-finite value(s) (NaN/Inf), "
-            f"first in sample {first}"
-        )
+    _refuse_non_finite(X, where, key, "non-finite value(s) (NaN/Inf)")
     return X
+
+
+def _refuse_non_finite(a: np.ndarray, where: str, key: str, what: str) -> None:
+    """A :class:`DataError` counting the NaN/Inf entries of ``a`` and naming the first sample."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        first = int(np.argwhere(bad.reshape(len(a), -1).any(axis=1))[0, 0])
+        raise DataError(f"{where}: {key} contains {int(bad.sum())} {what}, first in sample {first}")
 
 
 def _check_y(y: np.ndarray, where: str, key: str) -> np.ndarray:
@@ -72,13 +74,7 @@ def _check_y(y: np.ndarray, where: str, key: str) -> np.ndarray:
     if y.shape[0] == 0:
         raise DataError(f"{where}: {key} is empty (0 samples)")
     if y.dtype.kind in "fc":
-        bad = ~np.isfinite(y)
-        if bad.any():
-            first = int(np.argwhere(bad.reshape(len(y), -1).any(axis=1))[0, 0])
-            raise DataError(
-                f"{where}: {key} contains {int(bad.sum())} NaN/Inf label(s), first in sample "
-                f"{first}"
-            )
+        _refuse_non_finite(y, where, key, "NaN/Inf label(s)")
     elif y.dtype.kind not in "biuUS":
         raise DataError(f"{where}: {key} has unsupported dtype {y.dtype}")
     return y
