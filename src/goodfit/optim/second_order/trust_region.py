@@ -122,13 +122,20 @@ def qrsolv(
     A[:n, n] = qtb
     qr, _, _, _ = lapack.dgeqrf(A)
     T, rhs = qr[:n, :n], qr[:n, n]  # trtrs reads only T's upper triangle
+    return _singular_solve(T, rhs, ipvt), T
+
+
+def _singular_solve(T: np.ndarray, rhs: np.ndarray, ipvt: np.ndarray) -> np.ndarray:
+    """``x`` with ``T z = rhs`` on T's numerically nonsingular leading block (the rest of z set
+    to zero, as MINPACK does) and ``x[ipvt] = z`` (undo the column pivoting)."""
+    n = T.shape[1]
     nsing = _rank(T)
     z = np.zeros(n)
     if nsing:
         z[:nsing] = _solve_upper(T[:nsing, :nsing], rhs[:nsing])
     x = np.empty(n)
     x[ipvt] = z
-    return x, T
+    return x
 
 
 def lmpar(
@@ -150,11 +157,7 @@ def lmpar(
     n = R.shape[1]
     # the Gauss-Newton direction (least squares with the singular part set to zero)
     nsing = _rank(R)
-    z = np.zeros(n)
-    if nsing:
-        z[:nsing] = _solve_upper(R[:nsing, :nsing], qtb[:nsing])
-    x = np.empty(n)
-    x[ipvt] = z
+    x = _singular_solve(R, qtb, ipvt)
     dx = diag * x
     dxnorm = float(_norm(dx))
     fp = dxnorm - delta
