@@ -60,6 +60,8 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
 
 
 def make_folder(out: Path) -> None:
+    """Create ``out`` (and its parents); a path that is a file, or a folder that cannot be
+    created or written, is a :class:`ConfigError`."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder; choose a folder path")
     try:
