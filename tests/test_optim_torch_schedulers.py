@@ -18,22 +18,11 @@ import pytest
 import torch
 
 import goodfit.optim as go
+from test_optim_optimizers import _grad, _params  # the same gradients as the torch tests
 
-SHAPES = [(4, 3), (3,), (2, 2, 2)]
 STEPS = 40
 TOL64 = dict(rtol=1e-10, atol=1e-12)
 TOL32 = dict(rtol=1e-5, atol=1e-5)
-
-
-def _grad(p: torch.Tensor, k: int, t: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(1000 * t + k)
-    noise = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
-    return 0.5 * p + torch.cos(3 * p) + 0.3 * noise
-
-
-def _params(dtype):
-    gen = torch.Generator().manual_seed(0)
-    return [torch.randn(s, generator=gen, dtype=torch.float64).to(dtype) for s in SHAPES]
 
 
 def one_cycle(opt, **kw):
