@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -35,6 +34,8 @@ from goodfit.train.checkpoint import (
     save_checkpoint,
 )
 from goodfit.train.history import History
+from goodfit.train.progress import EpochReporter
+from goodfit.train.sampling import EpochSampler, RandomOrder
 
 __all__ = ["Trainer", "evaluate", "fit", "infer_task", "seed_everything"]
 
@@ -138,6 +139,7 @@ class Trainer:
         device: str | torch.device | None = None,
         description: str = "train",
         max_steps: int | None = None,
+        sampler: EpochSampler | None = None,
     ) -> None:
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
@@ -161,6 +163,7 @@ class Trainer:
         self.device = torch.device(device) if device is not None else None
         self.description = description
         self.max_steps = max_steps
+        self.sampler = sampler if sampler is not None else RandomOrder()
         self.history = History()
         self.summary: dict[str, Any] = {}
         self.epoch = 0
@@ -221,6 +224,7 @@ class Trainer:
             "rng": capture_rng_state(self.loader_generator),
             "history": self.history.records,
             "stop_reason": self.stop_reason,
+            "sampler": self.sampler.state_dict() if hasattr(self.sampler, "state_dict") else None,
         }
 
     def _restore(self, state: dict[str, Any]) -> int:
@@ -237,6 +241,8 @@ class Trainer:
         self.history = History(state["history"])
         self.step = state["step"]
         self.stop_reason = state.get("stop_reason")
+        if state.get("sampler") is not None and hasattr(self.sampler, "load_state_dict"):
+            self.sampler.load_state_dict(state["sampler"])
         return state["epoch"]
 
     def _last_good_checkpoint(self) -> str:
@@ -273,7 +279,7 @@ class Trainer:
             self.loader_generator.manual_seed(self.seed)
         self.model.train()
         t0 = time.perf_counter()
-        reporter = _Reporter(self.progress, self.epochs, start_epoch, self.description)
+        reporter = EpochReporter(self.progress, self.epochs, start_epoch, self.description)
         self._call("on_fit_start")
         try:
             for epoch in range(start_epoch, self.epochs):
@@ -330,13 +336,19 @@ class Trainer:
         reporter.update(record)
 
     def _epoch_order(self, n: int, device: torch.device) -> tuple[torch.Tensor, int]:
-        """A fresh random permutation of the ``n`` samples (seed 003) and the number of batches."""
+        """The sampler's indices for this epoch (by default a fresh random permutation of the
+        ``n`` samples, seed 003) and the number of minibatches they make."""
         bs = self.batch_size
-        perm = torch.randperm(n, generator=self.loader_generator)
+        perm = self.sampler.epoch_indices(self, n, self.loader_generator)
+        if perm.ndim != 1 or len(perm) == 0:
+            raise ValueError(
+                f"{self.sampler!r} returned indices of shape {tuple(perm.shape)}; need 1-D, >= 1"
+            )
         if device.type != "cpu":
             perm = perm.to(device)
-        n_batches = math.ceil(n / bs)
-        if n > bs and n % bs == 1:  # a lone last sample would break batch statistics:
+        m = len(perm)
+        n_batches = math.ceil(m / bs)
+        if m > bs and m % bs == 1:  # a lone last sample would break batch statistics:
             n_batches -= 1  # it joins the previous batch (every sample is used each epoch)
         return perm, n_batches
 
@@ -469,55 +481,6 @@ class Trainer:
         return seen["out"], seen["loss"], seen.get("pen")
 
 
-class _Reporter:
-    """A rich progress bar on a terminal, plain log lines otherwise, nothing if disabled.
-
-    ``progress`` may be ``None`` (auto), ``False`` (silent), ``True`` (bar or lines) or a
-    ``rich.progress.Progress`` owned by the caller (e.g. a study), in which a task is added.
-    """
-
-    def __init__(self, progress: Any, epochs: int, start: int, description: str) -> None:
-        self.progress, self.task, self.own, self.lines = None, None, False, False
-        if progress is False:
-            return
-        from rich.progress import Progress
-
-        if isinstance(progress, Progress):
-            self.progress = progress
-        elif sys.stderr.isatty():
-            from goodfit.train.progress import progress_bar
-
-            self.progress = progress_bar()
-            self.progress.start()
-            self.own = True
-        else:
-            self.lines = progress is True or progress is None
-            self.epochs = epochs
-            return
-        self.task = self.progress.add_task(description, total=epochs, completed=start, metrics="")
-
-    def update(self, record: dict[str, Any]) -> None:
-        text = "  ".join(
-            f"{k}={record[k]:.4g}"
-            for k in ("train_loss", "val_loss", "val_accuracy")
-            if k in record and isinstance(record[k], float)
-        )
-        if self.progress is not None:
-            self.progress.update(self.task, advance=1, metrics=text)
-        elif self.lines:
-            print(
-                f"epoch {record['epoch']}/{self.epochs}  {text}  ({record['epoch_seconds']:.2f}s)",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.progress is not None and not self.own:
-            self.progress.remove_task(self.task)
-        if self.own:
-            self.progress.stop()
-
-
 def fit(
     model: nn.Module,
     train: Batch | Sequence[torch.Tensor],
@@ -539,6 +502,7 @@ def fit(
     resume: bool = False,
     device: str | torch.device | None = None,
     max_steps: int | None = None,
+    sampler: EpochSampler | None = None,
 ) -> History:
     """Train ``model`` on ``train = (X, y)`` with minibatch SGD-style updates (seed 003).
 
@@ -548,7 +512,9 @@ def fit(
     ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``lr``, ``epoch_seconds``, plus whatever
     callbacks log). The loss defaults to cross-entropy for integer targets and MSE otherwise.
 
-    ``max_steps`` ends training after that many optimizer steps, even mid-epoch.
+    ``max_steps`` ends training after that many optimizer steps, even mid-epoch. ``sampler``
+    (:class:`goodfit.train.sampling.EpochSampler`) chooses each epoch's indices instead of the
+    default fresh permutation (a curriculum, a class-balanced draw).
     With ``checkpoint_dir`` a checkpoint is written atomically every ``checkpoint_every`` epochs
     (never with non-finite weights); ``resume=True`` continues from it bit-for-bit on CPU.
     A non-finite loss raises :class:`goodfit.errors.DivergenceError` naming the epoch and step.
@@ -585,5 +551,6 @@ def fit(
         resume=resume,
         device=device,
         max_steps=max_steps,
+        sampler=sampler,
     )
     return runner.fit(tuple(train), tuple(val) if val is not None else None)  # type: ignore[arg-type]
