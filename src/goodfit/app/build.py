@@ -222,9 +222,23 @@ def _decays(factory: Callable[..., Any], kwargs: dict[str, Any]) -> bool:
     return bool(param.default)
 
 
-def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(
+    cfg: OptimizerConfig, model: nn.Module, lr_multipliers: dict[str, float] | None = None
+) -> torch.optim.Optimizer:
     """A goodfit named optimizer, an explicit ``chain`` of transforms, or any ``torch.optim``
-    optimizer by (case-insensitive) class name, e.g. ``name = "torch.SGD"`` or ``"lbfgs"``."""
+    optimizer by (case-insensitive) class name, e.g. ``name = "torch.SGD"`` or ``"lbfgs"``;
+    ``lr_multipliers`` (``train.lr_multipliers``) splits the groups by parameter-name glob."""
+    from goodfit.app.finetune import scale_group_lrs, split_by_multiplier
+
+    def groups_of(decay: bool) -> list[dict[str, Any]]:
+        return split_by_multiplier(model, param_groups(model, decay), lr_multipliers or {})
+
+    optimizer = _build_optimizer(cfg, groups_of)
+    scale_group_lrs(optimizer)
+    return optimizer
+
+
+def _build_optimizer(cfg: OptimizerConfig, groups_of: Callable[[bool], Any]) -> Any:
     kwargs = cfg.kwargs()
     if cfg.lr is not None:
         kwargs["lr"] = cfg.lr
@@ -240,7 +254,7 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optim
         return call_with_config(
             "optimizer",
             gf_optim.Optimizer,
-            param_groups(model, decay),
+            groups_of(decay),
             transform,
             compiled=compiled,
         )
@@ -265,15 +279,16 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optim
             + (f" (did you mean {hint[0]!r}?)" if hint else "")
             + f"; allowed: {', '.join(allowed)}"
         )
-    groups = param_groups(model, cfg.no_decay_for_bias_and_norm and _decays(factory, kwargs))
+    groups = groups_of(cfg.no_decay_for_bias_and_norm and _decays(factory, kwargs))
     return call_with_config("optimizer", factory, groups, **kwargs)
 
 
 def base_lr(optimizer: torch.optim.Optimizer) -> float:
     """The rate a schedule starts from: the optimizer's resolved ``lr`` (its first group's),
     1e-3 for a chain without ``scale_by_lr``."""
-    lr = optimizer.param_groups[0].get("lr", 1e-3)
-    return float(lr) if isinstance(lr, int | float) else 1e-3
+    group = optimizer.param_groups[0]
+    lr = group.get("lr", 1e-3)
+    return float(lr) / group.get("lr_mult", 1.0) if isinstance(lr, int | float) else 1e-3
 
 
 # -- schedule, penalty, augmentation, callbacks --------------------------------------------------
@@ -427,18 +442,26 @@ class RunParts:
     penalty: Callable[[nn.Module], torch.Tensor] | None
     augment: Any
     callbacks: list[Callback]
+    #: The training loss (``None``: the task's default; label smoothing sets one).
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = True) -> RunParts:
     """Model, optimizer, schedule (from the optimizer's resolved ``lr``), penalty,
     augmentation and callbacks of a first-order run on ``prepared``."""
     from goodfit.app.regularize_spec import penalty_from_config
+    from goodfit.app.strategies import (
+        apply_model_strategies,
+        build_loss,
+        chain_transforms,
+        strategy_transforms,
+    )
 
     ds = prepared.dataset
     n_train = len(prepared.train[0])
     steps_per_epoch = max(1, math.ceil(n_train / cfg.train.batch_size))
-    model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
-    optimizer = build_optimizer(cfg.optimizer, model)
+    model = apply_model_strategies(cfg, build_model(cfg.model, ds.input_shape, ds.num_outputs))
+    optimizer = build_optimizer(cfg.optimizer, model, cfg.train.lr_multipliers)
     lr = base_lr(optimizer)
     schedule = build_schedule(cfg, lr, steps_per_epoch)
     has_val = prepared.val is not None
@@ -451,10 +474,14 @@ def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = Tru
         penalty=penalty_from_config(
             cfg.regularize, model, batch_size=cfg.train.batch_size, n_data=n_train
         ),
-        augment=build_augment(cfg, ds.input_shape, ds.num_classes),
+        augment=chain_transforms(
+            build_augment(cfg, ds.input_shape, ds.num_classes),
+            strategy_transforms(cfg, model, prepared),
+        ),
         callbacks=build_callbacks(
             cfg, model, schedule, has_val, task=ds.task, early_stopping=early_stopping
         ),
+        loss=build_loss(cfg, ds.task),
     )
 
 
@@ -498,4 +525,7 @@ def check_buildable(cfg: Config, prepared: PreparedData) -> None:
         penalty_from_config(cfg.regularize, model, batch_size=cfg.train.batch_size)
         build_augment(cfg, ds.input_shape, ds.num_classes)
         return
+    from goodfit.app.strategies import check_strategies
+
     build_run(cfg, prepared)
+    check_strategies(cfg, prepared)

@@ -13,6 +13,7 @@ A config is a TOML file with the sections below (all optional except what a run 
     [checkpoint]      every = 1
     [study]           (see goodfit.app.study)
     [search]          (see goodfit.app.search)
+    [output_noise] [weight_noise] [adversarial] [curriculum]   (goodfit.app.sections_strategies)
 
 Unknown keys are rejected, types and ranges are checked, and every error names the file, the
 key and what is allowed. Sections whose keys are the keyword arguments of a registered factory
@@ -45,6 +46,12 @@ from goodfit.app.sections import (
     TrainConfig,
     _Strict,
 )
+from goodfit.app.sections_strategies import (
+    AdversarialConfig,
+    CurriculumConfig,
+    OutputNoiseConfig,
+    WeightNoiseConfig,
+)
 from goodfit.errors import ConfigError
 
 __all__ = [
@@ -71,6 +78,10 @@ class Config(_Strict):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     study: StudyConfig | None = None
     search: SearchConfig | None = None
+    output_noise: OutputNoiseConfig | None = None
+    weight_noise: WeightNoiseConfig | None = None
+    adversarial: AdversarialConfig | None = None
+    curriculum: CurriculumConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (``None`` sections dropped), TOML-writable."""

@@ -152,6 +152,7 @@ def _run(
         )
     test = evaluate(model, *prepared.test, task=ds.task, prefix="test_")
     summary.update(test)
+    summary.update(_robust(cfg, model, prepared))
     summary["n_parameters"] = sum(p.numel() for p in model.parameters())
     summary["dataset"] = ds.name
     summary["wall_seconds"] = time.perf_counter() - t0
@@ -159,6 +160,16 @@ def _run(
         _save_model(model, out / "model.pt")
         atomic_write_text(out / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")
     return RunResult(summary, model, records)
+
+
+def _robust(cfg: Config, model: torch.nn.Module, prepared: Any) -> dict[str, float]:
+    """Robust accuracy (``[adversarial]``) on the validation part and the test set."""
+    from goodfit.app.strategies import robust_scores
+
+    out = robust_scores(cfg, model, *prepared.test, prepared, "test_")
+    if prepared.val is not None:
+        out.update(robust_scores(cfg, model, *prepared.val, prepared, "val_"))
+    return out
 
 
 def _run_first_order(
@@ -219,7 +230,10 @@ def _run_fit(
     progress: Any,
     extra_callbacks: list[Any] | None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from goodfit.app.strategies import build_sampler
+
     ds = prepared.dataset
+    sampler = build_sampler(cfg, prepared, progress=progress)
     history = fit(
         parts.model,
         prepared.train,
@@ -240,6 +254,8 @@ def _run_fit(
         checkpoint_every=cfg.checkpoint.every,
         resume=resume,
         device=cfg.train.device,
+        loss=parts.loss,
+        sampler=sampler,
     )
     return history.summary, history.records
 

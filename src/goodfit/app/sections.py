@@ -116,6 +116,10 @@ class ModelConfig(_Strict):
     weight_standardization: Flag = False
     spectral_norm: Flag = False
     init: str | InitConfig | None = None
+    #: Fine-tuning (:mod:`goodfit.app.finetune`): a finished run's folder whose ``model.pt``
+    #: initializes this model; a head of another shape is kept new with ``init_skip_mismatched``.
+    init_from: str | None = None
+    init_skip_mismatched: Flag = False
 
 
 class OptimizerConfig(_Open):
@@ -220,6 +224,12 @@ class TrainConfig(_Strict):
     val_every: int | None = Field(None, ge=1)
     deterministic: Flag = True
     threads: int | None = Field(None, ge=1, le=4096)
+    #: Fine-tuning (:mod:`goodfit.app.finetune`): parameter-name globs that do not train, and
+    #: per-glob learning-rate multipliers (param groups).
+    freeze: list[str] = Field(default_factory=list)
+    lr_multipliers: dict[str, Annotated[float, Field(gt=0.0, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
 
     @field_validator("device")
     @classmethod

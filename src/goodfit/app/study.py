@@ -90,7 +90,10 @@ def _parse_study(data: dict[str, Any], source: str) -> StudyConfig:
 
 def _metrics_of(task: str) -> list[str]:
     kinds = ("loss", "accuracy") if task == "classification" else ("loss",)
-    return [f"{part}_{k}" for part in ("val", "train", "test") for k in kinds]
+    out = [f"{part}_{k}" for part in ("val", "train", "test") for k in kinds]
+    if task == "classification":  # with [adversarial] in every variant (goodfit.app.strategies)
+        out += [f"{p}_robust_accuracy_{m}" for p in ("val", "test") for m in ("fgsm", "pgd")]
+    return out
 
 
 def _check_study(study: StudyConfig, dataset: Any, source: str) -> tuple[str, dict, str, str]:
@@ -131,6 +134,19 @@ def _check_study(study: StudyConfig, dataset: Any, source: str) -> tuple[str, di
     return kind, params, metric, test
 
 
+def _check_robust_metric(cfg: Config, metric: str) -> None:
+    """A robust-accuracy metric needs ``[adversarial]`` evaluating that attack in the variant."""
+    if "_robust_accuracy_" not in metric:
+        return
+    method = metric.rsplit("_", 1)[1]
+    if cfg.adversarial is None or method not in cfg.adversarial.evaluate:
+        raise ConfigError(
+            f"study.metric = {metric!r} needs [adversarial] with {method!r} in "
+            "adversarial.evaluate (set adversarial.method = 'none' to measure it without "
+            "adversarial training)"
+        )
+
+
 def prepare_study(data: dict[str, Any], source: str = "study") -> StudyPlan:
     """Validate the base config, the ``[study]`` table and **every** variant (overrides applied,
     each variant's parts built once on the dataset) before any training starts."""
@@ -148,6 +164,7 @@ def prepare_study(data: dict[str, Any], source: str = "study") -> StudyPlan:
         try:
             cfg = parse_config(apply_overrides(data, v.set), where)
             check_buildable(cfg, prepare_from_config(cfg, dataset))
+            _check_robust_metric(cfg, metric)
         except ConfigError as err:
             msg = str(err)
             raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
@@ -195,6 +212,9 @@ def _run_one(
     }
     if prepared.val is not None:
         scores.update(evaluate(model, *prepared.val, task=task, prefix="es_val_"))
+    from goodfit.app.strategies import robust_scores
+
+    scores.update(robust_scores(cfg, model, *held_out, prepared, "val_"))
     fold_result: dict[str, Any] = {
         "fold": fold,
         "config_hash": config_hash,

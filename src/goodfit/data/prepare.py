@@ -39,6 +39,8 @@ class PreparedData:
     val: Pair | None
     test: Pair
     transform: Callable[[torch.Tensor], torch.Tensor]
+    #: The rows of the dataset's training array that ``train`` holds (in its order).
+    train_index: torch.Tensor | None = None
 
     def rows(self, idx: Sequence[int] | torch.Tensor) -> Pair:
         """Rows ``idx`` of the dataset's training array, transformed like ``train``."""
@@ -101,6 +103,7 @@ def prepare_data(
         val=val,
         test=(transform(dataset.X_test), dataset.y_test),
         transform=transform,
+        train_index=train_idx,
     )
 
 

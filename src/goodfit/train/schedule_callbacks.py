@@ -25,12 +25,14 @@ __all__ = ["ReduceLROnPlateau", "ScheduleCallback", "set_lr"]
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set ``lr`` of every param group (in place when the group's ``lr`` is a tensor)."""
+    """Set ``lr`` of every param group (in place when the group's ``lr`` is a tensor), times the
+    group's ``lr_mult`` when it has one (per-layer rates, :mod:`goodfit.app.finetune`)."""
     for group in optimizer.param_groups:
+        value = lr * group.get("lr_mult", 1.0)
         if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(lr)
+            group["lr"].fill_(value)
         else:
-            group["lr"] = lr
+            group["lr"] = value
 
 
 class ScheduleCallback(Callback):
