@@ -82,7 +82,7 @@ def test_frozen_parameters_do_not_change_and_the_rest_trains(pretrained):
         assert torch.equal(after[name], before[name]), name
     assert not torch.equal(after["2.bias"], before["2.bias"])
     assert not torch.equal(after["4.weight"], before["4.weight"])
-    with pytest.raises(ConfigError, match=r"train\.freeze: pattern 'head\.\*' matches no parameter"):
+    with pytest.raises(ConfigError, match=r"train\.freeze: pattern 'head\.\*' matches no param"):
         _parts(_cfg(train={"freeze": ["head.*"]}))
 
 
