@@ -26,6 +26,8 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
     keys = [
         "test_accuracy",
         "test_loss",
+        "test_robust_accuracy_fgsm",
+        "test_robust_accuracy_pgd",
         "best_epoch",
         "best_val_loss",
         "best_val_accuracy",
