@@ -373,7 +373,9 @@ def _schedule_callback(cfg: Config, schedule: Callable[[int], float] | None, has
     return call_with_config("schedule", ReduceLROnPlateau, **params)
 
 
-def _early_stopping(cfg: Config, has_val: bool, task: str | None) -> EarlyStopping | None:
+def _early_stopping(
+    cfg: Config, has_val: bool, task: str | None, monitors: tuple[str, ...] = ()
+) -> EarlyStopping | None:
     es = cfg.early_stopping
     if es is None or not es.enabled:
         return None
@@ -382,7 +384,8 @@ def _early_stopping(cfg: Config, has_val: bool, task: str | None) -> EarlyStoppi
             "[early_stopping] needs validation data: set data.val_fraction > 0 "
             "(e.g. 0.2) or disable early stopping"
         )
-    allowed = ["val_loss", "val_accuracy"] if task != "regression" else ["val_loss"]
+    allowed = ["val_loss", "val_accuracy"] if task == "classification" else ["val_loss"]
+    allowed += list(monitors)  # a multitask run's per-task metrics
     if es.monitor not in allowed:
         raise ConfigError(
             f"[early_stopping] monitor = {es.monitor!r} is not a validation metric of this "
@@ -407,6 +410,7 @@ def build_callbacks(
     *,
     task: str | None = None,
     early_stopping: bool = True,
+    monitors: tuple[str, ...] = (),
 ) -> list[Callback]:
     """Schedule, constraints, sparsity report and (unless ``early_stopping=False``) early
     stopping callbacks from the config; ``schedule`` is the run's (from :func:`build_schedule`)."""
@@ -421,7 +425,7 @@ def build_callbacks(
         callbacks.append(regularize.ConstraintCallback(constraints))
     if _uses_l1(cfg):
         callbacks.append(regularize.SparsityCallback())
-    stopper = _early_stopping(cfg, has_val, task)
+    stopper = _early_stopping(cfg, has_val, task, monitors)
     if stopper is not None and early_stopping:
         callbacks.append(stopper)
     return callbacks
@@ -460,7 +464,15 @@ def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = Tru
     ds = prepared.dataset
     n_train = len(prepared.train[0])
     steps_per_epoch = max(1, math.ceil(n_train / cfg.train.batch_size))
-    model = apply_model_strategies(cfg, build_model(cfg.model, ds.input_shape, ds.num_outputs))
+    from goodfit.app.multitask import (
+        build_multitask_model,
+        metric_names,
+        multitask_callback,
+        multitask_loss,
+    )
+
+    model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
+    model = apply_model_strategies(cfg, build_multitask_model(cfg, model, ds))
     optimizer = build_optimizer(cfg.optimizer, model, cfg.train.lr_multipliers)
     lr = base_lr(optimizer)
     schedule = build_schedule(cfg, lr, steps_per_epoch)
@@ -478,10 +490,21 @@ def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = Tru
             build_augment(cfg, ds.input_shape, ds.num_classes),
             strategy_transforms(cfg, model, prepared),
         ),
-        callbacks=build_callbacks(
-            cfg, model, schedule, has_val, task=ds.task, early_stopping=early_stopping
+        callbacks=[
+            cb
+            for cb in [multitask_callback(model, ds, prepared.val)]
+            if cb is not None  # before early stopping: it adds the per-task metrics it reads
+        ]
+        + build_callbacks(
+            cfg,
+            model,
+            schedule,
+            has_val,
+            task=ds.task,
+            early_stopping=early_stopping,
+            monitors=tuple(metric_names(ds, ("val",))),
         ),
-        loss=build_loss(cfg, ds.task),
+        loss=multitask_loss(cfg, model, ds) or build_loss(cfg, ds.task),
     )
 
 

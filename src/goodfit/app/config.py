@@ -13,7 +13,8 @@ A config is a TOML file with the sections below (all optional except what a run 
     [checkpoint]      every = 1
     [study]           (see goodfit.app.study)
     [search]          (see goodfit.app.search)
-    [output_noise] [weight_noise] [adversarial] [curriculum]   (goodfit.app.sections_strategies)
+    [output_noise] [weight_noise] [adversarial] [curriculum] [multitask]
+                      (goodfit.app.sections_strategies)
 
 Unknown keys are rejected, types and ranges are checked, and every error names the file, the
 key and what is allowed. Sections whose keys are the keyword arguments of a registered factory
@@ -49,6 +50,7 @@ from goodfit.app.sections import (
 from goodfit.app.sections_strategies import (
     AdversarialConfig,
     CurriculumConfig,
+    MultiTaskConfig,
     OutputNoiseConfig,
     WeightNoiseConfig,
 )
@@ -82,6 +84,7 @@ class Config(_Strict):
     weight_noise: WeightNoiseConfig | None = None
     adversarial: AdversarialConfig | None = None
     curriculum: CurriculumConfig | None = None
+    multitask: MultiTaskConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (``None`` sections dropped), TOML-writable."""

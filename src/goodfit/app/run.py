@@ -150,8 +150,14 @@ def _run(
         model, summary, records = _run_first_order(
             cfg, prepared, out, resume, progress, extra_callbacks, write_plots
         )
-    test = evaluate(model, *prepared.test, task=ds.task, prefix="test_")
+    from goodfit.app import multitask as mt
+
+    test = evaluate(
+        model, *prepared.test, task=ds.task, loss_fn=mt.eval_loss(cfg, ds), prefix="test_"
+    )
     summary.update(test)
+    summary.update(mt.task_scores(model, *prepared.test, ds, "test_"))
+    summary.update(mt.summary_metrics(records, summary.get("best_epoch"), ds))
     summary.update(_robust(cfg, model, prepared))
     summary["n_parameters"] = sum(p.numel() for p in model.parameters())
     summary["dataset"] = ds.name

@@ -28,6 +28,7 @@ __all__ = [
     "RegularizeConfig",
     "ScheduleConfig",
     "SearchConfig",
+    "ShareConfig",
     "StudyConfig",
     "TrainConfig",
     "TyingConfig",
@@ -120,6 +121,9 @@ class ModelConfig(_Strict):
     #: initializes this model; a head of another shape is kept new with ``init_skip_mismatched``.
     init_from: str | None = None
     init_skip_mismatched: Flag = False
+    #: Multitask data: one head per task on the shared trunk, task -> hidden widths of its head
+    #: (``[]``: a linear head; tasks not listed get one); :mod:`goodfit.nn.multihead`.
+    heads: dict[str, list[Annotated[int, Field(ge=1, le=2**20)]]] = Field(default_factory=dict)
 
 
 class OptimizerConfig(_Open):
@@ -184,10 +188,18 @@ class ConstraintConfig(_Open):
     kind: Literal["max_norm", "unit_norm", "non_neg", "norm_ball"]
 
 
+class ShareConfig(_Strict):
+    """One ``share`` entry: :func:`goodfit.regularize.share_parameters`, submodule ``b`` uses
+    submodule ``a``'s parameters (GBC 7.9 parameter sharing)."""
+
+    a: str
+    b: str
+
+
 class RegularizeConfig(_Strict):
     """``[regularize]``: weight penalties (``l1``, ``l2`` = GBC 7.2's :math:`\\frac{\\alpha}{2}
     \\|w\\|^2`, ``elastic``, ``per_layer``, ``prior``, ``tying``), which parameters they cover
-    (``exclude``, ``include_bias_and_norm``) and weight ``constraints``."""
+    (``exclude``, ``include_bias_and_norm``), weight ``constraints`` and parameter ``share``."""
 
     l1: NonNegative | None = None
     l2: NonNegative | None = None
@@ -199,6 +211,7 @@ class RegularizeConfig(_Strict):
     prior: PriorConfig | None = None
     tying: list[TyingConfig] = Field(default_factory=list)
     constraints: list[ConstraintConfig] = Field(default_factory=list)
+    share: list[ShareConfig] = Field(default_factory=list)
 
 
 class AugmentOpConfig(_Open):

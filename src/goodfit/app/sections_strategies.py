@@ -14,7 +14,13 @@ from pydantic import Field, model_validator
 
 from goodfit.app.sections import _Strict
 
-__all__ = ["AdversarialConfig", "CurriculumConfig", "OutputNoiseConfig", "WeightNoiseConfig"]
+__all__ = [
+    "AdversarialConfig",
+    "CurriculumConfig",
+    "MultiTaskConfig",
+    "OutputNoiseConfig",
+    "WeightNoiseConfig",
+]
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0, strict=True, allow_inf_nan=False)]
 
@@ -62,6 +68,18 @@ class AdversarialConfig(_Strict):
                 f"adversarial.clip must be [low, high] with low < high, got {self.clip}"
             )
         return self
+
+
+class MultiTaskConfig(_Strict):
+    """``[multitask]`` (multitask data, :mod:`goodfit.data.multitask`): per-task loss
+    ``weights`` (task name -> weight >= 0, default 1; 0 trains the shared trunk for the other
+    tasks only: the single-task control) or ``weighting = "uncertainty"`` (Kendall, Gal &
+    Cipolla 2018, learned). The heads are ``[model] heads``."""
+
+    weights: dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
+    weighting: Literal["fixed", "uncertainty"] = "fixed"
 
 
 class CurriculumConfig(_Strict):

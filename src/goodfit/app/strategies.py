@@ -59,9 +59,11 @@ def chain_transforms(*transforms: Transform | None) -> Transform | None:
 
 
 def apply_model_strategies(cfg: Config, model: nn.Module) -> nn.Module:
-    """``model.init_from`` (then ``train.freeze``) and ``[weight_noise]``, in place."""
+    """``regularize.share``, ``model.init_from`` (then ``train.freeze``) and
+    ``[weight_noise]``, in place."""
     from goodfit.app.finetune import apply_freeze, load_init
 
+    _share(cfg, model)
     if cfg.model.init_from is not None:
         load_init(model, cfg.model.init_from, skip_mismatched=cfg.model.init_skip_mismatched)
     if cfg.train.freeze:
@@ -77,6 +79,23 @@ def apply_model_strategies(cfg: Config, model: nn.Module) -> nn.Module:
         except ValueError as err:
             raise ConfigError(f"[weight_noise] {err}") from None
     return model
+
+
+def _share(cfg: Config, model: nn.Module) -> None:
+    """``[regularize] share``: :func:`goodfit.regularize.share_parameters` per entry."""
+    from goodfit.regularize.tying import share_parameters
+
+    for i, entry in enumerate(cfg.regularize.share if cfg.regularize else []):
+        key = f"regularize.share[{i}]"
+        try:
+            a, b = model.get_submodule(entry.a), model.get_submodule(entry.b)
+        except AttributeError as err:
+            names = ", ".join(n for n, _ in model.named_modules() if n)
+            raise ConfigError(f"{key}: {err}; submodules: {names}") from None
+        try:
+            share_parameters(a, b)
+        except ValueError as err:
+            raise ConfigError(f"{key}: {err}") from None
 
 
 # -- loss and batch transforms -------------------------------------------------------------------

@@ -124,7 +124,9 @@ def _check_study(study: StudyConfig, dataset: Any, source: str) -> tuple[str, di
             f'{source}: study.test = {test!r} needs study.splits = {{kind = "5x2"}} '
             f"(five repetitions of a 2-fold split), got kind = {kind!r}"
         )
-    allowed = _metrics_of(dataset.task)
+    from goodfit.app.multitask import metric_names
+
+    allowed = _metrics_of(dataset.task) + metric_names(dataset)
     metric = study.metric or ("val_accuracy" if dataset.task == "classification" else "val_loss")
     if metric not in allowed:
         raise ConfigError(
@@ -204,14 +206,18 @@ def _run_one(
     result = run_config(
         cfg, None, data=prepared, progress=progress, extra_callbacks=extra, write_plots=False
     )
-    model, task = result.model, dataset.task
+    from goodfit.app import multitask as mt
+
+    model, task, loss = result.model, dataset.task, mt.eval_loss(cfg, dataset)
     scores = {
-        **evaluate(model, *prepared.train, task=task, prefix="train_"),
-        **evaluate(model, *held_out, task=task, prefix="val_"),
+        **evaluate(model, *prepared.train, task=task, loss_fn=loss, prefix="train_"),
+        **evaluate(model, *held_out, task=task, loss_fn=loss, prefix="val_"),
+        **mt.task_scores(model, *prepared.train, dataset, "train_"),
+        **mt.task_scores(model, *held_out, dataset, "val_"),
         **{k: v for k, v in result.summary.items() if k.startswith("test_")},
     }
     if prepared.val is not None:
-        scores.update(evaluate(model, *prepared.val, task=task, prefix="es_val_"))
+        scores.update(evaluate(model, *prepared.val, task=task, loss_fn=loss, prefix="es_val_"))
     from goodfit.app.strategies import robust_scores
 
     scores.update(robust_scores(cfg, model, *held_out, prepared, "val_"))

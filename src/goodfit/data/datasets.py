@@ -207,7 +207,11 @@ def load_dataset(
             "test_fraction", test_fraction, low=0.0, high=1.0, low_open=True, high_open=True
         )
     key = os.fspath(name_or_path)
-    if key in DATASETS:
+    from goodfit.data.multitask import is_multitask, load_multitask_raw
+
+    if is_multitask(key, options):  # several targets: goodfit.data.multitask
+        raw = load_multitask_raw(key, seed, test_fraction, options)
+    elif key in DATASETS:
         raw = load_builtin(key, seed, test_fraction, options)
     else:
         path = Path(key).expanduser()
@@ -236,6 +240,8 @@ def _to_dataset(name: str, raw: RawData, standardize: bool) -> Dataset:
             np.asarray(raw.y_test, dtype=np.float32).reshape(len(raw.y_test), -1)
         )
         num_outputs = int(y_train.shape[1])
+        if raw.task == "multitask":
+            num_outputs = sum(t["width"] for t in raw.info["tasks"])
     ds = Dataset(
         name=name, X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
         task=raw.task, input_shape=tuple(X_train.shape[1:]), num_classes=raw.num_classes,
