@@ -239,7 +239,8 @@ def _run_fit(
     from goodfit.app.strategies import build_sampler
 
     ds = prepared.dataset
-    sampler = build_sampler(cfg, prepared, progress=progress)
+    # resumed: the sampler's scores come from the checkpoint, no reference model to train
+    sampler = build_sampler(cfg, prepared, progress=progress, dry_run=resume)
     history = fit(
         parts.model,
         prepared.train,

@@ -117,6 +117,11 @@ def _splits(search: SearchConfig, dataset: Any, seed: int, source: str) -> tuple
 
 
 def _metric(search: SearchConfig, task: str, source: str) -> tuple[str, str]:
+    if task == "multitask":
+        raise ConfigError(
+            f"{source}: goodfit search does not support multitask data yet; compare multitask "
+            "settings with goodfit study (study.metric may name a task's metric)"
+        )
     allowed = ["val_loss", "val_accuracy"] if task == "classification" else ["val_loss"]
     metric = search.metric or allowed[-1]
     if metric not in allowed:

@@ -160,6 +160,11 @@ def prepare_study(data: dict[str, Any], source: str = "study") -> StudyPlan:
     base = parse_config(data, source)
     dataset = load_dataset_from_config(base.data)
     kind, params, metric, test = _check_study(study, dataset, source)
+    if dataset.task == "multitask" and (study.lr_find or study.curvature):
+        raise ConfigError(
+            f"{source}: study.lr_find and study.curvature use a single-task loss; set them to "
+            "false for multitask data"
+        )
     variants: dict[str, Config] = {}
     for v in study.variants:
         where = f"{source} (variant {v.name!r})"
