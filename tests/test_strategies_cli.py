@@ -151,3 +151,32 @@ def test_a_robust_metric_without_adversarial_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2 and "needs [adversarial]" in err
     assert torch.get_num_threads() >= 1
+
+
+def test_a_resumed_run_with_strategies_continues_bit_for_bit(write_toml, tmp_path, torch_globals):
+    text = (
+        TINY.replace("epochs = 2", "epochs = 3")
+        + """
+[weight_noise]
+sigma = 0.05
+[adversarial]
+method = "fgsm"
+eps = 0.1
+evaluate = ["fgsm"]
+[curriculum]
+scoring = "reference"
+reference_epochs = 2
+full_epoch = 3
+"""
+    )
+    cfg = write_toml(text)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert main(["train", str(cfg), "--out", str(whole)]) == 0
+    assert main(["train", str(cfg), "--out", str(part), "--set", "train.epochs=2"]) == 0
+    assert main(["train", "--resume", str(part), "--set", "train.epochs=3"]) == 0
+    a = torch.load(whole / "model.pt", weights_only=True)
+    b = torch.load(part / "model.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa = json.loads((whole / "summary.json").read_text())
+    sb = json.loads((part / "summary.json").read_text())
+    assert sa["test_robust_accuracy_fgsm"] == sb["test_robust_accuracy_fgsm"]
