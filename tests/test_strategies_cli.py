@@ -180,3 +180,24 @@ full_epoch = 3
     sa = json.loads((whole / "summary.json").read_text())
     sb = json.loads((part / "summary.json").read_text())
     assert sa["test_robust_accuracy_fgsm"] == sb["test_robust_accuracy_fgsm"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "[weight_noise]\nsigma = 0.05\n[output_noise]\nsoft_target = 0.1\n"
+        '[adversarial]\nmethod = "pgd"\neps = 0.1\nsteps = 2\n'
+        '[curriculum]\nscoring = "self_paced"\nfull_epoch = 2\n',
+        '[multitask]\nweighting = "uncertainty"\n',
+    ],
+)
+def test_strategies_train_on_cuda(extra, write_toml, tmp_path, torch_globals):
+    text = TINY
+    if "multitask" in extra:
+        text = text.replace('name = "moons"\noptions = {n_samples = 200}', 'name = "digits_parity"')
+    cfg = write_toml(text + extra)
+    out = tmp_path / "run"
+    assert main(["train", str(cfg), "--set", 'train.device="cuda"', "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_loss"] == summary["test_loss"]  # finite, not NaN

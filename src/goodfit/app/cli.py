@@ -37,6 +37,9 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         "converged",
         "wall_seconds",
     ]
+    keys[2:2] = [  # a multitask run's per-task test accuracies (goodfit.app.multitask)
+        k for k in summary if k.startswith("test_") and k.endswith("_accuracy") and k not in keys
+    ]
     shown = {k: summary[k] for k in keys if k in summary}
     width = max(map(len, shown), default=0)
     for key, value in shown.items():
