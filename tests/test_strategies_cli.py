@@ -114,7 +114,7 @@ full_epoch = 2
 STUDY = {
     "data": {"name": "moons", "options": {"n_samples": 200}, "val_fraction": 0.0},
     "model": {"kind": "mlp", "widths": [16]},
-    "train": {"epochs": 2, "batch_size": 32},
+    "train": {"epochs": 1, "batch_size": 32},
     "adversarial": {"method": "none", "eps": 0.2, "evaluate": ["fgsm"]},
     "study": {
         "splits": {"kind": "stratified_kfold", "k": 2},
@@ -125,7 +125,7 @@ STUDY = {
             {"name": "clean"},
             {"name": "fgsm", "set": {"adversarial.method": "fgsm"}},
             {"name": "smooth", "set": {"output_noise.label_smoothing": 0.1}},
-            {"name": "anti", "set": {"curriculum.order": "anti", "curriculum.full_epoch": 2}},
+            {"name": "anti", "set": {"curriculum.order": "anti", "curriculum.reference_epochs": 1}},
         ],
     },
 }

@@ -384,7 +384,7 @@ def _early_stopping(
             "[early_stopping] needs validation data: set data.val_fraction > 0 "
             "(e.g. 0.2) or disable early stopping"
         )
-    allowed = ["val_loss", "val_accuracy"] if task == "classification" else ["val_loss"]
+    allowed = ["val_loss"] if task in ("regression", "multitask") else ["val_loss", "val_accuracy"]
     allowed += list(monitors)  # a multitask run's per-task metrics
     if es.monitor not in allowed:
         raise ConfigError(
@@ -453,6 +453,12 @@ class RunParts:
 def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = True) -> RunParts:
     """Model, optimizer, schedule (from the optimizer's resolved ``lr``), penalty,
     augmentation and callbacks of a first-order run on ``prepared``."""
+    from goodfit.app.multitask import (
+        build_multitask_model,
+        metric_names,
+        multitask_callback,
+        multitask_loss,
+    )
     from goodfit.app.regularize_spec import penalty_from_config
     from goodfit.app.strategies import (
         apply_model_strategies,
@@ -464,13 +470,6 @@ def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = Tru
     ds = prepared.dataset
     n_train = len(prepared.train[0])
     steps_per_epoch = max(1, math.ceil(n_train / cfg.train.batch_size))
-    from goodfit.app.multitask import (
-        build_multitask_model,
-        metric_names,
-        multitask_callback,
-        multitask_loss,
-    )
-
     model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
     model = apply_model_strategies(cfg, build_multitask_model(cfg, model, ds))
     optimizer = build_optimizer(cfg.optimizer, model, cfg.train.lr_multipliers)
