@@ -160,8 +160,11 @@ def _comparison_cells(c: Mapping[str, Any] | None) -> list[str]:
 def _scores_table(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
     r, metric = a["ranking"], a["metric"]
     comparisons = a.get("comparisons", {})
-    # the same metric on the test set (never in any split), if the runs measured it
-    extra = [k for k in (metric.replace("val_", "test_", 1),) if k != metric and k in a["metrics"]]
+    # the same metric on the test set (never in any split), if the runs measured it, and the
+    # other held-out accuracies (clean next to robust, each task of a multitask study)
+    extra = [metric.replace("val_", "test_", 1)]
+    extra += sorted(k for k in a["metrics"] if k.startswith("val_") and "accuracy" in k)
+    extra = [k for k in dict.fromkeys(extra) if k != metric and k in a["metrics"]]
     head = (
         "<tr><th>#</th><th>variant</th>"
         f"<th>{_e(metric)} mean ± std</th><th>Δ vs baseline</th><th>Δ CI (corrected)</th>"
