@@ -8,7 +8,8 @@ a layer's ``weight``: the stored parameter ``W`` is unchanged, the layer compute
 - ``additive``:       ``W + sigma * eps``,                 ``eps ~ N(0, 1)`` elementwise;
 - ``multiplicative``: ``W * (1 + sigma * eps)``;
 - ``shuffled``:       ``W + sigma * P(W)``, ``P`` a fresh random permutation of ``W``'s entries
-  (seed 000's "shuffled weights with some coefficient");
+  (seed 000's "shuffled weights with some coefficient"; ``P(W)`` is treated as noise: no
+  gradient flows through the permuted copy);
 
 drawn afresh at every forward pass in training mode; in eval mode the layer computes with ``W``
 itself. Gradients flow to ``W`` through the noisy weight (``d(W + sigma eps)/dW = I``). The
