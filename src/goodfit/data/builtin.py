@@ -30,6 +30,9 @@ Built-in sets (see :data:`DATASETS` for the same facts as data; ``goodfit datase
     ``num_classes`` (default 2) interleaved Archimedean spiral arms in 2-D. Options
     ``n_samples=1000``, ``noise=0.1``, ``label_noise=0.0``, ``turns=1.5``, ``num_classes=2``.
     Split: stratified 80/20.
+``digits_parity``
+    ``digits`` (the same images and split) with two tasks, ``digit`` (10 classes) and
+    ``parity`` (2): multitask data, loaded by :mod:`goodfit.data.multitask`.
 ``poly``
     Noisy polynomial regression ``y = p(x) + noise * eps``, ``x ~ U(-1, 1)``, ``eps ~ N(0, 1)``,
     for under/over-fitting demonstrations. ``p`` has random ``N(0, 1)`` coefficients of the
@@ -58,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from goodfit.checks import check_int, check_probability, check_real
+from goodfit.data.multitask import load_multitask_raw
 from goodfit.data.raw import RawData, Task, fixed_split
 
 __all__ = ["DATASETS", "DatasetInfo", "cache_dir", "describe_datasets", "load_builtin"]
@@ -128,6 +132,11 @@ DATASETS: dict[str, DatasetInfo] = {
             "noisy polynomial y = p(x) + noise*eps on [-1, 1], for under/over-fitting",
             "random 50/50, sklearn train_test_split(random_state=seed)",
             {"n_samples": 200, "degree": 3, "noise": 0.2, "coefficients": None}, 0,
+        ),
+        DatasetInfo(
+            "digits_parity", "multitask", 1437, 360, (1, 8, 8), None, 12,  # type: ignore[arg-type]
+            "scikit-learn digits, two tasks: the digit (10 classes) and its parity (2)",
+            _SPLIT_8020 + " (the digits split)", {}, 0,
         ),
     ]
 }  # fmt: skip
@@ -321,6 +330,7 @@ _LOADERS: dict[str, Callable[[str, int, float, dict], RawData]] = {
     "moons": _moons_spirals,
     "spirals": _moons_spirals,
     "poly": _poly,
+    "digits_parity": lambda name, seed, tf, options: load_multitask_raw(name, seed, tf, options),
 }
 
 
