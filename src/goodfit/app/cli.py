@@ -60,8 +60,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("goodfit train needs a CONFIG.toml (or --resume RUN_DIR)")
         cfg = load_config(args.config, args.set)
         out = Path(args.out) if args.out else default_out(Path(args.config).stem)
-    result = run_config(cfg, out, resume=bool(args.resume), force=args.force)
-    _print_summary(result.summary, out)
+    from goodfit.train.distributed import DataParallel
+
+    # under torchrun (WORLD_SIZE > 1): this process is one rank of a data-parallel run
+    parallel = DataParallel.from_env(cfg.train.device, sync_batchnorm=cfg.train.sync_batchnorm)
+    try:
+        result = run_config(cfg, out, resume=bool(args.resume), force=args.force, parallel=parallel)
+    finally:
+        if parallel is not None:
+            parallel.close()
+    if parallel is None or parallel.is_main:
+        _print_summary(result.summary, out)
     return 0
 
 

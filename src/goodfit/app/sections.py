@@ -211,7 +211,8 @@ class AugmentConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """``[train]``: epochs, batch size, the one ``seed``, device, validation interval, threads."""
+    """``[train]``: epochs, batch size, the one ``seed``, device, validation interval, threads,
+    synchronized BatchNorm under torchrun (``goodfit.train.distributed``)."""
 
     epochs: int = Field(30, ge=1, le=10**7)
     batch_size: int = Field(32, ge=1)
@@ -220,6 +221,7 @@ class TrainConfig(_Strict):
     val_every: int | None = Field(None, ge=1)
     deterministic: Flag = True
     threads: int | None = Field(None, ge=1, le=4096)
+    sync_batchnorm: Flag = False  # under torchrun: BatchNorm statistics over the global batch
 
     @field_validator("device")
     @classmethod
