@@ -285,6 +285,8 @@ class StudyConfig(_Strict):
     lr_find: Flag = False
     curvature: Flag = False
     workers: int = Field(1, ge=1)
+    backend: Literal["process", "ray"] = "process"  # ray: app/backend_ray.py
+    address: str | None = None  # a Ray cluster's address (else a local instance)
     variants: list[Variant] = Field(min_length=1)
 
     def diagnostics(self) -> dict[str, bool]:
