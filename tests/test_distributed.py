@@ -166,3 +166,29 @@ def test_sigkill_of_one_rank_then_resume_is_bit_identical(two_process_mlp, tmp_p
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert _history(out) == _history(reference)
+
+
+@pytest.mark.parametrize(
+    ("sets", "needle"),
+    [
+        (["optimizer.name=levenberg_marquardt"], "optimizer.name = 'levenberg_marquardt'"),
+        (['early_stopping.algorithm="7.2"'], "early_stopping.algorithm = '7.2'"),
+    ],
+)
+def test_what_cannot_run_data_parallel_is_refused_by_name(tmp_path, sets, needle):
+    from goodfit.app.run import _check_parallel
+    from goodfit.errors import ConfigError
+
+    cfg = load_config(_config(tmp_path, "x", epochs=1), sets)
+    with pytest.raises(ConfigError, match="cannot run data-parallel under torchrun") as err:
+        _check_parallel(cfg)
+    assert needle in str(err.value)
+    _check_parallel(load_config(_config(tmp_path, "ok", epochs=1)))  # a first-order run is fine
+
+
+def test_rank_seeds_are_reproducible_and_rank_0_draws_as_one_process():
+    from goodfit.train.distributed import rank_seed
+
+    assert rank_seed(7, 0) == 7
+    assert rank_seed(7, 1) == rank_seed(7, 1) != rank_seed(7, 2)
+    assert len({rank_seed(s, r) for s in range(5) for r in range(1, 5)}) == 20

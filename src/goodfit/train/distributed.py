@@ -22,8 +22,9 @@ same run, and :func:`goodfit.fit` (``parallel=DataParallel.from_env(...)``) trai
   ``r`` with a seed derived from ``(seed, r)``), and a resume reads it on rank 0 and broadcasts
   it, so every rank continues bit-for-bit.
 
-Closure optimizers (L-BFGS) are not supported: their line search would need a collective per
-function evaluation.
+Callbacks run on every rank and see the same state, except ``trainer.loss`` (the last batch's
+loss), which is the rank's share's. Closure optimizers (L-BFGS) are not supported: their line
+search would need a collective per function evaluation.
 """
 
 from __future__ import annotations
@@ -191,9 +192,11 @@ class DataParallel:
         lo, hi = (int(piece[0]), int(piece[-1]) + 1) if len(piece) else (0, 0)
         part = evaluate(model, X[lo:hi], y[lo:hi], **kwargs)
         keys = sorted(part)
-        sums = self._all_reduce(
-            torch.tensor([part[k] * (hi - lo) for k in keys] + [hi - lo], dtype=torch.float64)
-        )
+        local = [part[k] * (hi - lo) for k in keys]  # sums; accuracies as whole counts
+        local = [
+            round(v) if k.endswith("accuracy") else v for k, v in zip(keys, local, strict=True)
+        ]
+        sums = self._all_reduce(torch.tensor([*local, hi - lo], dtype=torch.float64))
         return {k: float(sums[i] / sums[-1]) for i, k in enumerate(keys)}
 
     def agree(self, trainer: Trainer) -> None:
