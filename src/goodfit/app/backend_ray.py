@@ -203,5 +203,5 @@ def run_search_trials(plan: Any, out: Path, target: int, workers: int, bar: Any,
                 trial.set_user_attr("failed", f"{type(err).__name__}: {err}")
                 _tell(study, trial, state=TrialState.FAIL)
                 raise
-            frozen = _tell(study, trial, value, state=states[kind])
+            frozen = _tell(study, trial, value if kind == "complete" else None, states[kind])
             bar.finished(frozen, study)
