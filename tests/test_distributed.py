@@ -51,13 +51,24 @@ threads = 1
 {sync}
 
 [early_stopping]
-patience = 100
+patience = 12
+{plateau}"""
+
+# (not in the resumed config: a resumed reduce_on_plateau run trips build.py's interval check)
+PLATEAU = """
+[schedule]
+name = "reduce_on_plateau"
+patience = 1
+factor = 0.5
 """
 
 
 def _config(tmp_path: Path, name: str, *, epochs: int, bn: bool = False) -> Path:
+    """The test config. The MLP's validation loss is lowest at epoch 3, so early stopping
+    (patience 12) ends it at epoch 15 of 24; the BN model also has the plateau rule."""
     text = MLP.format(
         epochs=epochs,
+        plateau=PLATEAU if bn else "",
         norm='norm = "batch"' if bn else "",
         sync="sync_batchnorm = true" if bn else "",
     )
@@ -110,7 +121,9 @@ def _assert_same_run(ddp: Path, one: Path) -> None:
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
     ha, hb = _history(ddp), _history(one)
-    assert len(ha) == len(hb) > 0
+    assert len(ha) == len(hb) > 0  # the same early-stopping decision
+    sa, sb = (json.loads((f / "summary.json").read_text()) for f in (ddp, one))
+    assert (sa["best_epoch"], sa["stop_reason"]) == (sb["best_epoch"], sb["stop_reason"])
     for ra, rb in zip(ha, hb, strict=True):
         assert ra.keys() == rb.keys()
         for key in ra:
@@ -126,10 +139,12 @@ def test_two_ranks_train_as_one_process(two_process_mlp, tmp_path, torch_globals
 
 def test_sync_batchnorm_trains_as_one_process(tmp_path, torch_globals):
     """With ``train.sync_batchnorm`` the BatchNorm statistics are the global batch's, so a BN
-    model (running statistics included) trains as in one process."""
-    config = _config(tmp_path, "bn", epochs=3, bn=True)
+    model (running statistics included) trains as in one process, plateau reductions included."""
+    config = _config(tmp_path, "bn", epochs=6, bn=True)
     _torchrun(str(config), "--out", str(tmp_path / "ddp"))
     _assert_same_run(tmp_path / "ddp", _one_process(config, tmp_path / "one"))
+    lrs = [r["lr"] for r in _history(tmp_path / "ddp")]
+    assert lrs[-1] < lrs[0]  # the plateau rule acted (rank 0's decision, broadcast)
 
 
 def _rank_pid(launcher: subprocess.Popen, rank: int) -> int:
@@ -159,7 +174,7 @@ def test_sigkill_of_one_rank_then_resume_is_bit_identical(two_process_mlp, tmp_p
             launcher.wait()
     assert launcher.returncode != 0
     killed_at = torch.load(checkpoint, weights_only=True)["epoch"]
-    assert 1 <= killed_at < 24  # it was killed mid-run
+    assert 1 <= killed_at < len(_history(reference))  # it was killed mid-run
     assert not (out / "model.pt").exists()
     _torchrun("--resume", str(out))
     a, b = _model(out), _model(reference)
