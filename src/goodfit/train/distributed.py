@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from goodfit.errors import CheckpointError, ConfigError
 from goodfit.nn.sync_batchnorm import convert_sync_batchnorm
 from goodfit.train.checkpoint import (
     capture_rng_state,
@@ -116,7 +117,7 @@ class DataParallel:
         """Per-rank random state (restored from ``state`` or seeded by :func:`rank_seed`),
         synchronized BatchNorm if asked, and the DDP wrapper used for the training forward."""
         if trainer._needs_closure:
-            raise ValueError(
+            raise ConfigError(
                 "data-parallel training does not support closure optimizers (L-BFGS, "
                 "second-order); use a first-order optimizer or run in one process"
             )
@@ -124,7 +125,7 @@ class DataParallel:
             ranks = state.get("rng_ranks")
             if ranks is None or len(ranks) != self.world_size:
                 found = "one process" if ranks is None else f"{len(ranks)} processes"
-                raise ValueError(
+                raise CheckpointError(
                     f"the checkpoint was written by {found}; resume it with "
                     f"torchrun --nproc_per_node={1 if ranks is None else len(ranks)} "
                     f"(this launch has {self.world_size})"
@@ -155,7 +156,7 @@ class DataParallel:
         """This rank's piece of the global minibatch ``idx`` and its loss weight ``n_r N / B``."""
         mine = torch.tensor_split(idx, self.world_size)[self.rank]
         if len(idx) < self.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"a minibatch of {len(idx)} samples cannot be shared by {self.world_size} "
                 "processes; use train.batch_size >= the number of processes"
             )
