@@ -184,7 +184,9 @@ class DataParallel:
         return batch_losses, accuracy
 
     # -- validation and decisions ----------------------------------------------------------------
-    def evaluate(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor, **kwargs: Any):
+    def evaluate(
+        self, model: nn.Module, X: torch.Tensor, y: torch.Tensor, **kwargs: Any
+    ) -> dict[str, float]:
         """:func:`goodfit.train.loop.evaluate` split across ranks (contiguous pieces of ``X``), its
         sums all-reduced: the metrics of the whole set, identical on every rank."""
         from goodfit.train.loop import evaluate
