@@ -157,7 +157,20 @@ def _rank_pid(launcher: subprocess.Popen, rank: int) -> int:
 
 
 def test_sigkill_of_one_rank_then_resume_is_bit_identical(two_process_mlp, tmp_path):
-    config, reference = two_process_mlp
+    _kill_and_resume(*two_process_mlp, tmp_path)
+
+
+@pytest.mark.slow
+def test_with_dropout_each_rank_resumes_its_own_random_stream(tmp_path):
+    """Dropout draws differ by rank (seeded per rank); the checkpoint holds every rank's random
+    state, so a killed and resumed run is still bit-identical to the uninterrupted one."""
+    config = _config(tmp_path, "dropout", epochs=24)
+    config.write_text(config.read_text().replace("widths = [32]", "widths = [32]\ndropout = 0.3"))
+    _torchrun(str(config), "--out", str(tmp_path / "reference"))
+    _kill_and_resume(config, tmp_path / "reference", tmp_path)
+
+
+def _kill_and_resume(config: Path, reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "killed"
     launcher = _torchrun(str(config), "--out", str(out), popen=True)
     checkpoint = out / "checkpoints" / "last.pt"
