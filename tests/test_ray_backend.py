@@ -123,18 +123,19 @@ SEARCH: dict = {
     "train": {"epochs": 4, "batch_size": 16, "seed": 0, "threads": 1},
     "search": {
         "metric": "val_accuracy",
-        "trials": 3,
+        "trials": 4,
         "splits": {"kind": "stratified_kfold", "k": 2},
         "sampler": "random",
         "pruner": "median",
         "pruner_options": {"n_startup_trials": 1},
         "space": {
             "optimizer.name": {"choice": ["adam", "sgd"]},
-            "optimizer.lr": {"log_uniform": [1e-6, 1e-1]},
+            "optimizer.lr": {"log_uniform": [1e-6, 1e8]},
         },
         "enqueue": [
             {"optimizer.name": "adam", "optimizer.lr": 0.05},  # learns
             {"optimizer.name": "sgd", "optimizer.lr": 1e-6},  # cannot learn: pruned
+            {"optimizer.name": "sgd", "optimizer.lr": 1e8},  # diverges: failed
         ],
     },
 }
@@ -142,16 +143,21 @@ SEARCH: dict = {
 
 def test_ray_search_draws_prunes_and_scores_as_serial(local_ray, tmp_path, torch_globals):
     """Trials as Ray tasks (reporting through the driver's gRPC storage proxy) are the serial
-    search's: the same parameters, values, pruned trial and intermediate values."""
+    search's: the same parameters, values, pruned and failed trials and intermediate values."""
     import optuna
 
     from goodfit.app.search import STUDY_NAME, journal_storage, run_search
 
     def trials(folder: Path) -> list:
         study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(folder))
-        return [(t.params, t.state, t.value, t.intermediate_values) for t in study.trials]
+        return [
+            (t.params, t.state, t.value, t.intermediate_values, "failed" in t.user_attrs)
+            for t in study.trials
+        ]
 
     run_search(copy.deepcopy(SEARCH), tmp_path / "serial", progress=False)
     run_search(copy.deepcopy(SEARCH), tmp_path / "ray", progress=False, backend="ray")
     assert trials(tmp_path / "ray") == trials(tmp_path / "serial")
-    assert trials(tmp_path / "ray")[1][1] == optuna.trial.TrialState.PRUNED
+    states = [t[1] for t in trials(tmp_path / "ray")]
+    State = optuna.trial.TrialState
+    assert states[1:3] == [State.PRUNED, State.FAIL] and states[0] == State.COMPLETE
