@@ -30,7 +30,7 @@ PARTS = {
     "_version",
 }
 LIBRARY = {"train", "select", "diagnose", "report"}
-APPLICATION = {"app"}
+APPLICATION = {"app", "__main__"}  # __main__: `python -m goodfit`, the front
 #: Modules at the top of the package that only gather names for users (``import goodfit``).
 GATHERERS = {"goodfit", "goodfit.callbacks"}
 

@@ -65,8 +65,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("goodfit train needs a CONFIG.toml (or --resume RUN_DIR)")
         cfg = load_config(args.config, args.set)
         out = Path(args.out) if args.out else default_out(Path(args.config).stem)
-    result = run_config(cfg, out, resume=bool(args.resume), force=args.force)
-    _print_summary(result.summary, out)
+    from goodfit.train.distributed import DataParallel
+
+    # under torchrun (WORLD_SIZE > 1): this process is one rank of a data-parallel run
+    parallel = DataParallel.from_env(cfg.train.device, sync_batchnorm=cfg.train.sync_batchnorm)
+    try:
+        result = run_config(cfg, out, resume=bool(args.resume), force=args.force, parallel=parallel)
+    finally:
+        if parallel is not None:
+            parallel.close()
+    if parallel is None or parallel.is_main:
+        _print_summary(result.summary, out)
     return 0
 
 
@@ -85,7 +94,10 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.set:
         data = apply_overrides(data, args.set)
     out = Path(args.out) if args.out else default_out("study")
-    results = run_study(data, out, source=source, workers=args.workers, force=args.force)
+    results = run_study(
+        data, out, source=source, workers=args.workers, force=args.force,
+        backend=args.backend, address=args.address,
+    )  # fmt: skip
     analysis = results["analysis"]
     print(analysis["verdict"])
     print(f"winner: {analysis['ranking']['best']}")
@@ -111,6 +123,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         workers=args.workers,
         confirm=args.confirm,
         force=args.force,
+        backend=args.backend,
+        address=args.address,
     )
     best, final = result["best"], result["final"]
     print(f"best trial {best['number']}: {result['metric']} {best['value']:.4f} (cross-validated)")
@@ -239,6 +253,15 @@ def add_workers(p: argparse.ArgumentParser, text: str) -> None:
     p.add_argument("--workers", type=int, default=None, help=text)
 
 
+def add_backend(p: argparse.ArgumentParser) -> None:
+    """``--backend {process,ray}`` and ``--address``: where the runs (or trials) execute."""
+    p.add_argument(
+        "--backend", choices=["process", "ray"], default=None,
+        help="process: this machine's process pool (default); ray: Ray tasks (goodfit[ray])",
+    )  # fmt: skip
+    p.add_argument("--address", default=None, help="a Ray cluster to join (default: local Ray)")
+
+
 def add_force(p: argparse.ArgumentParser) -> None:
     """``--force``: write into a non-empty folder that is not a goodfit run folder."""
     p.add_argument(
@@ -263,6 +286,7 @@ def _add_run_commands(sub: Any) -> None:
     add_set(p)
     p.add_argument("--out", help="study folder (default: runs/study-<time>)")
     add_workers(p, "runs at a time, in separate processes (default: the study's `workers`, 1)")
+    add_backend(p)
     add_force(p)
     p.set_defaults(func=cmd_study)
 
@@ -277,6 +301,7 @@ def _add_search_command(sub: Any) -> None:
         "--trials", type=int, default=None, help="finished trials to reach (extends a search)"
     )
     add_workers(p, "trials at a time, in processes sharing the study's storage")
+    add_backend(p)
     p.add_argument(
         "--confirm", action="store_true", help="re-run base vs best as a two-variant study"
     )

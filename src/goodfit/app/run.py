@@ -90,6 +90,7 @@ def run_config(
     data: Any = None,
     write_plots: bool = True,
     extra_callbacks: list[Any] | None = None,
+    parallel: Any = None,
 ) -> RunResult:
     """Train the configured model and write the run folder; returns a :class:`RunResult`.
 
@@ -97,10 +98,16 @@ def run_config(
     The folder is locked for the run's life; ``resume`` continues its checkpoint bit-for-bit
     (a folder killed before its first checkpoint restarts from scratch); ``force`` writes into a
     non-empty folder that is not goodfit's. ``data`` may be a
-    :class:`goodfit.data.prepare.PreparedData` (e.g. a CV fold).
+    :class:`goodfit.data.prepare.PreparedData` (e.g. a CV fold). ``parallel`` (a
+    :class:`goodfit.train.distributed.DataParallel`, under torchrun) trains data-parallel; only
+    rank 0 writes the folder.
     """
+    if parallel is not None:
+        _check_parallel(cfg)
+        if not parallel.is_main:
+            out_dir, progress = None, False
     if out_dir is None:
-        return _run(cfg, None, False, progress, data, write_plots, extra_callbacks)
+        return _run(cfg, None, False, progress, data, write_plots, extra_callbacks, parallel)
     from goodfit.app.run_folder import claim_run_folder
 
     seed_everything(cfg.train.seed)
@@ -117,7 +124,8 @@ def run_config(
         started = (out / "checkpoints" / CHECKPOINT_NAME).exists()
         if marker is not None and not started:  # killed before its first checkpoint: restart
             clear_unstarted_run(out)
-        return _run(cfg, out, resume and started, progress, data, write_plots, extra_callbacks)
+        run = (cfg, out, resume and started, progress, data, write_plots, extra_callbacks)
+        return _run(*run, parallel)
 
 
 def _run(
@@ -128,6 +136,7 @@ def _run(
     data: Any,
     write_plots: bool,
     extra_callbacks: list[Any] | None,
+    parallel: Any = None,
 ) -> RunResult:
     t0 = time.perf_counter()
     if cfg.train.threads is not None:
@@ -148,7 +157,7 @@ def _run(
         summary, records = _run_second_order(cfg, model, prepared, out)
     else:
         model, summary, records = _run_first_order(
-            cfg, prepared, out, resume, progress, extra_callbacks, write_plots
+            cfg, prepared, out, resume, progress, extra_callbacks, write_plots, parallel
         )
     from goodfit.app import multitask as mt
 
@@ -186,6 +195,7 @@ def _run_first_order(
     progress: Any,
     extra_callbacks: list[Any] | None,
     write_plots: bool,
+    parallel: Any = None,
 ) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
     """GBC Algorithm 7.1 (a plain fit with early stopping) or the meta-algorithms 7.2/7.3."""
     es = cfg.early_stopping
@@ -193,7 +203,7 @@ def _run_first_order(
     if algorithm == "7.1":
         parts = build_run(cfg, prepared)
         fit_summary, records = _run_fit(
-            cfg, parts, prepared, out, resume, progress, extra_callbacks
+            cfg, parts, prepared, out, resume, progress, extra_callbacks, parallel
         )
         model = parts.model
     else:
@@ -235,6 +245,7 @@ def _run_fit(
     resume: bool,
     progress: Any,
     extra_callbacks: list[Any] | None,
+    parallel: Any = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from goodfit.app.strategies import build_sampler
 
@@ -260,11 +271,27 @@ def _run_fit(
         else None,
         checkpoint_every=cfg.checkpoint.every,
         resume=resume,
-        device=cfg.train.device,
+        device=cfg.train.device if parallel is None else parallel.device,
         loss=parts.loss,
         sampler=sampler,
+        parallel=parallel,
     )
     return history.summary, history.records
+
+
+def _check_parallel(cfg: Config) -> None:
+    """What torchrun cannot train data-parallel: second-order solvers and GBC 7.2/7.3."""
+    es = cfg.early_stopping
+    if is_second_order(cfg) or (es is not None and es.enabled and es.algorithm != "7.1"):
+        what = (
+            f"optimizer.name = {cfg.optimizer.name!r}"
+            if is_second_order(cfg)
+            else (f"early_stopping.algorithm = {es.algorithm!r}")
+        )
+        raise ConfigError(
+            f"{what} cannot run data-parallel under torchrun; launch it without torchrun "
+            '(first-order optimizers with early_stopping.algorithm = "7.1" can)'
+        )
 
 
 def _run_meta(

@@ -503,12 +503,15 @@ def run_search(
     confirm: bool = False,
     progress: bool | None = None,
     force: bool = False,
+    backend: str | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) the search of a config (a dict as read from TOML) into ``out_dir``;
     returns the ``search.json`` dict (``best.toml``, ``trials.csv`` and ``report.html`` are
     written beside it). ``trials``/``workers`` override ``[search]``'s; ``confirm`` re-runs the
     best and the base config as a two-variant study on fresh folds
-    (``out_dir/confirm-trial<k>``)."""
+    (``out_dir/confirm-trial<k>``). ``backend="ray"`` runs ``workers`` trials at a time as Ray
+    tasks (:mod:`goodfit.app.backend_ray`)."""
     from goodfit.app.run_folder import claim_run_folder
     from goodfit.app.search_progress import SearchProgress
     from goodfit.app.search_report import write_outputs
@@ -523,6 +526,9 @@ def run_search(
     target = plan.search.trials if trials is None else trials
     target = min(target, grid_size(plan) or target)  # a grid is covered once
     workers = plan.search.workers if workers is None else workers
+    from goodfit.app.backend_ray import check_backend, run_search_trials
+
+    backend = check_backend(backend, address)
     out = Path(out_dir)
 
     def same_search(marker: dict[str, Any] | None) -> None:
@@ -542,7 +548,9 @@ def run_search(
         study = open_study(plan, out)
         with SearchProgress(progress, target, plan.direction) as bar:
             bar.catch_up(study)
-            if workers > 1:
+            if backend == "ray":
+                run_search_trials(plan, out, target, workers, bar, address)
+            elif workers > 1:
                 run_parallel(plan, out, target, workers, bar)
             else:
                 work(plan, out, target, bar)

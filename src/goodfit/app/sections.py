@@ -228,7 +228,8 @@ class AugmentConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """``[train]``: epochs, batch size, the one ``seed``, device, validation interval, threads."""
+    """``[train]``: epochs, batch size, the one ``seed``, device, validation interval, threads,
+    synchronized BatchNorm under torchrun (``goodfit.train.distributed``)."""
 
     epochs: int = Field(30, ge=1, le=10**7)
     batch_size: int = Field(32, ge=1)
@@ -243,6 +244,7 @@ class TrainConfig(_Strict):
     lr_multipliers: dict[str, Annotated[float, Field(gt=0.0, allow_inf_nan=False)]] = Field(
         default_factory=dict
     )
+    sync_batchnorm: Flag = False  # under torchrun: BatchNorm statistics over the global batch
 
     @field_validator("device")
     @classmethod
@@ -306,6 +308,8 @@ class StudyConfig(_Strict):
     lr_find: Flag = False
     curvature: Flag = False
     workers: int = Field(1, ge=1)
+    backend: Literal["process", "ray"] = "process"  # ray: app/backend_ray.py
+    address: str | None = None  # a Ray cluster's address (else a local instance)
     variants: list[Variant] = Field(min_length=1)
 
     def diagnostics(self) -> dict[str, bool]:

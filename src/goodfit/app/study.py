@@ -180,7 +180,9 @@ def prepare_study(data: dict[str, Any], source: str = "study") -> StudyPlan:
 
     y = dataset.y_train.numpy() if dataset.task == "classification" else None
     splits = make_splits(kind, dataset.n_train, y, seed=base.train.seed, **params)
-    full = config_to_toml({**data, "study": study_data})
+    where = ("backend", "address")  # where it runs changes no result: not in the hash
+    kept = {k: v for k, v in study_data.items() if k not in where}
+    full = config_to_toml({**data, "study": kept})
     digest = hashlib.sha256(full.encode()).hexdigest()[:16]
     return StudyPlan(base, study, variants, dataset, kind, params, splits, metric, test, digest)
 
@@ -190,7 +192,7 @@ def _run_one(
     dataset: Any,
     fold: int,
     split: tuple[Any, Any],
-    run_dir: Path,
+    run_dir: Path | None,
     progress: Any,
     diagnostics: dict[str, bool],
     config_hash: str,
@@ -249,9 +251,16 @@ def _run_one(
         X, y = prepared.train
         report = curvature_report(model, default_loss(task), X[:1024], y[:1024], k=3)
         fold_result["curvature"] = report.to_dict()
-    History(result.records).to_jsonl(run_dir / "history.jsonl")
-    atomic_write_text(run_dir / "summary.json", json.dumps(json_safe(fold_result)) + "\n")
+    if run_dir is not None:
+        write_fold(run_dir, fold_result)
     return fold_result
+
+
+def write_fold(run_dir: Path, fold_result: dict[str, Any]) -> None:
+    """A finished run's ``history.jsonl``, then its ``summary.json`` (last: it marks the run
+    done, with the study config's hash)."""
+    History(fold_result["history"]).to_jsonl(run_dir / "history.jsonl")
+    atomic_write_text(run_dir / "summary.json", json.dumps(json_safe(fold_result)) + "\n")
 
 
 def _worker_init(threads: int) -> None:
@@ -268,9 +277,8 @@ def _worker_run(cfg_data: dict[str, Any], *args: Any) -> dict[str, Any]:
     if key not in _WORKER_DATA:
         _WORKER_DATA[key] = load_dataset_from_config(cfg.data)
     fold, split, run_dir, diagnostics, config_hash = args
-    return _run_one(
-        cfg, _WORKER_DATA[key], fold, split, Path(run_dir), False, diagnostics, config_hash
-    )
+    run_dir = Path(run_dir) if run_dir is not None else None  # None: the driver writes
+    return _run_one(cfg, _WORKER_DATA[key], fold, split, run_dir, False, diagnostics, config_hash)
 
 
 def _run_parallel(
@@ -391,7 +399,14 @@ def _finished(run_dir: Path, config_hash: str) -> bool:
     return True
 
 
-def _train_all(plan: StudyPlan, out: Path, bar: StudyProgress, workers: int) -> None:
+def _train_all(
+    plan: StudyPlan,
+    out: Path,
+    bar: StudyProgress,
+    workers: int,
+    backend: str = "process",
+    address: str | None = None,
+) -> None:
     jobs: list[tuple[str, int]] = []
     for name, cfg in plan.variants.items():
         for fold in range(len(plan.splits)):
@@ -407,6 +422,11 @@ def _train_all(plan: StudyPlan, out: Path, bar: StudyProgress, workers: int) -> 
         score = fold_result["scores"].get(plan.metric, float("nan"))
         bar.advance(f"{name} fold {fold + 1}: {plan.metric}={score:.4f}")
 
+    if backend == "ray":  # a Ray task per run (app/backend_ray.py)
+        from goodfit.app.backend_ray import run_study_jobs
+
+        run_study_jobs(plan, jobs, out, finished, address, write_fold)
+        return
     if workers > 1 and len(jobs) > 1:
         _run_parallel(plan, jobs, out, workers, finished)
         return
@@ -434,6 +454,8 @@ def run_study(
     progress: bool | None = None,
     workers: int | None = None,
     force: bool = False,
+    backend: str | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Run a study config (a dict as read from TOML) into ``out_dir``; returns the results dict
     (also written as ``results.json``, with ``report.html`` beside it).
@@ -442,6 +464,8 @@ def run_study(
     runs at once in separate processes (the study's progress bar only; no per-run bar), each with
     ``cores // workers`` torch threads; every run is seeded alone, so results match a serial
     study (up to the summation order of multithreaded kernels; identical in our CPU tests).
+    ``backend="ray"`` (or ``[study] backend``) runs each run as a Ray task instead, on the cluster
+    at ``address`` (else a local instance), see :mod:`goodfit.app.backend_ray`.
     """
     if workers is not None and (
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
@@ -450,6 +474,10 @@ def run_study(
     t0 = time.perf_counter()
     plan = prepare_study(data, source)
     workers = plan.study.workers if workers is None else workers
+    from goodfit.app.backend_ray import check_backend
+
+    address = address or plan.study.address
+    backend = check_backend(backend or plan.study.backend, address)
     out = Path(out_dir)
     from goodfit.app.run_folder import claim_run_folder
 
@@ -463,7 +491,7 @@ def run_study(
         atomic_write_text(out / "study.toml", config_to_toml(data))
         results = _results_header(plan, data)
         with StudyProgress(progress, len(plan.variants) * len(plan.splits)) as bar:
-            _train_all(plan, out, bar, workers)
+            _train_all(plan, out, bar, workers, backend, address)
         for name in plan.variants:
             for fold in range(len(plan.splits)):
                 done = out / "runs" / name / f"fold{fold}" / "summary.json"

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from goodfit.train.checkpoint import (
 from goodfit.train.history import History
 from goodfit.train.progress import EpochReporter
 from goodfit.train.sampling import EpochSampler, RandomOrder
+
+if TYPE_CHECKING:
+    from goodfit.train.distributed import DataParallel
 
 __all__ = ["Trainer", "evaluate", "fit", "infer_task", "seed_everything"]
 
@@ -140,6 +143,7 @@ class Trainer:
         description: str = "train",
         max_steps: int | None = None,
         sampler: EpochSampler | None = None,
+        parallel: DataParallel | None = None,
     ) -> None:
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
@@ -164,6 +168,7 @@ class Trainer:
         self.description = description
         self.max_steps = max_steps
         self.sampler = sampler if sampler is not None else RandomOrder()
+        self.parallel, self._net = parallel, model  # _net: the training forward (DDP's wrapper)
         self.history = History()
         self.summary: dict[str, Any] = {}
         self.epoch = 0
@@ -201,7 +206,7 @@ class Trainer:
     def _validate(self, val: Batch | None) -> dict[str, float]:
         if val is None:
             return {}
-        metrics = evaluate(
+        metrics = (evaluate if self.parallel is None else self.parallel.evaluate)(
             self.model,
             *val,
             task=self.task,
@@ -211,6 +216,8 @@ class Trainer:
         )
         self._last_val = metrics
         self._call("on_validation_end", metrics)
+        if self.parallel is not None:
+            self.parallel.agree(self)
         return metrics
 
     def _checkpoint_state(self) -> dict[str, Any]:
@@ -272,11 +279,18 @@ class Trainer:
         self.loss_fn = self.loss_fn or default_loss(self.task)
         start_epoch = 0
         ckpt = self.checkpoint_dir / CHECKPOINT_NAME if self.checkpoint_dir else None
-        if self.resume and ckpt is not None and ckpt.exists():
-            start_epoch = self._restore(load_checkpoint(ckpt))
+        state = None
+        if self.parallel is not None:  # rank 0 reads, every rank restores
+            state = self.parallel.resume_state(ckpt if self.resume else None)
+        elif self.resume and ckpt is not None and ckpt.exists():
+            state = load_checkpoint(ckpt)
+        if state is not None:
+            start_epoch = self._restore(state)
         else:
             seed_everything(self.seed)
             self.loader_generator.manual_seed(self.seed)
+        if self.parallel is not None:
+            self._net = self.parallel.setup(self, state)
         self.model.train()
         t0 = time.perf_counter()
         reporter = EpochReporter(self.progress, self.epochs, start_epoch, self.description)
@@ -293,11 +307,14 @@ class Trainer:
                         f"(step {self.step}); {self._last_good_checkpoint()}. Try a smaller "
                         "learning rate or gradient clipping."
                     )
-                if self.checkpoint_dir is not None and (
+                due = (
                     (self.epoch + 1) % self.checkpoint_every == 0
                     or self.epoch + 1 == self.epochs
                     or self.should_stop
-                ):
+                )
+                if due and self.parallel is not None:
+                    self.parallel.save_checkpoint(self)  # rank 0 writes every rank's state
+                elif due and self.checkpoint_dir is not None:
                     save_checkpoint(self._checkpoint_state(), self.checkpoint_dir)
         except DivergenceError:
             self.request_stop("diverged")
@@ -330,6 +347,8 @@ class Trainer:
             record.update(self._last_val)
         record["lr"] = float(self.optimizer.param_groups[0]["lr"])
         self._call("on_epoch_end")
+        if self.parallel is not None:
+            self.parallel.agree(self)
         record.update(self._epoch_logs)
         record["epoch_seconds"] = time.perf_counter() - t_epoch
         self.history.append(record)
@@ -368,6 +387,7 @@ class Trainer:
         """
         bs, last = self.batch_size, n_batches - 1
         model, optimizer, loss_fn, penalty = self.model, self.optimizer, self.loss_fn, self.penalty
+        net, parallel, weight = self._net, self.parallel, 1.0
         after_backward, after_step = self._hooks["on_after_backward"], self._hooks["on_after_step"]
         batch_start, batch_end = self._hooks["on_batch_start"], self._hooks["on_batch_end"]
         losses: list[torch.Tensor] = []
@@ -378,6 +398,9 @@ class Trainer:
         for self.batch_index in range(n_batches):
             start = self.batch_index * bs
             idx = perm[start : start + bs] if self.batch_index < last else perm[start:]
+            size = len(idx)
+            if parallel is not None:  # this rank's piece, its loss weighted n_r N / B
+                idx, weight = parallel.share(idx)
             xb, yb = X[idx], y[idx]
             for cb in batch_start:
                 cb.on_batch_start(self)
@@ -386,13 +409,14 @@ class Trainer:
             if self._needs_closure:
                 out, loss, pen = self._closure_step(xb, yb)
             else:
-                out = model(xb)
+                out = net(xb)
                 loss = loss_fn(out, yb)
+                total = loss if weight == 1.0 else loss * weight
                 if penalty is not None:
                     pen = penalty(model)
-                    total = loss + pen
+                    total = total + pen
                 else:
-                    pen, total = None, loss
+                    pen = None
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 for cb in after_backward:
@@ -417,7 +441,7 @@ class Trainer:
                 break
             if self.should_stop and self.val_every is not None:
                 break
-        return losses, penalties, outputs, targets, len(idx)
+        return losses, penalties, outputs, targets, size
 
     def _epoch_record(
         self,
@@ -429,7 +453,9 @@ class Trainer:
     ) -> dict[str, Any]:
         """The epoch's training metrics, reduced once: the sample-weighted mean loss, the mean
         penalty and the training accuracy; a non-finite batch loss raises DivergenceError."""
-        batch_losses = torch.stack(losses)
+        batch_losses, accuracy = torch.stack(losses), None
+        if self.parallel is not None:  # the global batch means, identical on every rank
+            batch_losses, accuracy = self.parallel.reduce_epoch(batch_losses, outputs, targets)
         if not bool(torch.isfinite(batch_losses).all()):
             self._raise_diverged(batch_losses)
         sizes = torch.full((len(losses),), float(self.batch_size), device=batch_losses.device)
@@ -441,7 +467,9 @@ class Trainer:
         }
         if penalties:
             record["penalty"] = float(torch.stack(penalties).mean())
-        if self.task == "classification":
+        if accuracy is not None:
+            record["train_accuracy"] = accuracy
+        elif self.task == "classification":
             pred = torch.cat(outputs).argmax(dim=1)
             record["train_accuracy"] = float(
                 (pred == _hard_labels(torch.cat(targets))).float().mean()
@@ -503,6 +531,7 @@ def fit(
     device: str | torch.device | None = None,
     max_steps: int | None = None,
     sampler: EpochSampler | None = None,
+    parallel: DataParallel | None = None,
 ) -> History:
     """Train ``model`` on ``train = (X, y)`` with minibatch SGD-style updates (seed 003).
 
@@ -514,7 +543,8 @@ def fit(
 
     ``max_steps`` ends training after that many optimizer steps, even mid-epoch. ``sampler``
     (:class:`goodfit.train.sampling.EpochSampler`) chooses each epoch's indices instead of the
-    default fresh permutation (a curriculum, a class-balanced draw).
+    default fresh permutation (a curriculum, a class-balanced draw). ``parallel``
+    (:class:`goodfit.train.distributed.DataParallel`, under torchrun) trains data-parallel.
     With ``checkpoint_dir`` a checkpoint is written atomically every ``checkpoint_every`` epochs
     (never with non-finite weights); ``resume=True`` continues from it bit-for-bit on CPU.
     A non-finite loss raises :class:`goodfit.errors.DivergenceError` naming the epoch and step.
@@ -552,5 +582,6 @@ def fit(
         device=device,
         max_steps=max_steps,
         sampler=sampler,
+        parallel=parallel,
     )
     return runner.fit(tuple(train), tuple(val) if val is not None else None)  # type: ignore[arg-type]
