@@ -262,3 +262,25 @@ def test_schedule_callbacks_from_config():
         built({"name": "reduce_on_plateau", "interval": "step"})
     with pytest.raises(ConfigError, match="'warmup_epochs'"):
         built({"name": "cosine", "warmup_epochs": 1})
+
+
+def test_a_plateau_run_resumes_from_its_saved_config(tmp_path):
+    """The saved config.toml writes every key; reduce_on_plateau's interval must load again."""
+    from goodfit.app.config import parse_config
+    from goodfit.app.run import resume_config, run_config
+
+    cfg = parse_config(
+        {
+            "data": {"name": "moons", "val_fraction": 0.2},
+            "model": {"hidden": [8]},
+            "optimizer": {"name": "sgd", "lr": 0.1},
+            "schedule": {"name": "reduce_on_plateau", "patience": 1},
+            "train": {"epochs": 2, "batch_size": 32},
+        }
+    )
+    out = tmp_path / "run"
+    run_config(cfg, out, progress=False, write_plots=False)
+    saved = resume_config(out, None, ["train.epochs=3"])
+    assert saved.schedule.interval == "epoch"
+    result = run_config(saved, out, resume=True, progress=False, write_plots=False)
+    assert result.summary["epochs_run"] == 3

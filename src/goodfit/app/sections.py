@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "AugmentConfig",
@@ -142,6 +142,14 @@ class ScheduleConfig(_Open):
 
     name: str
     interval: Literal["step", "epoch"] = "step"
+
+    @model_validator(mode="after")
+    def _plateau_acts_per_epoch(self) -> ScheduleConfig:
+        """reduce_on_plateau acts after each validation: its interval reads "epoch" when left out,
+        so a run's saved config.toml (which writes every key) loads again for ``--resume``."""
+        if self.name == "reduce_on_plateau" and "interval" not in self.model_fields_set:
+            self.interval = "epoch"
+        return self
 
 
 class ElasticConfig(_Strict):
