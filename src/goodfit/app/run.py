@@ -157,6 +157,9 @@ def _run(
     summary["wall_seconds"] = time.perf_counter() - t0
     if out is not None:
         _save_model(model, out / "model.pt")
+        from goodfit.app.predict import save_preprocessing
+
+        save_preprocessing(prepared, out)  # what `goodfit predict` / `export` apply
         atomic_write_text(out / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")
     return RunResult(summary, model, records)
 
