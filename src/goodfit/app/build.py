@@ -368,6 +368,8 @@ def _early_stopping(cfg: Config, has_val: bool, task: str | None) -> EarlyStoppi
             "(e.g. 0.2) or disable early stopping"
         )
     allowed = ["val_loss", "val_accuracy"] if task != "regression" else ["val_loss"]
+    if task != "regression":
+        allowed += ["val_balanced_accuracy", "val_macro_f1"]  # goodfit.train.class_metrics
     if es.monitor not in allowed:
         raise ConfigError(
             f"[early_stopping] monitor = {es.monitor!r} is not a validation metric of this "
@@ -427,6 +429,8 @@ class RunParts:
     penalty: Callable[[nn.Module], torch.Tensor] | None
     augment: Any
     callbacks: list[Callback]
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    sampler: Any = None
 
 
 def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = True) -> RunParts:
@@ -455,7 +459,33 @@ def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = Tru
         callbacks=build_callbacks(
             cfg, model, schedule, has_val, task=ds.task, early_stopping=early_stopping
         ),
+        **imbalance_parts(cfg, prepared),
     )
+
+
+def imbalance_parts(cfg: Config, prepared: PreparedData) -> dict[str, Any]:
+    """``train.class_weights`` as a weighted cross-entropy ``loss`` and ``train.sampler =
+    "balanced"`` as a :class:`goodfit.data.imbalance.BalancedSampler`, both from the labels of
+    the part the model trains on."""
+    from goodfit.data import imbalance
+
+    t, ds = cfg.train, prepared.dataset
+    if (t.class_weights is not None or t.sampler != "random") and ds.task != "classification":
+        raise ConfigError(
+            "[train] class_weights and sampler = 'balanced' are for classification; this "
+            "dataset is a regression task"
+        )
+    y = prepared.train[1]
+    out: dict[str, Any] = {}
+    if t.class_weights is not None:
+        weights = call_with_config(
+            "train.class_weights", imbalance.class_weights, y, ds.num_classes, t.class_weights,
+            ds.classes,
+        )  # fmt: skip
+        out["loss"] = imbalance.weighted_cross_entropy(weights)
+    if t.sampler == "balanced":
+        out["sampler"] = imbalance.BalancedSampler(y, ds.num_classes)
+    return out
 
 
 #: Bytes of memory per parameter a first-order run needs at least: the weight, its gradient and

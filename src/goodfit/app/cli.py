@@ -25,6 +25,8 @@ EXIT_USER_ERROR = 2
 def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
     keys = [
         "test_accuracy",
+        "test_balanced_accuracy",
+        "test_macro_f1",
         "test_loss",
         "best_epoch",
         "best_val_loss",

@@ -152,6 +152,12 @@ def _run(
         )
     test = evaluate(model, *prepared.test, task=ds.task, prefix="test_")
     summary.update(test)
+    if ds.task == "classification":  # balanced accuracy, macro-F1, recall, confusion matrix
+        from goodfit.train.class_metrics import class_report, predict_classes
+
+        X_test, y_test = prepared.test
+        pred = predict_classes(model, X_test)
+        summary.update(class_report(y_test, pred, ds.num_classes, prefix="test_"))
     summary["n_parameters"] = sum(p.numel() for p in model.parameters())
     summary["dataset"] = ds.name
     summary["wall_seconds"] = time.perf_counter() - t0
@@ -243,6 +249,9 @@ def _run_fit(
         checkpoint_every=cfg.checkpoint.every,
         resume=resume,
         device=cfg.train.device,
+        loss=parts.loss,
+        sampler=parts.sampler,
+        class_metrics=ds.task == "classification",
     )
     return history.summary, history.records
 
@@ -263,6 +272,16 @@ def _run_meta(
         raise ConfigError(
             f"[early_stopping] algorithm = {algorithm!r} needs validation data: set "
             "data.val_fraction > 0"
+        )
+    if cfg.train.class_weights is not None or cfg.train.sampler != "random":
+        raise ConfigError(
+            f"[early_stopping] algorithm = {algorithm!r} trains with the plain loss and order; "
+            "train.class_weights / train.sampler = 'balanced' need algorithm = '7.1'"
+        )
+    if cfg.early_stopping.monitor not in ("val_loss", "val_accuracy"):
+        raise ConfigError(
+            f"[early_stopping] algorithm = {algorithm!r} monitors val_loss or val_accuracy, got "
+            f"{cfg.early_stopping.monitor!r}"
         )
 
     def build() -> tuple[Any, Any, list[Any], Any]:

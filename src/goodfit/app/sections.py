@@ -77,9 +77,7 @@ class _Open(BaseModel):
         return dict(self.model_extra or {})
 
 
-ImageSize = Annotated[
-    list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=2, max_length=2)
-]
+ImageSize = Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=2, max_length=2)]
 
 
 class DataConfig(_Strict):
@@ -228,6 +226,10 @@ class TrainConfig(_Strict):
     val_every: int | None = Field(None, ge=1)
     deterministic: Flag = True
     threads: int | None = Field(None, ge=1, le=4096)
+    #: per-class loss weights (scikit-learn's compute_class_weight): "balanced" or {class: w}
+    class_weights: Literal["balanced"] | dict[str, Annotated[float, Field(gt=0.0)]] | None = None
+    #: which samples an epoch visits: a fresh permutation, or a class-balanced draw
+    sampler: Literal["random", "balanced"] = "random"
 
     @field_validator("device")
     @classmethod

@@ -80,11 +80,14 @@ def evaluate(
     loss_fn: LossFn | None = None,
     batch_size: int = 2048,
     prefix: str = "",
+    class_metrics: bool = False,
 ) -> dict[str, float]:
     """Mean loss (and accuracy for classification) of ``model`` on ``(X, y)`` in eval mode.
 
     Batches are moved to the model's device (data may stay on the CPU for a CUDA model).
-    Returns e.g. ``{"val_loss": 0.12, "val_accuracy": 0.97}`` for ``prefix="val_"``.
+    Returns e.g. ``{"val_loss": 0.12, "val_accuracy": 0.97}`` for ``prefix="val_"``;
+    ``class_metrics`` adds balanced accuracy and macro-F1
+    (:func:`goodfit.train.class_metrics.class_metrics`).
     """
     task = task or infer_task(y)
     loss_fn = loss_fn or default_loss(task)
@@ -93,7 +96,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        total, correct, n = 0.0, 0, len(X)
+        total, correct, n, preds = 0.0, 0, len(X), []
         for start in range(0, n, batch_size):
             xb = X[start : start + batch_size].to(device)
             yb = y[start : start + batch_size].to(device)
@@ -101,11 +104,17 @@ def evaluate(
             total += float(loss_fn(out, yb)) * len(xb)
             if task == "classification":
                 correct += int((out.argmax(dim=1) == _hard_labels(yb)).sum())
+                if class_metrics:
+                    preds.append(out.argmax(dim=1).cpu())
     finally:
         model.train(was_training)
     metrics = {f"{prefix}loss": total / max(n, 1)}
     if task == "classification":
         metrics[f"{prefix}accuracy"] = correct / max(n, 1)
+        if class_metrics and preds:
+            from goodfit.train.class_metrics import class_metrics as _class_metrics
+
+            metrics.update(_class_metrics(y, torch.cat(preds), out.shape[1], prefix))
     return metrics
 
 
@@ -140,6 +149,7 @@ class Trainer:
         description: str = "train",
         max_steps: int | None = None,
         sampler: EpochSampler | None = None,
+        class_metrics: bool = False,
     ) -> None:
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
@@ -164,6 +174,7 @@ class Trainer:
         self.description = description
         self.max_steps = max_steps
         self.sampler = sampler if sampler is not None else RandomOrder()
+        self.class_metrics = class_metrics
         self.history = History()
         self.summary: dict[str, Any] = {}
         self.epoch = 0
@@ -208,6 +219,7 @@ class Trainer:
             loss_fn=self.loss_fn,
             batch_size=self.eval_batch_size,
             prefix="val_",
+            class_metrics=self.class_metrics,
         )
         self._last_val = metrics
         self._call("on_validation_end", metrics)
@@ -503,6 +515,7 @@ def fit(
     device: str | torch.device | None = None,
     max_steps: int | None = None,
     sampler: EpochSampler | None = None,
+    class_metrics: bool = False,
 ) -> History:
     """Train ``model`` on ``train = (X, y)`` with minibatch SGD-style updates (seed 003).
 
@@ -514,7 +527,8 @@ def fit(
 
     ``max_steps`` ends training after that many optimizer steps, even mid-epoch. ``sampler``
     (:class:`goodfit.train.sampling.EpochSampler`) chooses each epoch's indices instead of the
-    default fresh permutation (a curriculum, a class-balanced draw).
+    default fresh permutation (a curriculum, a class-balanced draw). ``class_metrics`` adds
+    ``val_balanced_accuracy`` and ``val_macro_f1`` to each validation (monitorable).
     With ``checkpoint_dir`` a checkpoint is written atomically every ``checkpoint_every`` epochs
     (never with non-finite weights); ``resume=True`` continues from it bit-for-bit on CPU.
     A non-finite loss raises :class:`goodfit.errors.DivergenceError` naming the epoch and step.
@@ -552,5 +566,6 @@ def fit(
         device=device,
         max_steps=max_steps,
         sampler=sampler,
+        class_metrics=class_metrics,
     )
     return runner.fit(tuple(train), tuple(val) if val is not None else None)  # type: ignore[arg-type]
