@@ -100,6 +100,9 @@ def load_dataset_from_config(cfg: DataConfig) -> Any:
     options = dict(cfg.options)
     if cfg.label is not None:
         options["label"] = cfg.label
+    for key in ("image_size", "color"):  # an image folder's (goodfit.data.images)
+        if getattr(cfg, key) is not None:
+            options[key] = getattr(cfg, key)
     try:
         return load_dataset(cfg.name, standardize=False, test_fraction=cfg.test_fraction, **options)
     except DataError:

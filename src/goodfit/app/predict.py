@@ -124,8 +124,7 @@ def read_predict_data(path: str | Path, run: LoadedRun) -> tuple[np.ndarray, lis
     if path.is_dir():
         from goodfit.data.images import read_images_for_prediction
 
-        data = run.config.data
-        X, labels = read_images_for_prediction(path, data.image_size, data.color)
+        X, labels = read_images_for_prediction(path, run.input_shape)
     elif not path.is_file():
         raise DataError(f"{path}: no such file or folder")
     elif path.suffix.lower() == ".npz":
