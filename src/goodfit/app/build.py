@@ -115,7 +115,11 @@ def prepare_from_config(
     cfg: Config, dataset: Any, *, seed: int | None = None, pool: Any = None
 ) -> PreparedData:
     """:func:`goodfit.data.prepare.prepare_data` with the ``[data]`` section's holdout and
-    standardization (``seed``: the split's, default ``train.seed``)."""
+    standardization (``seed``: the split's, default ``train.seed``); with ``clean.exclude``
+    the suspects of ``clean.suspects`` are left out of ``pool`` (:mod:`goodfit.app.clean`)."""
+    from goodfit.app.clean import excluded_pool
+
+    pool = excluded_pool(cfg, dataset, pool)
     return prepare_data(
         dataset,
         val_fraction=cfg.data.val_fraction,

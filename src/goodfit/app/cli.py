@@ -345,7 +345,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else default_out(f"clean-{Path(args.config).stem}")
     result = run_clean(cfg, out, write_npz=args.write_npz, force=args.force)
-    print(f"{result['n_suspects']} suspect labels of {result['n_train']} training samples")
+    print(f"{result['n_issues']} suspect labels of {result['n_train']} training samples")
     print(f"report: {out / 'clean.html'}")
     return 0
 

@@ -45,6 +45,7 @@ from goodfit.app.sections import (
     TrainConfig,
     _Strict,
 )
+from goodfit.app.sections_clean import CleanConfig
 from goodfit.errors import ConfigError
 
 __all__ = [
@@ -71,6 +72,7 @@ class Config(_Strict):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     study: StudyConfig | None = None
     search: SearchConfig | None = None
+    clean: CleanConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (``None`` sections dropped), TOML-writable."""
