@@ -197,7 +197,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         )
     Console().print(table)
     print(
-        "User files: data.name = path to a .npz (X, y[, X_test, y_test]) or a .csv (label column)."
+        "User files: data.name = path to a .npz (X, y[, X_test, y_test]), a .csv (label column) "
+        "or an image folder (one subfolder per class)."
     )
     return 0
 
