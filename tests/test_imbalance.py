@@ -108,3 +108,24 @@ def test_macro_f1_is_an_early_stopping_monitor_and_the_summary_has_the_metrics(
     assert s["best_epoch"] == 1 + int(np.argmax(f1))
     assert len(s["test_recall"]) == 3 and np.sum(s["test_confusion_matrix"]) == 36
     np.testing.assert_allclose(s["test_balanced_accuracy"], np.mean(s["test_recall"]))
+
+
+def test_a_balanced_run_resumes_bit_for_bit(tmp_path):
+    import goodfit as gf
+
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(60, 3, generator=g), torch.as_tensor(Y[::-1][:60].copy())
+
+    def run(epochs, folder, resume=False):
+        torch.manual_seed(0)
+        net = torch.nn.Linear(3, 3)
+        gf.fit(net, (X, y), optimizer=torch.optim.SGD(net.parameters(), lr=0.1), epochs=epochs,
+               batch_size=8, sampler=BalancedSampler(y), checkpoint_dir=folder, resume=resume,
+               progress=False)  # fmt: skip
+        return net
+
+    whole = run(4, tmp_path / "a")
+    run(2, tmp_path / "b")
+    resumed = run(4, tmp_path / "b", resume=True)
+    for p, q in zip(whole.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(p, q)
