@@ -4,7 +4,7 @@ learning finds, and what removing the suspects does to the test accuracy.
 1. digits (scikit-learn's 8x8, goodfit's fixed split: 1437 train / 360 test); 5% of the
    training labels (72) are flipped to a uniformly drawn *other* class (NumPy seed ``--seed``);
    the test labels are untouched. Written as ``noisy.npz`` (``X, y, X_test, y_test``).
-2. ``goodfit clean`` on ``examples/digits_cnn.toml`` with ``data.name = noisy.npz`` and
+2. ``goodfit clean`` on ``examples/clean_digits.toml`` (an MLP) with ``data.name = noisy.npz`` and
    ``clean.k = 5``: precision and recall of the flagged suspects against the flipped set.
 3. The same config trained on ``noisy.npz`` and on the cleaned ``.npz`` (suspects removed), for
    train seeds ``--train-seeds``; test accuracy of each (mean over seeds).
@@ -55,7 +55,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     flipped = noisy_digits(out, args.rate, args.seed)
-    config = ROOT / "examples" / "digits_cnn.toml"
+    config = ROOT / "examples" / "clean_digits.toml"
     cfg = load_config(config, [f'data.name="{out / "noisy.npz"}"'])
     noisy = load_dataset(out / "noisy.npz", standardize=False)
     found = find_suspects(cfg, noisy, args.k)

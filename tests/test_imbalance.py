@@ -129,3 +129,22 @@ def test_a_balanced_run_resumes_bit_for_bit(tmp_path):
     resumed = run(4, tmp_path / "b", resume=True)
     for p, q in zip(whole.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"train": {"sampler": "balanced"}}, "need algorithm = '7.1'"),
+        ({"early_stopping": {"algorithm": "7.2", "monitor": "val_macro_f1"}}, "not a validation"),
+        ({"data": {"name": "poly"}, "train": {"class_weights": "balanced"}}, "regression"),
+    ],
+)
+def test_imbalance_options_that_cannot_apply_are_refused_before_training(extra, message):
+    from goodfit.app.build import check_buildable
+
+    data = {"data": {"name": "wine"}, "early_stopping": {"algorithm": "7.2"}}
+    for key, table in extra.items():
+        data[key] = {**data.get(key, {}), **table}
+    cfg = parse_config(data)
+    with pytest.raises(ConfigError, match=message):
+        check_buildable(cfg, prepare_from_config(cfg, load_dataset_from_config(cfg.data)))

@@ -375,8 +375,8 @@ def _early_stopping(cfg: Config, has_val: bool, task: str | None) -> EarlyStoppi
             "(e.g. 0.2) or disable early stopping"
         )
     allowed = ["val_loss", "val_accuracy"] if task != "regression" else ["val_loss"]
-    if task != "regression":
-        allowed += ["val_balanced_accuracy", "val_macro_f1"]  # goodfit.train.class_metrics
+    if task != "regression" and es.algorithm == "7.1":  # goodfit.train.class_metrics
+        allowed += ["val_balanced_accuracy", "val_macro_f1"]
     if es.monitor not in allowed:
         raise ConfigError(
             f"[early_stopping] monitor = {es.monitor!r} is not a validation metric of this "
@@ -481,6 +481,13 @@ def imbalance_parts(cfg: Config, prepared: PreparedData) -> dict[str, Any]:
         raise ConfigError(
             "[train] class_weights and sampler = 'balanced' are for classification; this "
             "dataset is a regression task"
+        )
+    es = cfg.early_stopping
+    meta = es is not None and es.enabled and es.algorithm != "7.1"
+    if meta and (t.class_weights is not None or t.sampler != "random"):
+        raise ConfigError(
+            f"[early_stopping] algorithm = {es.algorithm!r} trains with the plain loss and order; "
+            "train.class_weights / train.sampler = 'balanced' need algorithm = '7.1'"
         )
     y = prepared.train[1]
     out: dict[str, Any] = {}

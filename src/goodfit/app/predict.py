@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -251,4 +250,4 @@ def describe(result: dict[str, Any]) -> str:
     text = f"{result['n']} predictions -> {result['path']}"
     if "accuracy" in result:
         text += f" (accuracy {result['accuracy']:.4f} on the given labels)"
-    return text if "path" in result else json.dumps(result)
+    return text

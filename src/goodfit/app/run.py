@@ -273,16 +273,6 @@ def _run_meta(
             f"[early_stopping] algorithm = {algorithm!r} needs validation data: set "
             "data.val_fraction > 0"
         )
-    if cfg.train.class_weights is not None or cfg.train.sampler != "random":
-        raise ConfigError(
-            f"[early_stopping] algorithm = {algorithm!r} trains with the plain loss and order; "
-            "train.class_weights / train.sampler = 'balanced' need algorithm = '7.1'"
-        )
-    if cfg.early_stopping.monitor not in ("val_loss", "val_accuracy"):
-        raise ConfigError(
-            f"[early_stopping] algorithm = {algorithm!r} monitors val_loss or val_accuracy, got "
-            f"{cfg.early_stopping.monitor!r}"
-        )
 
     def build() -> tuple[Any, Any, list[Any], Any]:
         parts = build_run(cfg, prepared, early_stopping=False)

@@ -146,7 +146,7 @@ def _decode_all(files: Sequence[Path], color: str, size: tuple[int, int]) -> np.
         description=f"decoding {len(files)} images",
         console=console,
         transient=True,
-        disable=not sys.stderr.isatty() or len(files) < 200,
+        disable=not sys.stderr.isatty(),
     )
     return np.stack([_decode(p, color, size) for p in items])
 
