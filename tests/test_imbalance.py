@@ -95,7 +95,7 @@ def test_the_config_weights_the_loss_and_balances_the_draw():
 def test_macro_f1_is_an_early_stopping_monitor_and_the_summary_has_the_metrics(
     tmp_path, torch_globals
 ):
-    cfg = _cfg(class_weights={"class_1": 2.0}, sampler="balanced", epochs=6)
+    cfg = _cfg(class_weights={"class_1": 2.0}, sampler="balanced", epochs=4)
     cfg = parse_config({**cfg.to_dict(), "early_stopping": {"monitor": "val_macro_f1",
                                                               "patience": 2}})  # fmt: skip
     result = run_config(cfg, tmp_path / "run", progress=False)

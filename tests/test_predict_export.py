@@ -26,7 +26,7 @@ hidden = [16]
 norm = "batch"
 dropout = 0.1
 [train]
-epochs = 2
+epochs = 1
 """
 
 
