@@ -100,6 +100,9 @@ def load_dataset_from_config(cfg: DataConfig) -> Any:
     options = dict(cfg.options)
     if cfg.label is not None:
         options["label"] = cfg.label
+    for key in ("image_size", "color"):  # an image folder's (goodfit.data.images)
+        if getattr(cfg, key) is not None:
+            options[key] = getattr(cfg, key)
     try:
         return load_dataset(cfg.name, standardize=False, test_fraction=cfg.test_fraction, **options)
     except DataError:
@@ -112,7 +115,11 @@ def prepare_from_config(
     cfg: Config, dataset: Any, *, seed: int | None = None, pool: Any = None
 ) -> PreparedData:
     """:func:`goodfit.data.prepare.prepare_data` with the ``[data]`` section's holdout and
-    standardization (``seed``: the split's, default ``train.seed``)."""
+    standardization (``seed``: the split's, default ``train.seed``); with ``clean.exclude``
+    the suspects of ``clean.suspects`` are left out of ``pool`` (:mod:`goodfit.app.clean`)."""
+    from goodfit.app.clean import excluded_pool
+
+    pool = excluded_pool(cfg, dataset, pool)
     return prepare_data(
         dataset,
         val_fraction=cfg.data.val_fraction,
@@ -386,6 +393,8 @@ def _early_stopping(
         )
     allowed = ["val_loss"] if task in ("regression", "multitask") else ["val_loss", "val_accuracy"]
     allowed += list(monitors)  # a multitask run's per-task metrics
+    if task == "classification" and es.algorithm == "7.1":  # goodfit.train.class_metrics
+        allowed += ["val_balanced_accuracy", "val_macro_f1"]
     if es.monitor not in allowed:
         raise ConfigError(
             f"[early_stopping] monitor = {es.monitor!r} is not a validation metric of this "
@@ -446,8 +455,10 @@ class RunParts:
     penalty: Callable[[nn.Module], torch.Tensor] | None
     augment: Any
     callbacks: list[Callback]
-    #: The training loss (``None``: the task's default; label smoothing sets one).
+    #: The training loss (``None``: the task's default; label smoothing, class weights set one).
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    #: The epoch sampler (``None``: a fresh permutation; train.sampler = "balanced" sets one).
+    sampler: Any = None
 
 
 def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = True) -> RunParts:
@@ -476,6 +487,7 @@ def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = Tru
     lr = base_lr(optimizer)
     schedule = build_schedule(cfg, lr, steps_per_epoch)
     has_val = prepared.val is not None
+    imbalance = imbalance_parts(cfg, prepared)
     return RunParts(
         model=model,
         optimizer=optimizer,
@@ -503,8 +515,42 @@ def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = Tru
             early_stopping=early_stopping,
             monitors=tuple(metric_names(ds, ("val",))),
         ),
-        loss=multitask_loss(cfg, model, ds) or build_loss(cfg, ds.task),
+        loss=multitask_loss(cfg, model, ds)
+        or build_loss(cfg, ds.task, class_weight=imbalance.get("class_weight")),
+        sampler=imbalance.get("sampler"),
     )
+
+
+def imbalance_parts(cfg: Config, prepared: PreparedData) -> dict[str, Any]:
+    """``train.class_weights`` as per-class loss weights (``class_weight``) and ``train.sampler =
+    "balanced"`` as a :class:`goodfit.data.imbalance.BalancedSampler` (``sampler``), both from the
+    labels of the part the model trains on."""
+    from goodfit.data import imbalance
+
+    t, ds = cfg.train, prepared.dataset
+    if (t.class_weights is not None or t.sampler != "random") and ds.task != "classification":
+        raise ConfigError(
+            "[train] class_weights and sampler = 'balanced' are for classification; this "
+            f"dataset is a {ds.task} task"
+        )
+    es = cfg.early_stopping
+    meta = es is not None and es.enabled and es.algorithm != "7.1"
+    if meta and (t.class_weights is not None or t.sampler != "random"):
+        raise ConfigError(
+            f"[early_stopping] algorithm = {es.algorithm!r} trains with the plain loss and order; "
+            "train.class_weights / train.sampler = 'balanced' need algorithm = '7.1'"
+        )
+    y = prepared.train[1]
+    out: dict[str, Any] = {}
+    if t.class_weights is not None:
+        weights = call_with_config(
+            "train.class_weights", imbalance.class_weights, y, ds.num_classes, t.class_weights,
+            ds.classes,
+        )  # fmt: skip
+        out["class_weight"] = weights
+    if t.sampler == "balanced":
+        out["sampler"] = imbalance.BalancedSampler(y, ds.num_classes)
+    return out
 
 
 #: Bytes of memory per parameter a first-order run needs at least: the weight, its gradient and

@@ -25,6 +25,8 @@ EXIT_USER_ERROR = 2
 def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
     keys = [
         "test_accuracy",
+        "test_balanced_accuracy",
+        "test_macro_f1",
         "test_loss",
         "test_robust_accuracy_fgsm",
         "test_robust_accuracy_pgd",
@@ -214,7 +216,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         )
     Console().print(table)
     print(
-        "User files: data.name = path to a .npz (X, y[, X_test, y_test]) or a .csv (label column)."
+        "User files: data.name = path to a .npz (X, y[, X_test, y_test]), a .csv (label column) "
+        "or an image folder (one subfolder per class)."
     )
     return 0
 
@@ -234,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_commands(sub)
     _add_search_command(sub)
     _add_tool_commands(sub)
+    _add_model_commands(sub)
     return parser
 
 
@@ -344,6 +348,62 @@ def _add_tool_commands(sub: Any) -> None:
     p = sub.add_parser("datasets", help="list the built-in datasets")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_datasets)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``goodfit predict RUN_DIR DATA``: the run's model on new data, to a CSV."""
+    from goodfit.app.predict import describe, run_predict
+
+    print(describe(run_predict(args.run_dir, args.data, args.out)))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``goodfit export RUN_DIR``: a self-contained model for plain PyTorch."""
+    from goodfit.app.export import export_run
+
+    meta = export_run(args.run_dir, args.format, args.out)
+    print(f"exported {meta['format']} -> {meta['path']} (inputs {meta['input_shape']}, raw)")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    """``goodfit clean CONFIG.toml``: suspect labels by confident learning."""
+    from goodfit.app.clean import run_clean
+    from goodfit.app.config import load_config
+    from goodfit.app.run_folder import default_out
+
+    cfg = load_config(args.config, args.set)
+    out = Path(args.out) if args.out else default_out(f"clean-{Path(args.config).stem}")
+    result = run_clean(cfg, out, write_npz=args.write_npz, force=args.force)
+    print(f"{result['n_issues']} suspect labels of {result['n_train']} training samples")
+    print(f"report: {out / 'clean.html'}")
+    return 0
+
+
+def _add_model_commands(sub: Any) -> None:
+    """``predict``, ``export``, ``clean``."""
+    from goodfit.app.export import FORMATS
+
+    p = sub.add_parser("predict", help="predict with a trained run on a .npz/.csv/image folder")
+    p.add_argument("run_dir", help="RUN_DIR of a finished `goodfit train`")
+    p.add_argument("data", help="DATA: a .npz (X[, y]), a .csv or an image folder")
+    p.add_argument("--out", help="CSV to write (default: predictions.csv)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a run's model (+ preprocessing) for plain torch")
+    p.add_argument("run_dir", help="RUN_DIR of a finished `goodfit train`")
+    p.add_argument("--format", choices=list(FORMATS), default="torchscript")
+    p.add_argument("--out", help="file to write (default: in RUN_DIR)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("clean", help="find suspect labels (out-of-fold confident learning)")
+    p.add_argument("config", help="CONFIG.toml")
+    add_set(p)
+    p.add_argument("--out", help="folder for clean.json/.csv/.html (default: runs/clean-...)")
+    p.add_argument("--write-npz", metavar="PATH", help="write the data without the suspects")
+    add_force(p)
+    p.set_defaults(func=cmd_clean)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

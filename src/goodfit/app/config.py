@@ -47,6 +47,7 @@ from goodfit.app.sections import (
     TrainConfig,
     _Strict,
 )
+from goodfit.app.sections_clean import CleanConfig
 from goodfit.app.sections_strategies import (
     AdversarialConfig,
     CurriculumConfig,
@@ -85,6 +86,7 @@ class Config(_Strict):
     adversarial: AdversarialConfig | None = None
     curriculum: CurriculumConfig | None = None
     multitask: MultiTaskConfig | None = None
+    clean: CleanConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (``None`` sections dropped), TOML-writable."""

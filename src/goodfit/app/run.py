@@ -168,11 +168,20 @@ def _run(
     summary.update(mt.task_scores(model, *prepared.test, ds, "test_"))
     summary.update(mt.summary_metrics(records, summary.get("best_epoch"), ds))
     summary.update(_robust(cfg, model, prepared))
+    if ds.task == "classification":  # balanced accuracy, macro-F1, recall, confusion matrix
+        from goodfit.train.class_metrics import class_report, predict_classes
+
+        X_test, y_test = prepared.test
+        pred = predict_classes(model, X_test)
+        summary.update(class_report(y_test, pred, ds.num_classes, prefix="test_"))
     summary["n_parameters"] = sum(p.numel() for p in model.parameters())
     summary["dataset"] = ds.name
     summary["wall_seconds"] = time.perf_counter() - t0
     if out is not None:
         _save_model(model, out / "model.pt")
+        from goodfit.app.predict import save_preprocessing
+
+        save_preprocessing(prepared, out)  # what `goodfit predict` / `export` apply
         atomic_write_text(out / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")
     return RunResult(summary, model, records)
 
@@ -251,7 +260,7 @@ def _run_fit(
 
     ds = prepared.dataset
     # resumed: the sampler's scores come from the checkpoint, no reference model to train
-    sampler = build_sampler(cfg, prepared, progress=progress, dry_run=resume)
+    sampler = build_sampler(cfg, prepared, progress=progress, dry_run=resume) or parts.sampler
     history = fit(
         parts.model,
         prepared.train,
@@ -275,6 +284,7 @@ def _run_fit(
         loss=parts.loss,
         sampler=sampler,
         parallel=parallel,
+        class_metrics=ds.task == "classification",
     )
     return history.summary, history.records
 

@@ -78,6 +78,9 @@ class _Open(BaseModel):
         return dict(self.model_extra or {})
 
 
+ImageSize = Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=2, max_length=2)]
+
+
 class DataConfig(_Strict):
     """``[data]``: a built-in name or a .npz/.csv path, the validation holdout, standardization
     (fitted on the training part only), the label column of a .csv, dataset options."""
@@ -88,6 +91,9 @@ class DataConfig(_Strict):
     label: str | None = None
     test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: an image folder's size ``[height, width]`` (or one int for square) and colour
+    image_size: Annotated[int, Field(ge=1, le=4096)] | ImageSize | None = None
+    color: Literal["gray", "rgb"] | None = None
 
 
 class InitConfig(_Strict):
@@ -253,6 +259,10 @@ class TrainConfig(_Strict):
         default_factory=dict
     )
     sync_batchnorm: Flag = False  # under torchrun: BatchNorm statistics over the global batch
+    #: per-class loss weights (scikit-learn's compute_class_weight): "balanced" or {class: w}
+    class_weights: Literal["balanced"] | dict[str, Annotated[float, Field(gt=0.0)]] | None = None
+    #: which samples an epoch visits: a fresh permutation, or a class-balanced draw
+    sampler: Literal["random", "balanced"] = "random"
 
     @field_validator("device")
     @classmethod

@@ -101,19 +101,27 @@ def _share(cfg: Config, model: nn.Module) -> None:
 # -- loss and batch transforms -------------------------------------------------------------------
 
 
-def build_loss(cfg: Config, task: str) -> Callable[[Tensor, Tensor], Tensor] | None:
-    """The training loss when ``output_noise.label_smoothing > 0`` (else ``None``: the default)."""
+def build_loss(
+    cfg: Config, task: str, class_weight: Tensor | None = None
+) -> Callable[[Tensor, Tensor], Tensor] | None:
+    """The training loss: cross-entropy with ``output_noise.label_smoothing`` and/or per-class
+    ``class_weight`` (``train.class_weights``); ``None`` (the task's default) with neither."""
     on = cfg.output_noise
-    if on is None or on.label_smoothing == 0.0:
-        return None
-    if task != "classification":
+    smoothing = 0.0 if on is None else on.label_smoothing
+    if smoothing > 0.0 and task != "classification":
         raise ConfigError(
             "output_noise.label_smoothing needs a classification dataset; for regression use "
             "output_noise.target_std"
         )
-    from goodfit.regularize.output_noise import LabelSmoothingLoss
+    if smoothing > 0.0:
+        from goodfit.regularize.output_noise import LabelSmoothingLoss
 
-    return LabelSmoothingLoss(on.label_smoothing)
+        return LabelSmoothingLoss(smoothing, weight=class_weight)
+    if class_weight is not None:
+        from goodfit.data.imbalance import weighted_cross_entropy
+
+        return weighted_cross_entropy(class_weight)
+    return None
 
 
 def _output_noise(cfg: Config, ds: Any) -> Transform | None:
@@ -291,5 +299,10 @@ def check_strategies(cfg: Config, prepared: Any) -> None:
         raise ConfigError(
             f"early_stopping.algorithm = {es.algorithm!r} retrains with its own loop; "
             "[output_noise], [adversarial] and [curriculum] need algorithm = '7.1'"
+        )
+    if cfg.curriculum is not None and cfg.train.sampler != "random":
+        raise ConfigError(
+            "[curriculum] chooses which samples an epoch visits, and so does train.sampler = "
+            f"{cfg.train.sampler!r}: use one of them"
         )
     build_sampler(cfg, prepared, dry_run=True)

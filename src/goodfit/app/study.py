@@ -89,7 +89,9 @@ def _parse_study(data: dict[str, Any], source: str) -> StudyConfig:
 
 
 def _metrics_of(task: str) -> list[str]:
-    kinds = ("loss", "accuracy") if task == "classification" else ("loss",)
+    kinds: tuple[str, ...] = ("loss",)
+    if task == "classification":  # + goodfit.train.class_metrics.CLASS_METRICS
+        kinds = ("loss", "accuracy", "balanced_accuracy", "macro_f1")
     out = [f"{part}_{k}" for part in ("val", "train", "test") for k in kinds]
     if task == "classification":  # with [adversarial] in every variant (goodfit.app.strategies)
         out += [f"{p}_robust_accuracy_{m}" for p in ("val", "test") for m in ("fgsm", "pgd")]
@@ -216,12 +218,19 @@ def _run_one(
     from goodfit.app import multitask as mt
 
     model, task, loss = result.model, dataset.task, mt.eval_loss(cfg, dataset)
+    cm = task == "classification"
     scores = {
-        **evaluate(model, *prepared.train, task=task, loss_fn=loss, prefix="train_"),
-        **evaluate(model, *held_out, task=task, loss_fn=loss, prefix="val_"),
+        **evaluate(
+            model, *prepared.train, task=task, loss_fn=loss, prefix="train_", class_metrics=cm
+        ),
+        **evaluate(model, *held_out, task=task, loss_fn=loss, prefix="val_", class_metrics=cm),
         **mt.task_scores(model, *prepared.train, dataset, "train_"),
         **mt.task_scores(model, *held_out, dataset, "val_"),
-        **{k: v for k, v in result.summary.items() if k.startswith("test_")},
+        **{
+            k: v
+            for k, v in result.summary.items()
+            if k.startswith("test_") and isinstance(v, float)
+        },
     }
     if prepared.val is not None:
         scores.update(evaluate(model, *prepared.val, task=task, loss_fn=loss, prefix="es_val_"))
@@ -240,6 +249,11 @@ def _run_one(
         "stop_reason": result.summary.get("stop_reason"),
         "wall_seconds": result.summary.get("wall_seconds"),
     }
+    if cm:  # the held-out part's confusion matrix, for the report's picture
+        from goodfit.train.class_metrics import class_report, predict_classes
+
+        report = class_report(held_out[1], predict_classes(model, held_out[0]), dataset.num_classes)
+        fold_result["confusion_matrix"] = report["confusion_matrix"]
     if extra:
         fold_result["gradient_flow"] = extra[0].to_dict()
     if lr_found is not None:
@@ -360,6 +374,7 @@ def _results_header(plan: StudyPlan, data: dict[str, Any]) -> dict[str, Any]:
             "input_shape": list(ds.input_shape),
             "num_classes": ds.num_classes,
         },
+        "classes": [str(c) for c in ds.classes] if ds.classes is not None else None,
         "metric": plan.metric,
         "baseline": study.baseline or study.variants[0].name,
         "reference_error": study.reference_error,

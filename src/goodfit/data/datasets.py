@@ -215,6 +215,11 @@ def load_dataset(
         raw = load_builtin(key, seed, test_fraction, options)
     else:
         path = Path(key).expanduser()
+        if path.is_dir():  # one subfolder per class (goodfit.data.images)
+            from goodfit.data.images import load_image_folder
+
+            return _to_dataset(key, load_image_folder(path, seed, test_fraction, options),
+                               standardize)  # fmt: skip
         if not path.suffix and not path.exists():
             raise DataError(
                 f"unknown dataset {key!r}: expected one of {', '.join(DATASETS)} or a path "

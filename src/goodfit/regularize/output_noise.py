@@ -30,17 +30,21 @@ __all__ = ["LabelSmoothingLoss", "SoftTargetNoise", "TargetNoise"]
 
 class LabelSmoothingLoss:
     """Cross-entropy with ``label_smoothing`` while gradients are recorded (training), plain
-    cross-entropy otherwise (evaluation). Takes class indices or soft ``(N, K)`` targets."""
+    cross-entropy otherwise (evaluation), both with the optional per-class ``weight`` (torch's
+    ``cross_entropy(weight=...)``). Takes class indices or soft ``(N, K)`` targets."""
 
-    def __init__(self, label_smoothing: float) -> None:
+    def __init__(self, label_smoothing: float, weight: Tensor | None = None) -> None:
         self.label_smoothing = check_probability("label_smoothing", label_smoothing)
+        self.weight = weight
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         eps = self.label_smoothing if torch.is_grad_enabled() else 0.0
-        return F.cross_entropy(output, target, label_smoothing=eps)
+        weight = None if self.weight is None else self.weight.to(output.device)
+        return F.cross_entropy(output, target, weight=weight, label_smoothing=eps)
 
     def __repr__(self) -> str:
-        return f"LabelSmoothingLoss(label_smoothing={self.label_smoothing})"
+        extra = "" if self.weight is None else f", weight={self.weight.tolist()}"
+        return f"LabelSmoothingLoss(label_smoothing={self.label_smoothing}{extra})"
 
 
 class SoftTargetNoise:

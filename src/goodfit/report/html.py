@@ -438,6 +438,9 @@ def render_report(results: Mapping[str, Any]) -> str:
             histories, title=f"{name}: train vs validation", onsets=a["onsets"].get(name, [])
         )
         out.append(_img(png, f"learning curves of {name}"))
+    from goodfit.report.confusion import confusion_section
+
+    out.append(confusion_section(results, _img, _e))
     out.append(_gradient_section(results, a))
     out.append(_lr_curvature_section(results))
     sched = results.get("schedule")

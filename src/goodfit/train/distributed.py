@@ -188,9 +188,13 @@ class DataParallel:
         self, model: nn.Module, X: torch.Tensor, y: torch.Tensor, **kwargs: Any
     ) -> dict[str, float]:
         """:func:`goodfit.train.loop.evaluate` split across ranks (contiguous pieces of ``X``), its
-        sums all-reduced: the metrics of the whole set, identical on every rank."""
+        sums all-reduced: the metrics of the whole set, identical on every rank. Balanced accuracy
+        and macro-F1 (``class_metrics=True``) are not sums over pieces: then every rank evaluates
+        the whole set (the ranks' models are equal, so are their results)."""
         from goodfit.train.loop import evaluate
 
+        if kwargs.get("class_metrics"):
+            return evaluate(model, X, y, **kwargs)
         piece = torch.tensor_split(torch.arange(len(X)), self.world_size)[self.rank]
         lo, hi = (int(piece[0]), int(piece[-1]) + 1) if len(piece) else (0, 0)
         part = evaluate(model, X[lo:hi], y[lo:hi], **kwargs)

@@ -31,7 +31,8 @@ class EarlyStopping(Callback):
     monitor : metric name from the validation metrics, e.g. ``"val_loss"``, ``"val_accuracy"``.
     patience : validations without improvement before stopping (``p`` of Algorithm 7.1), >= 1.
     min_delta : minimum improvement that counts, >= 0.
-    mode : ``"min"``, ``"max"`` or ``"auto"`` (max for names containing "acc", else min).
+    mode : ``"min"``, ``"max"`` or ``"auto"`` (max for names containing "acc" or "f1", else
+        min).
     restore_best : restore ``theta*`` at the end (default True, as Algorithm 7.1 returns theta*).
     """
 
@@ -48,7 +49,7 @@ class EarlyStopping(Callback):
         if not min_delta >= 0:
             raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")
         if mode == "auto":
-            mode = "max" if "acc" in monitor else "min"
+            mode = "max" if "acc" in monitor or "f1" in monitor else "min"
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
         self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from goodfit.errors import DivergenceError
@@ -33,6 +32,7 @@ from goodfit.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from goodfit.train.evaluation import default_loss, evaluate, hard_labels, infer_task
 from goodfit.train.history import History
 from goodfit.train.progress import EpochReporter
 from goodfit.train.sampling import EpochSampler, RandomOrder
@@ -51,65 +51,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
-
-
-def infer_task(y: torch.Tensor) -> str:
-    """``"classification"`` for integer targets, ``"regression"`` for floating ones."""
-    return "regression" if torch.is_floating_point(y) else "classification"
-
-
-def default_loss(task: str) -> LossFn:
-    """Cross-entropy (the negative log-likelihood of a categorical output, seed 003) for
-    classification — it also takes soft targets (N, K) from mixup/cutmix — and mean squared error
-    (the Gaussian NLL up to constants) for regression."""
-    if task == "classification":
-        return F.cross_entropy
-    if task == "regression":
-        return F.mse_loss
-    raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-
-
-def _hard_labels(y: torch.Tensor) -> torch.Tensor:
-    return y.argmax(dim=1) if y.ndim > 1 else y
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    X: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    task: str | None = None,
-    loss_fn: LossFn | None = None,
-    batch_size: int = 2048,
-    prefix: str = "",
-) -> dict[str, float]:
-    """Mean loss (and accuracy for classification) of ``model`` on ``(X, y)`` in eval mode.
-
-    Batches are moved to the model's device (data may stay on the CPU for a CUDA model).
-    Returns e.g. ``{"val_loss": 0.12, "val_accuracy": 0.97}`` for ``prefix="val_"``.
-    """
-    task = task or infer_task(y)
-    loss_fn = loss_fn or default_loss(task)
-    first = next(model.parameters(), None)
-    device = X.device if first is None else first.device
-    was_training = model.training
-    model.eval()
-    try:
-        total, correct, n = 0.0, 0, len(X)
-        for start in range(0, n, batch_size):
-            xb = X[start : start + batch_size].to(device)
-            yb = y[start : start + batch_size].to(device)
-            out = model(xb)
-            total += float(loss_fn(out, yb)) * len(xb)
-            if task == "classification":
-                correct += int((out.argmax(dim=1) == _hard_labels(yb)).sum())
-    finally:
-        model.train(was_training)
-    metrics = {f"{prefix}loss": total / max(n, 1)}
-    if task == "classification":
-        metrics[f"{prefix}accuracy"] = correct / max(n, 1)
-    return metrics
 
 
 class Trainer:
@@ -144,6 +85,7 @@ class Trainer:
         max_steps: int | None = None,
         sampler: EpochSampler | None = None,
         parallel: DataParallel | None = None,
+        class_metrics: bool = False,
     ) -> None:
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
@@ -169,6 +111,7 @@ class Trainer:
         self.max_steps = max_steps
         self.sampler = sampler if sampler is not None else RandomOrder()
         self.parallel, self._net = parallel, model  # _net: the training forward (DDP's wrapper)
+        self.class_metrics = class_metrics
         self.history = History()
         self.summary: dict[str, Any] = {}
         self.epoch = 0
@@ -213,6 +156,7 @@ class Trainer:
             loss_fn=self.loss_fn,
             batch_size=self.eval_batch_size,
             prefix="val_",
+            class_metrics=self.class_metrics,
         )
         self._last_val = metrics
         self._call("on_validation_end", metrics)
@@ -472,7 +416,7 @@ class Trainer:
         elif self.task == "classification":
             pred = torch.cat(outputs).argmax(dim=1)
             record["train_accuracy"] = float(
-                (pred == _hard_labels(torch.cat(targets))).float().mean()
+                (pred == hard_labels(torch.cat(targets))).float().mean()
             )
         return record
 
@@ -532,6 +476,7 @@ def fit(
     max_steps: int | None = None,
     sampler: EpochSampler | None = None,
     parallel: DataParallel | None = None,
+    class_metrics: bool = False,
 ) -> History:
     """Train ``model`` on ``train = (X, y)`` with minibatch SGD-style updates (seed 003).
 
@@ -545,6 +490,8 @@ def fit(
     (:class:`goodfit.train.sampling.EpochSampler`) chooses each epoch's indices instead of the
     default fresh permutation (a curriculum, a class-balanced draw). ``parallel``
     (:class:`goodfit.train.distributed.DataParallel`, under torchrun) trains data-parallel.
+    ``class_metrics`` adds ``val_balanced_accuracy`` and ``val_macro_f1`` to each validation
+    (monitorable).
     With ``checkpoint_dir`` a checkpoint is written atomically every ``checkpoint_every`` epochs
     (never with non-finite weights); ``resume=True`` continues from it bit-for-bit on CPU.
     A non-finite loss raises :class:`goodfit.errors.DivergenceError` naming the epoch and step.
@@ -583,5 +530,6 @@ def fit(
         max_steps=max_steps,
         sampler=sampler,
         parallel=parallel,
+        class_metrics=class_metrics,
     )
     return runner.fit(tuple(train), tuple(val) if val is not None else None)  # type: ignore[arg-type]
