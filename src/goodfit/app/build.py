@@ -490,6 +490,10 @@ def check_buildable(cfg: Config, prepared: PreparedData) -> None:
     :class:`ConfigError` before anything is trained or written (a model too large for memory is
     refused before it is allocated). Draws from the global RNG: reseed afterwards."""
     check_model_size(cfg, prepared.dataset)
+    if cfg.ensemble is not None:
+        from goodfit.app.ensemble_run import check_ensemble
+
+        check_ensemble(cfg, prepared.dataset.task)
     if is_second_order(cfg):
         from goodfit.app.regularize_spec import penalty_from_config
 

@@ -180,7 +180,7 @@ def _run_one(
     cfg.checkpoint.enabled = False
     extra = []
     lr_found = _lr_find(cfg, prepared) if diagnostics["lr_find"] and fold == 0 else None
-    if diagnostics["gradient_flow"]:
+    if diagnostics["gradient_flow"] and _one_network(cfg):
         from goodfit.diagnose.gradient_flow import GradientFlowCallback
 
         extra.append(GradientFlowCallback())
@@ -195,6 +195,12 @@ def _run_one(
     }
     if prepared.val is not None:
         scores.update(evaluate(model, *prepared.val, task=task, prefix="es_val_"))
+    ensemble = model.ensemble_metrics(*held_out) if hasattr(model, "ensemble_metrics") else None
+    if ensemble is not None:  # the ensemble's own scores are the val_ ones above
+        scores["val_diversity"] = ensemble["diversity"]
+        for key in ("member_loss", "member_accuracy"):
+            if key in ensemble:
+                scores[f"val_{key}"] = sum(ensemble[key]) / len(ensemble[key])
     fold_result: dict[str, Any] = {
         "fold": fold,
         "config_hash": config_hash,
@@ -207,6 +213,8 @@ def _run_one(
         "stop_reason": result.summary.get("stop_reason"),
         "wall_seconds": result.summary.get("wall_seconds"),
     }
+    if ensemble is not None:
+        fold_result["ensemble"] = ensemble
     if extra:
         fold_result["gradient_flow"] = extra[0].to_dict()
     if lr_found is not None:
@@ -221,6 +229,11 @@ def _run_one(
     History(result.records).to_jsonl(run_dir / "history.jsonl")
     atomic_write_text(run_dir / "summary.json", json.dumps(json_safe(fold_result)) + "\n")
     return fold_result
+
+
+def _one_network(cfg: Config) -> bool:
+    """True unless ``[ensemble]`` trains several networks (per-run diagnoses need one)."""
+    return cfg.ensemble is None or cfg.ensemble.method in ("snapshot", "swa", "ema")
 
 
 def _worker_init(threads: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from goodfit.ensemble.aggregate import (
     AGGREGATIONS,
     Ensemble,
+    EnsembleModule,
     aggregate,
     disagreement,
     ensemble_metrics,
@@ -24,6 +25,7 @@ from goodfit.ensemble.stacking import stacking
 __all__ = [
     "AGGREGATIONS",
     "Ensemble",
+    "EnsembleModule",
     "SnapshotEnsemble",
     "WeightAveraging",
     "adaboost_r2",

@@ -23,7 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["AGGREGATIONS", "Ensemble", "aggregate", "disagreement", "ensemble_metrics"]
+__all__ = [
+    "AGGREGATIONS",
+    "Ensemble",
+    "EnsembleModule",
+    "aggregate",
+    "disagreement",
+    "ensemble_metrics",
+]
 
 AGGREGATIONS = ("mean", "geometric", "vote")
 
@@ -75,12 +82,12 @@ def ensemble_metrics(
     """The ensemble's and each member's accuracy and loss on ``y``, and the diversity.
 
     Classification: ``ensemble_loss`` is the NLL of the aggregated probabilities (for ``"vote"``
-    the vote fractions; a sample no member votes for gives ``inf``), member losses their
+    the vote fractions, floored at 1e-12 like every rule), member losses their
     cross-entropy; ``diversity`` is :func:`disagreement`. Regression: MSE, diversity the ambiguity.
     """
     if task == "classification":
         p = aggregate(outputs, rule, weights)
-        nll = -torch.log(p.gather(1, y.reshape(-1, 1))).mean()
+        nll = -torch.log(p.gather(1, y.reshape(-1, 1)).clamp_min(1e-12)).mean()
         return {
             "ensemble_accuracy": float((p.argmax(1) == y).double().mean()),
             "ensemble_loss": float(nll),
@@ -157,9 +164,32 @@ class Ensemble:
             pred = self.combine(out)
             if self.task == "classification":
                 metrics["ensemble_accuracy"] = float((pred.argmax(1) == y).double().mean())
-                p = pred.gather(1, y.reshape(-1, 1)).clamp_min(1e-300)
+                p = pred.gather(1, y.reshape(-1, 1)).clamp_min(1e-12)
                 metrics["ensemble_loss"] = float(-torch.log(p).mean())
             else:
                 metrics["ensemble_loss"] = float(F.mse_loss(pred, y.reshape(pred.shape)))
         metrics["members"] = len(self.models)
         return metrics
+
+
+class EnsembleModule(nn.Module):
+    """An :class:`Ensemble` as one ``nn.Module``, so code written for a single network
+    (``goodfit.evaluate``, a study's scoring) scores the ensemble: for classification the forward
+    returns the log of the combined probabilities (cross-entropy of it = the ensemble's NLL; vote
+    fractions are floored at 1e-12 so a class no member votes for costs 27.6 nats, not inf), for
+    regression the combined output."""
+
+    def __init__(self, ensemble: Ensemble) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(ensemble.models)
+        self.ensemble = ensemble
+
+    def forward(self, x: Tensor) -> Tensor:
+        p = self.ensemble.predict(x)
+        if self.ensemble.task == "classification":
+            return p.clamp_min(1e-12).log().to(x.dtype if x.is_floating_point() else p.dtype)
+        return p
+
+    def ensemble_metrics(self, X: Tensor, y: Tensor) -> dict[str, Any]:
+        """:meth:`Ensemble.evaluate` on ``(X, y)``: ensemble and member metrics, diversity."""
+        return self.ensemble.evaluate(X, y)

@@ -20,6 +20,7 @@ vectorized pass (each round's network is one ``fit_many`` member with its sample
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +90,10 @@ def weighted_median(outputs: Tensor, weights: Tensor) -> Tensor:
 def _round(make_model, m, train, val, weights, optimizer, epochs, seed, fit_kwargs) -> nn.Module:
     model = make_model(m)
     n = len(weights)
+    fit_kwargs = {
+        **fit_kwargs,
+        "callbacks": [copy.deepcopy(c) for c in fit_kwargs.get("callbacks", ())],
+    }
     fit_many(
         [model],
         train,

@@ -40,7 +40,7 @@ def fold_indices(y: Tensor, folds: int, seed: int, classification: bool) -> list
 
 
 def _features(out: Tensor, classification: bool) -> Tensor:
-    return out.softmax(dim=-1) if classification else out.reshape(out.shape[0], -1)
+    return out.softmax(dim=-1) if classification else out.reshape(out.shape[0], out.shape[1], -1)
 
 
 def stacking(
