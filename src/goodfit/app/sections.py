@@ -283,6 +283,8 @@ class StudyConfig(_Strict):
     lr_find: Flag = False
     curvature: Flag = False
     workers: int = Field(1, ge=1)
+    #: Train the folds of each variant as one vectorized group (goodfit.app.study_vectorized).
+    vectorize: Flag = False
     variants: list[Variant] = Field(min_length=1)
 
     def diagnostics(self) -> dict[str, bool]:

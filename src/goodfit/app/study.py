@@ -172,7 +172,6 @@ def _run_one(
     config_hash: str,
 ) -> dict[str, Any]:
     from goodfit.app.run import run_config
-    from goodfit.train.loop import evaluate
 
     prepared = prepare_from_config(cfg, dataset, seed=cfg.train.seed + fold, pool=split[0])
     held_out = prepared.rows(split[1])
@@ -187,7 +186,44 @@ def _run_one(
     result = run_config(
         cfg, None, data=prepared, progress=progress, extra_callbacks=extra, write_plots=False
     )
-    model, task = result.model, dataset.task
+    fold_result = fold_record(
+        result.model, dataset.task, prepared, held_out, fold, split, result, config_hash
+    )
+    if extra:
+        fold_result["gradient_flow"] = extra[0].to_dict()
+    if lr_found is not None:
+        fold_result["lr_find"] = lr_found
+    if diagnostics["curvature"] and fold == 0:
+        from goodfit.diagnose.curvature import curvature_report
+        from goodfit.train.loop import default_loss
+
+        X, y = prepared.train
+        report = curvature_report(result.model, default_loss(dataset.task), X[:1024], y[:1024], k=3)
+        fold_result["curvature"] = report.to_dict()
+    write_fold(run_dir, fold_result)
+    return fold_result
+
+
+def write_fold(run_dir: Path, fold_result: dict[str, Any]) -> None:
+    """A fold's history and result, written atomically into its run folder."""
+    History(fold_result["history"]).to_jsonl(run_dir / "history.jsonl")
+    atomic_write_text(run_dir / "summary.json", json.dumps(json_safe(fold_result)) + "\n")
+
+
+def fold_record(
+    model: Any,
+    task: str,
+    prepared: Any,
+    held_out: Any,
+    fold: int,
+    split: tuple[Any, Any],
+    result: Any,
+    config_hash: str,
+) -> dict[str, Any]:
+    """A fold's result: scores on the training part, the held-out part (``val_``), the test set
+    and the early-stopping part (``es_val_``), ensemble numbers, the history and stop facts."""
+    from goodfit.train.loop import evaluate
+
     scores = {
         **evaluate(model, *prepared.train, task=task, prefix="train_"),
         **evaluate(model, *held_out, task=task, prefix="val_"),
@@ -215,19 +251,6 @@ def _run_one(
     }
     if ensemble is not None:
         fold_result["ensemble"] = ensemble
-    if extra:
-        fold_result["gradient_flow"] = extra[0].to_dict()
-    if lr_found is not None:
-        fold_result["lr_find"] = lr_found
-    if diagnostics["curvature"] and fold == 0:
-        from goodfit.diagnose.curvature import curvature_report
-        from goodfit.train.loop import default_loss
-
-        X, y = prepared.train
-        report = curvature_report(model, default_loss(task), X[:1024], y[:1024], k=3)
-        fold_result["curvature"] = report.to_dict()
-    History(result.records).to_jsonl(run_dir / "history.jsonl")
-    atomic_write_text(run_dir / "summary.json", json.dumps(json_safe(fold_result)) + "\n")
     return fold_result
 
 
@@ -392,6 +415,8 @@ def _train_all(plan: StudyPlan, out: Path, bar: StudyProgress, workers: int) -> 
     if workers > 1 and len(jobs) > 1:
         _run_parallel(plan, jobs, out, workers, finished)
         return
+    if plan.study.vectorize:
+        jobs = _train_vectorized(plan, jobs, out, bar, finished)
     for name, fold in jobs:
         bar.describe(f"{name} fold {fold + 1}/{len(plan.splits)}")
         run_dir = out / "runs" / name / f"fold{fold}"
@@ -406,6 +431,42 @@ def _train_all(plan: StudyPlan, out: Path, bar: StudyProgress, workers: int) -> 
             plan.config_hash,
         )
         finished(name, fold, result)
+
+
+def _train_vectorized(
+    plan: StudyPlan, jobs: list[tuple[str, int]], out: Path, bar: StudyProgress, finished: Any
+) -> list[tuple[str, int]]:
+    """Each variant's pending folds as one vectorized group; returns the jobs left to run
+    serially (the variants that cannot be vectorized)."""
+    from goodfit.app.study_vectorized import train_variant_vectorized
+
+    left = []
+    for name in plan.variants:
+        folds = [f for n, f in jobs if n == name]
+        if not folds:
+            continue
+        bar.describe(f"{name}: {len(folds)} folds as one vectorized group")
+        cfg = plan.variants[name]
+        trained = train_variant_vectorized(
+            cfg, plan.dataset, folds, plan.splits, plan.study.diagnostics()
+        )
+        if trained is None:
+            left += [(name, f) for f in folds]
+            continue
+        for f, (model, prepared, held_out, result) in zip(folds, trained, strict=True):
+            record = fold_record(
+                model,
+                plan.dataset.task,
+                prepared,
+                held_out,
+                f,
+                plan.splits[f],
+                result,
+                plan.config_hash,
+            )
+            write_fold(out / "runs" / name / f"fold{f}", record)
+            finished(name, f, record)
+    return left
 
 
 def run_study(
