@@ -14,7 +14,8 @@ Study part: ``--study`` runs a copy of goodfit's default study reduced to ``--st
 epochs with ``gradient_flow = false``, serial and with ``vectorize = true``, and prints both wall
 times and which variants vectorized.
 
-Run: ``python benchmarks/ensemble.py [--runs 3] [--epochs 5] [--threads 1] [--study]``
+Run: ``python benchmarks/ensemble.py [--runs 3] [--epochs 5] [--threads 1] [--study]
+[--study-epochs 2] [--study-k 3] [--skip-cases]``
 """
 
 from __future__ import annotations
@@ -154,13 +155,15 @@ def bench_case(name, make, data, epochs, runs):
         )
 
 
-def bench_study(epochs: int) -> None:
+def bench_study(epochs: int, k: int | None) -> None:
     from goodfit.app.default_study import DEFAULT_STUDY
     from goodfit.app.study import run_study
 
     base = copy.deepcopy(DEFAULT_STUDY)
     base["train"]["epochs"] = epochs
     base["study"]["gradient_flow"] = False
+    if k is not None:  # k-fold on the 1437 rows: folds of equal size (5x2's halves differ by one)
+        base["study"]["splits"] = {"kind": "stratified_kfold", "k": k}
     with tempfile.TemporaryDirectory() as tmp:
         walls = {}
         for vec in (False, True):
@@ -169,8 +172,9 @@ def bench_study(epochs: int) -> None:
             t = time.perf_counter()
             run_study(cfg, Path(tmp) / f"vec{vec}", progress=False)
             walls[vec] = time.perf_counter() - t
+    splits = f"stratified {k}-fold" if k else "5x2"
     print(
-        f"\ndefault study, {epochs} epochs, gradient_flow = false: serial {walls[False]:.1f} s, "
+        f"\ndefault study ({splits}), {epochs} epochs, gradient_flow = false: serial {walls[False]:.1f} s, "
         f"vectorize = true {walls[True]:.1f} s (ratio {walls[True] / walls[False]:.2f})"
     )
 
@@ -182,16 +186,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--study", action="store_true")
     ap.add_argument("--study-epochs", type=int, default=3)
+    ap.add_argument("--study-k", type=int, default=None, help="k-fold splits instead of 5x2")
+    ap.add_argument("--skip-cases", action="store_true", help="only the study part")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     logging.disable(logging.CRITICAL)  # torchensemble logs every epoch
     ds = load_dataset("digits")
     X, y, Xt, yt = ds.X_train.float(), ds.y_train, ds.X_test.float(), ds.y_test
     print(f"threads={args.threads}, torch {torch.__version__}, python {sys.version.split()[0]}")
-    bench_case("MLP on digits", MLP, ((X, y), (Xt, yt)), args.epochs, args.runs)
-    bench_case("small CNN on digits", CNN, ((X, y), (Xt, yt)), args.epochs, args.runs)
+    if not args.skip_cases:
+        bench_case("MLP on digits", MLP, ((X, y), (Xt, yt)), args.epochs, args.runs)
+        bench_case("small CNN on digits", CNN, ((X, y), (Xt, yt)), args.epochs, args.runs)
     if args.study:
-        bench_study(args.study_epochs)
+        bench_study(args.study_epochs, args.study_k)
 
 
 if __name__ == "__main__":
