@@ -174,7 +174,8 @@ def bench_study(epochs: int, k: int | None) -> None:
             walls[vec] = time.perf_counter() - t
     splits = f"stratified {k}-fold" if k else "5x2"
     print(
-        f"\ndefault study ({splits}), {epochs} epochs, gradient_flow = false: serial {walls[False]:.1f} s, "
+        f"\ndefault study ({splits}), {epochs} epochs, gradient_flow = false: "
+        f"serial {walls[False]:.1f} s, "
         f"vectorize = true {walls[True]:.1f} s (ratio {walls[True] / walls[False]:.2f})"
     )
 
