@@ -113,3 +113,30 @@ def _tiny():
     import tomllib
 
     return tomllib.loads(TINY)
+
+
+def test_study_variant_reports_ensemble_metrics(tmp_path, torch_globals):
+    from goodfit.app.study import run_study
+
+    study = {
+        **_tiny(),
+        "study": {
+            "splits": {"kind": "stratified_kfold", "k": 2},
+            "metric": "val_accuracy",
+            "gradient_flow": False,
+            "variants": [
+                {"name": "single"},
+                {"name": "bag", "set": {"ensemble.method": "bagging", "ensemble.members": 2}},
+            ],
+        },
+    }
+    run_study(study, tmp_path / "s", progress=False)
+    results = json.loads((tmp_path / "s" / "results.json").read_text())
+    fold = results["variants"]["bag"]["folds"][0]
+    assert len(fold["ensemble"]["member_accuracy"]) == 2
+    assert fold["scores"]["val_accuracy"] == pytest.approx(fold["ensemble"]["ensemble_accuracy"])
+    assert (
+        "val_diversity" in fold["scores"]
+        and "val_diversity" not in (results["variants"]["single"]["folds"][0]["scores"])
+    )
+    assert "val_diversity" in (tmp_path / "s" / "report.html").read_text()
