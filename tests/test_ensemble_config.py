@@ -50,6 +50,7 @@ def _error(status, capsys, *needles):
         (['ensemble.method="stacking"', 'ensemble.split="holdout"'], ["holdout", "kfold"]),
         (['ensemble.method="stacking"', 'ensemble.meta="ridge"'], ["meta = 'ridge'"]),
         (['ensemble.method="snapshot"', "early_stopping.patience=3"], ["early_stopping.enabled"]),
+        (['ensemble.method="samme"', "regularize.l1=1e-4"], ["samme", "penalty"]),
     ],
 )
 def test_bad_ensemble_input_exits_2(sets, needles, write_toml, tmp_path, capsys, torch_globals):

@@ -493,7 +493,7 @@ def check_buildable(cfg: Config, prepared: PreparedData) -> None:
     if cfg.ensemble is not None:
         from goodfit.app.ensemble_run import check_ensemble
 
-        check_ensemble(cfg, prepared.dataset.task)
+        check_ensemble(cfg, prepared)
     if is_second_order(cfg):
         from goodfit.app.regularize_spec import penalty_from_config
 

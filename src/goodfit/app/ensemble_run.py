@@ -5,7 +5,8 @@ the run's test metrics and a study's fold scores are the ensemble's.
 Member ``k`` is built (model, optimizer, schedule, penalty, callbacks) exactly as a plain run
 with ``train.seed + k`` would be. Bagging and stacking train their members as one
 ``fit_many`` group (sequential, with a notice, when something prevents it); boosting rounds are
-sequential; snapshot, SWA and EMA are one run.
+sequential; snapshot, SWA and EMA are one run. ``history.jsonl`` holds member 0's epochs (the
+other members' epochs run and best epochs are in the summary's ``ensemble``).
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ __all__ = ["ONE_RUN_METHODS", "check_ensemble", "run_ensemble"]
 ONE_RUN_METHODS = ("snapshot", "swa", "ema")
 
 
-def check_ensemble(cfg: Config, task: str) -> None:
+def check_ensemble(cfg: Config, prepared: Any) -> None:
     """Refuse, before training, an ensemble the task or the config cannot have."""
     ens = cfg.ensemble
     if ens is None:
         return
+    task = prepared.dataset.task
     if is_second_order(cfg):
         raise ConfigError("[ensemble] trains first-order networks; the optimizer is second-order")
     if ens.method == "samme" and task != "classification":
@@ -62,6 +64,14 @@ def check_ensemble(cfg: Config, task: str) -> None:
             f"[ensemble] meta = {ens.meta!r} does not fit a {task} task "
             "(logistic: classification, ridge: regression)"
         )
+    if ens.method in ("samme", "adaboost_r2"):
+        parts = _member_parts(cfg, prepared, 0)
+        if parts.penalty is not None or parts.augment is not None:
+            raise ConfigError(
+                f"[ensemble] method = {ens.method!r} puts sample weights into the loss of one "
+                "vectorized network per round, which a penalty ([regularize] l1/l2/...) or an "
+                "augmentation ([augment]) cannot join; remove them or use method = 'bagging'"
+            )
     es = cfg.early_stopping
     if ens.method == "snapshot" and es is not None and es.enabled:
         raise ConfigError(
@@ -194,7 +204,7 @@ def run_ensemble(
     cfg: Config, prepared: Any, progress: Any, extra_callbacks: list[Any] | None
 ) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
     """``(model, fit summary, history records)`` of the configured ensemble (module docstring)."""
-    check_ensemble(cfg, prepared.dataset.task)
+    check_ensemble(cfg, prepared)
     if cfg.ensemble.method in ONE_RUN_METHODS:
         model, summary = _one_run(cfg, prepared, progress, list(extra_callbacks or []))
     else:

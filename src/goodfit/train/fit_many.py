@@ -10,6 +10,11 @@ step on the stacked tensors. That is exact for element-wise optimizers (every ``
 first-order rule listed in ``_ELEMENTWISE`` and goodfit's chains whose transforms are all
 element-wise, ``transform.chunkable``); global-norm clipping is per member (``clip_norm``).
 
+Equality is to rounding: the batched matmuls add in another order (~1e-16 in float64). Rules
+linear in the gradient keep it there; Adam divides by ``sqrt(v)``, so a parameter whose true
+gradient is zero (a bias right before batch norm) turns rounding noise into full-size steps and
+differs by up to ``lr`` per step — without batch norm Adam stays at ~1e-16 too.
+
 What is not vectorized falls back to K sequential ``fit`` calls with a one-line notice: models of
 different architectures, training sets whose batch schedules differ, optimizers with a
 cross-parameter reduction or their own randomness (goodfit's ``clip_by_global_norm`` and
