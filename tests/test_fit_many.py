@@ -199,3 +199,32 @@ def test_other_random_ops_fall_back():
     assert not res.vectorized and "does not vectorize" in res.notice
     with pytest.raises(ValueError, match="cannot vectorize"):
         fit_many(models, train, optimizer=_sgd, epochs=1, seeds=[0, 1], vectorize=True)
+
+
+def test_cnn_with_channel_dropout_matches_fit():
+    # vmap turns the K convolutions into one grouped convolution; Dropout2d drops whole channels
+    g = torch.Generator().manual_seed(2)
+    X = torch.randn(40, 1, 6, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,), generator=g)
+
+    def net(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Dropout2d(0.5), nn.Flatten(), nn.Linear(64, 3)
+        ).double()
+
+    models = [net(1), net(2)]
+    refs = [copy.deepcopy(m) for m in models]
+    res = fit_many(models, (X, y), optimizer=_sgd, epochs=2, batch_size=16, seeds=[7, 8])
+    assert res.vectorized
+    for k, ref in enumerate(refs):
+        gf.fit(
+            ref,
+            (X, y),
+            optimizer=_sgd(ref),
+            epochs=2,
+            batch_size=16,
+            seed=[7, 8][k],
+            progress=False,
+        )
+        assert _max_diff(models[k], ref) < 1e-10
