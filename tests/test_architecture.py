@@ -29,7 +29,7 @@ PARTS = {
     "atomic",
     "_version",
 }
-LIBRARY = {"train", "select", "diagnose", "report"}
+LIBRARY = {"train", "select", "diagnose", "report", "ensemble"}
 APPLICATION = {"app", "__main__"}  # __main__: `python -m goodfit`, the front
 #: Modules at the top of the package that only gather names for users (``import goodfit``).
 GATHERERS = {"goodfit", "goodfit.callbacks"}

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
         callbacks,
         data,
         diagnose,
+        ensemble,
         init,
         nn,
         optim,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
         schedules,
         select,
     )
+    from goodfit.train.fit_many import fit_many
     from goodfit.train.loop import evaluate, fit
 
 __all__ = [
@@ -38,8 +40,10 @@ __all__ = [
     "callbacks",
     "data",
     "diagnose",
+    "ensemble",
     "evaluate",
     "fit",
+    "fit_many",
     "init",
     "nn",
     "optim",
@@ -50,7 +54,8 @@ __all__ = [
 ]
 
 _SUBMODULES = {
-    "data", "diagnose", "init", "nn", "optim", "regularize", "report", "schedules", "select",
+    "data", "diagnose", "ensemble", "init", "nn", "optim", "regularize", "report", "schedules",
+    "select",
 }  # fmt: skip
 
 
@@ -59,6 +64,8 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module(f"goodfit.{name}")
     if name == "callbacks":
         return importlib.import_module("goodfit.callbacks")
+    if name == "fit_many":
+        return importlib.import_module("goodfit.train.fit_many").fit_many
     if name in ("fit", "evaluate"):
         return getattr(importlib.import_module("goodfit.train.loop"), name)
     raise AttributeError(f"module 'goodfit' has no attribute {name!r}")

@@ -487,6 +487,8 @@ def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = Tru
     lr = base_lr(optimizer)
     schedule = build_schedule(cfg, lr, steps_per_epoch)
     has_val = prepared.val is not None
+    from goodfit.app.imbalance_spec import imbalance_parts
+
     imbalance = imbalance_parts(cfg, prepared)
     return RunParts(
         model=model,
@@ -521,38 +523,6 @@ def build_run(cfg: Config, prepared: PreparedData, *, early_stopping: bool = Tru
     )
 
 
-def imbalance_parts(cfg: Config, prepared: PreparedData) -> dict[str, Any]:
-    """``train.class_weights`` as per-class loss weights (``class_weight``) and ``train.sampler =
-    "balanced"`` as a :class:`goodfit.data.imbalance.BalancedSampler` (``sampler``), both from the
-    labels of the part the model trains on."""
-    from goodfit.data import imbalance
-
-    t, ds = cfg.train, prepared.dataset
-    if (t.class_weights is not None or t.sampler != "random") and ds.task != "classification":
-        raise ConfigError(
-            "[train] class_weights and sampler = 'balanced' are for classification; this "
-            f"dataset is a {ds.task} task"
-        )
-    es = cfg.early_stopping
-    meta = es is not None and es.enabled and es.algorithm != "7.1"
-    if meta and (t.class_weights is not None or t.sampler != "random"):
-        raise ConfigError(
-            f"[early_stopping] algorithm = {es.algorithm!r} trains with the plain loss and order; "
-            "train.class_weights / train.sampler = 'balanced' need algorithm = '7.1'"
-        )
-    y = prepared.train[1]
-    out: dict[str, Any] = {}
-    if t.class_weights is not None:
-        weights = call_with_config(
-            "train.class_weights", imbalance.class_weights, y, ds.num_classes, t.class_weights,
-            ds.classes,
-        )  # fmt: skip
-        out["class_weight"] = weights
-    if t.sampler == "balanced":
-        out["sampler"] = imbalance.BalancedSampler(y, ds.num_classes)
-    return out
-
-
 #: Bytes of memory per parameter a first-order run needs at least: the weight, its gradient and
 #: two optimizer state tensors (Adam's moments), in float32.
 BYTES_PER_PARAMETER = 16
@@ -585,6 +555,10 @@ def check_buildable(cfg: Config, prepared: PreparedData) -> None:
     :class:`ConfigError` before anything is trained or written (a model too large for memory is
     refused before it is allocated). Draws from the global RNG: reseed afterwards."""
     check_model_size(cfg, prepared.dataset)
+    if cfg.ensemble is not None:
+        from goodfit.app.ensemble_run import check_ensemble
+
+        check_ensemble(cfg, prepared)
     if is_second_order(cfg):
         from goodfit.app.regularize_spec import penalty_from_config
 

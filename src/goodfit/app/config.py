@@ -15,6 +15,7 @@ A config is a TOML file with the sections below (all optional except what a run 
     [search]          (see goodfit.app.search)
     [output_noise] [weight_noise] [adversarial] [curriculum] [multitask]
                       (goodfit.app.sections_strategies)
+    [ensemble]        method = "bagging", members = 8   (see goodfit.app.ensemble_run)
 
 Unknown keys are rejected, types and ranges are checked, and every error names the file, the
 key and what is allowed. Sections whose keys are the keyword arguments of a registered factory
@@ -48,6 +49,7 @@ from goodfit.app.sections import (
     _Strict,
 )
 from goodfit.app.sections_clean import CleanConfig
+from goodfit.app.sections_ensemble import EnsembleConfig
 from goodfit.app.sections_strategies import (
     AdversarialConfig,
     CurriculumConfig,
@@ -87,6 +89,7 @@ class Config(_Strict):
     curriculum: CurriculumConfig | None = None
     multitask: MultiTaskConfig | None = None
     clean: CleanConfig | None = None
+    ensemble: EnsembleConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (``None`` sections dropped), TOML-writable."""

@@ -174,6 +174,8 @@ def _run(
         X_test, y_test = prepared.test
         pred = predict_classes(model, X_test)
         summary.update(class_report(y_test, pred, ds.num_classes, prefix="test_"))
+    if hasattr(model, "ensemble_metrics") and len(prepared.test[0]):
+        summary["ensemble"]["test"] = model.ensemble_metrics(*prepared.test)
     summary["n_parameters"] = sum(p.numel() for p in model.parameters())
     summary["dataset"] = ds.name
     summary["wall_seconds"] = time.perf_counter() - t0
@@ -209,7 +211,12 @@ def _run_first_order(
     """GBC Algorithm 7.1 (a plain fit with early stopping) or the meta-algorithms 7.2/7.3."""
     es = cfg.early_stopping
     algorithm = es.algorithm if es is not None and es.enabled else "7.1"
-    if algorithm == "7.1":
+    if cfg.ensemble is not None:
+        from goodfit.app.ensemble_run import run_ensemble
+
+        parts = None
+        model, fit_summary, records = run_ensemble(cfg, prepared, progress, extra_callbacks)
+    elif algorithm == "7.1":
         parts = build_run(cfg, prepared)
         fit_summary, records = _run_fit(
             cfg, parts, prepared, out, resume, progress, extra_callbacks, parallel

@@ -328,6 +328,8 @@ class StudyConfig(_Strict):
     workers: int = Field(1, ge=1)
     backend: Literal["process", "ray"] = "process"  # ray: app/backend_ray.py
     address: str | None = None  # a Ray cluster's address (else a local instance)
+    #: Train the folds of each variant as one vectorized group (goodfit.app.study_vectorized).
+    vectorize: Flag = False
     variants: list[Variant] = Field(min_length=1)
 
     def diagnostics(self) -> dict[str, bool]:

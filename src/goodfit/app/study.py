@@ -55,10 +55,11 @@ from goodfit.app.config import (
 from goodfit.app.default_study import DEFAULT_STUDY
 from goodfit.app.progress import StudyProgress
 from goodfit.app.sections import StudyConfig
+from goodfit.app.study_fold import fold_record, one_network, write_fold
 from goodfit.atomic import atomic_write_text
 from goodfit.errors import ConfigError
 from goodfit.select.compare import default_test
-from goodfit.train.history import History, json_safe
+from goodfit.train.history import json_safe
 
 __all__ = ["DEFAULT_STUDY", "StudyPlan", "prepare_study", "run_study"]
 
@@ -200,7 +201,6 @@ def _run_one(
     config_hash: str,
 ) -> dict[str, Any]:
     from goodfit.app.run import run_config
-    from goodfit.train.loop import evaluate
 
     prepared = prepare_from_config(cfg, dataset, seed=cfg.train.seed + fold, pool=split[0])
     held_out = prepared.rows(split[1])
@@ -208,52 +208,16 @@ def _run_one(
     cfg.checkpoint.enabled = False
     extra = []
     lr_found = _lr_find(cfg, prepared) if diagnostics["lr_find"] and fold == 0 else None
-    if diagnostics["gradient_flow"]:
+    if diagnostics["gradient_flow"] and one_network(cfg):
         from goodfit.diagnose.gradient_flow import GradientFlowCallback
 
         extra.append(GradientFlowCallback())
     result = run_config(
         cfg, None, data=prepared, progress=progress, extra_callbacks=extra, write_plots=False
     )
-    from goodfit.app import multitask as mt
-
-    model, task, loss = result.model, dataset.task, mt.eval_loss(cfg, dataset)
-    cm = task == "classification"
-    scores = {
-        **evaluate(
-            model, *prepared.train, task=task, loss_fn=loss, prefix="train_", class_metrics=cm
-        ),
-        **evaluate(model, *held_out, task=task, loss_fn=loss, prefix="val_", class_metrics=cm),
-        **mt.task_scores(model, *prepared.train, dataset, "train_"),
-        **mt.task_scores(model, *held_out, dataset, "val_"),
-        **{
-            k: v
-            for k, v in result.summary.items()
-            if k.startswith("test_") and isinstance(v, float)
-        },
-    }
-    if prepared.val is not None:
-        scores.update(evaluate(model, *prepared.val, task=task, loss_fn=loss, prefix="es_val_"))
-    from goodfit.app.strategies import robust_scores
-
-    scores.update(robust_scores(cfg, model, *held_out, prepared, "val_"))
-    fold_result: dict[str, Any] = {
-        "fold": fold,
-        "config_hash": config_hash,
-        "n_train": len(split[0]),
-        "n_test": len(split[1]),
-        "scores": scores,
-        "history": result.records,
-        "best_epoch": result.summary.get("best_epoch"),
-        "epochs_run": result.summary.get("epochs_run"),
-        "stop_reason": result.summary.get("stop_reason"),
-        "wall_seconds": result.summary.get("wall_seconds"),
-    }
-    if cm:  # the held-out part's confusion matrix, for the report's picture
-        from goodfit.train.class_metrics import class_report, predict_classes
-
-        report = class_report(held_out[1], predict_classes(model, held_out[0]), dataset.num_classes)
-        fold_result["confusion_matrix"] = report["confusion_matrix"]
+    fold_result = fold_record(
+        cfg, result.model, dataset, prepared, held_out, fold, split, result, config_hash
+    )
     if extra:
         fold_result["gradient_flow"] = extra[0].to_dict()
     if lr_found is not None:
@@ -263,18 +227,11 @@ def _run_one(
         from goodfit.train.loop import default_loss
 
         X, y = prepared.train
-        report = curvature_report(model, default_loss(task), X[:1024], y[:1024], k=3)
+        report = curvature_report(result.model, default_loss(dataset.task), X[:1024], y[:1024], k=3)
         fold_result["curvature"] = report.to_dict()
-    if run_dir is not None:
+    if run_dir is not None:  # None: the driver writes (a Ray task)
         write_fold(run_dir, fold_result)
     return fold_result
-
-
-def write_fold(run_dir: Path, fold_result: dict[str, Any]) -> None:
-    """A finished run's ``history.jsonl``, then its ``summary.json`` (last: it marks the run
-    done, with the study config's hash)."""
-    History(fold_result["history"]).to_jsonl(run_dir / "history.jsonl")
-    atomic_write_text(run_dir / "summary.json", json.dumps(json_safe(fold_result)) + "\n")
 
 
 def _worker_init(threads: int) -> None:
@@ -445,6 +402,8 @@ def _train_all(
     if workers > 1 and len(jobs) > 1:
         _run_parallel(plan, jobs, out, workers, finished)
         return
+    if plan.study.vectorize:
+        jobs = _train_vectorized(plan, jobs, out, bar, finished)
     for name, fold in jobs:
         bar.describe(f"{name} fold {fold + 1}/{len(plan.splits)}")
         run_dir = out / "runs" / name / f"fold{fold}"
@@ -459,6 +418,43 @@ def _train_all(
             plan.config_hash,
         )
         finished(name, fold, result)
+
+
+def _train_vectorized(
+    plan: StudyPlan, jobs: list[tuple[str, int]], out: Path, bar: StudyProgress, finished: Any
+) -> list[tuple[str, int]]:
+    """Each variant's pending folds as one vectorized group; returns the jobs left to run
+    serially (the variants that cannot be vectorized)."""
+    from goodfit.app.study_vectorized import train_variant_vectorized
+
+    left = []
+    for name in plan.variants:
+        folds = [f for n, f in jobs if n == name]
+        if not folds:
+            continue
+        bar.describe(f"{name}: {len(folds)} folds as one vectorized group")
+        cfg = plan.variants[name]
+        trained = train_variant_vectorized(
+            cfg, plan.dataset, folds, plan.splits, plan.study.diagnostics()
+        )
+        if trained is None:
+            left += [(name, f) for f in folds]
+            continue
+        for f, (model, prepared, held_out, result) in zip(folds, trained, strict=True):
+            record = fold_record(
+                cfg,
+                model,
+                plan.dataset,
+                prepared,
+                held_out,
+                f,
+                plan.splits[f],
+                result,
+                plan.config_hash,
+            )
+            write_fold(out / "runs" / name / f"fold{f}", record)
+            finished(name, f, record)
+    return left
 
 
 def run_study(

@@ -165,6 +165,10 @@ def _scores_table(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
     extra = [metric.replace("val_", "test_", 1)]
     extra += sorted(k for k in a["metrics"] if k.startswith("val_") and "accuracy" in k)
     extra = [k for k in dict.fromkeys(extra) if k != metric and k in a["metrics"]]
+    # ensembles: the members' mean score and the diversity (mean pairwise disagreement)
+    extra += [
+        k for k in ("val_member_accuracy", "val_member_loss", "val_diversity") if k in a["metrics"]
+    ]
     head = (
         "<tr><th>#</th><th>variant</th>"
         f"<th>{_e(metric)} mean ± std</th><th>Δ vs baseline</th><th>Δ CI (corrected)</th>"

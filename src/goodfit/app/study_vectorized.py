@@ -1,0 +1,129 @@
+"""``[study] vectorize = true``: the folds of one variant train as one ``fit_many`` group.
+
+Every fold of a serial study builds its model after ``seed_everything(train.seed)`` and trains
+with ``fit(seed=train.seed)`` on its own prepared data (``prepare_from_config`` with
+``seed + fold``); here the same K models, data and seeds train as one vectorized group, so each
+fold's result equals the serial one within float32 rounding (the batched matmuls add up in
+another order). A variant the group cannot hold — an ensemble, a second-order optimizer, GBC
+7.2/7.3, ``val_every``, a device other than the CPU, the per-run diagnoses (gradient flow,
+LR range test, curvature), the training strategies ([output_noise], [weight_noise],
+[adversarial], [curriculum], multitask data), class weights or a balanced sampler, frozen
+parameters or per-pattern learning rates, folds of different training sizes, or what
+``fit_many`` refuses (a penalty, an augmentation, a constraint callback, ...) — trains serially,
+with a one-line notice.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import torch
+
+from goodfit.app.build import build_optimizer, build_run, is_second_order, prepare_from_config
+from goodfit.app.config import Config
+from goodfit.train.fit_many import fit_many
+from goodfit.train.loop import evaluate, seed_everything
+
+__all__ = ["config_obstacle", "train_variant_vectorized"]
+
+
+def config_obstacle(cfg: Config, diagnostics: dict[str, bool]) -> str | None:
+    """What in a variant's config keeps its folds from one vectorized group, or None."""
+    es = cfg.early_stopping
+    if cfg.ensemble is not None:
+        return "[ensemble] trains its own members"
+    if is_second_order(cfg):
+        return "a second-order optimizer"
+    if es is not None and es.enabled and es.algorithm != "7.1":
+        return f"early stopping algorithm {es.algorithm}"
+    if cfg.train.val_every is not None or cfg.train.device != "cpu":
+        return "train.val_every or a device other than the CPU"
+    strategies = [
+        f"[{name}]"
+        for name in ("output_noise", "weight_noise", "adversarial", "curriculum", "multitask")
+        if getattr(cfg, name) is not None
+    ]
+    if strategies:
+        return f"{', '.join(strategies)} (a loss, model or sampler fit_many does not take)"
+    t = cfg.train
+    if t.class_weights is not None or t.sampler != "random" or t.freeze or t.lr_multipliers:
+        return "train.class_weights / sampler / freeze / lr_multipliers"
+    if cfg.model.heads:
+        return "model.heads (multitask)"
+    if es is not None and es.enabled and es.monitor not in ("val_loss", "val_accuracy"):
+        return f"early_stopping.monitor = {es.monitor!r} (fit_many validates loss and accuracy)"
+    on = [name for name, flag in diagnostics.items() if flag]
+    if on:
+        return f"the per-run diagnoses {', '.join(on)} (set them to false in [study])"
+    return None
+
+
+class _Result:
+    """The part of :class:`goodfit.app.run.RunResult` a fold record reads."""
+
+    def __init__(self, summary: dict[str, Any], records: list[dict[str, Any]]) -> None:
+        self.summary, self.records = summary, records
+
+
+def train_variant_vectorized(
+    cfg: Config, dataset: Any, folds: list[int], splits: list[Any], diagnostics: dict[str, bool]
+) -> list[tuple[Any, Any, Any, _Result]] | None:
+    """Train ``folds`` of one variant as one group; per fold ``(model, prepared, held_out,
+    result)``, or None (with a one-line notice on stderr) when they must train serially."""
+    why = config_obstacle(cfg, diagnostics)
+    prepared, held = [], []
+    if why is None:
+        for f in folds:
+            p = prepare_from_config(cfg, dataset, seed=cfg.train.seed + f, pool=splits[f][0])
+            prepared.append(p)
+            held.append(p.rows(splits[f][1]))
+        if len({len(p.train[0]) for p in prepared}) > 1:
+            why = f"its folds train on {sorted({len(p.train[0]) for p in prepared})} rows"
+        elif len({0 if p.val is None else len(p.val[0]) for p in prepared}) > 1:
+            why = "its folds' early-stopping parts differ in size"
+    if why is None:
+        if cfg.train.threads is not None:
+            torch.set_num_threads(cfg.train.threads)
+        parts = []
+        for p in prepared:
+            seed_everything(cfg.train.seed)  # as every serial fold: the same init
+            parts.append(build_run(cfg, p))
+        t0 = time.perf_counter()
+        try:
+            res = fit_many(
+                [pt.model for pt in parts],
+                [p.train for p in prepared],
+                None if prepared[0].val is None else [p.val for p in prepared],
+                optimizer=lambda m: build_optimizer(cfg.optimizer, m),
+                epochs=cfg.train.epochs,
+                batch_size=cfg.train.batch_size,
+                seeds=[cfg.train.seed] * len(folds),
+                task=dataset.task,
+                callbacks=parts[0].callbacks,
+                penalty=parts[0].penalty,
+                augment=parts[0].augment,
+                vectorize=True,
+            )
+        except ValueError as err:
+            if not str(err).startswith("fit_many cannot vectorize"):
+                raise
+            why = str(err).removeprefix("fit_many cannot vectorize: ")
+    if why is not None:
+        print(f"goodfit: study folds train one after another: {why}", file=sys.stderr)
+        return None
+    wall = time.perf_counter() - t0
+    out = []
+    for k, p in enumerate(prepared):
+        h = res.histories[k]
+        summary = {**h.summary, "wall_seconds": wall / len(folds)}
+        model = res.models[k]
+        summary.update(evaluate(model, *p.test, task=dataset.task, prefix="test_"))
+        if dataset.task == "classification":  # as app.run adds to a serial run's summary
+            from goodfit.train.class_metrics import class_report, predict_classes
+
+            pred = predict_classes(model, p.test[0])
+            summary.update(class_report(p.test[1], pred, dataset.num_classes, prefix="test_"))
+        out.append((model, p, held[k], _Result(summary, h.records)))
+    return out

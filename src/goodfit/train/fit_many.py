@@ -1,0 +1,556 @@
+""":func:`fit_many`: K models of one architecture trained as one vectorized group.
+
+Each member is trained as ``fit(models[k], train_k, val_k, seed=seeds[k])`` would train it —
+its own data (a bootstrap sample, a fold, sample weights), its own epoch permutations (a
+generator seeded with its seed, the draw :class:`goodfit.train.sampling.RandomOrder` makes), its
+own dropout masks (see :mod:`goodfit.train.stacked`), its own batch-norm statistics, its own
+early stopping (GBC Algorithm 7.1, seed 001: a stopped member is frozen, its best parameters
+restored) — but the K forward/backward passes are one ``vmap`` and the K optimizer steps one
+step on the stacked tensors. That is exact for element-wise optimizers (every ``torch.optim``
+first-order rule listed in ``_ELEMENTWISE`` and goodfit's chains whose transforms are all
+element-wise, ``transform.chunkable``); global-norm clipping is per member (``clip_norm``).
+
+Equality is to rounding: the batched matmuls add in another order (~1e-16 in float64). Rules
+linear in the gradient keep it there; Adam divides by ``sqrt(v)``, so a parameter whose true
+gradient is zero (a bias right before batch norm) turns rounding noise into full-size steps and
+differs by up to ``lr`` per step — without batch norm Adam stays at ~1e-16 too.
+
+What is not vectorized falls back to K sequential ``fit`` calls with a one-line notice: models of
+different architectures, training sets whose batch schedules differ, optimizers with a
+cross-parameter reduction or their own randomness (goodfit's ``clip_by_global_norm`` and
+``add_noise``, L-BFGS, closures), a penalty, an augmentation, a custom sampler, callbacks other
+than early stopping and learning-rate schedules, random operations other than ``nn.Dropout*``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from goodfit.errors import DivergenceError
+from goodfit.hooks import Callback
+from goodfit.train.early_stopping import EarlyStopping
+from goodfit.train.history import History
+from goodfit.train.loop import default_loss, fit, infer_task
+from goodfit.train.schedule_callbacks import ScheduleCallback
+from goodfit.train.stacked import StackedModel, architecture_mismatch
+
+__all__ = ["FitManyResult", "fit_many", "vectorize_obstacle"]
+
+Batch = tuple[Tensor, Tensor]
+OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]
+
+_ELEMENTWISE = (
+    torch.optim.SGD,
+    torch.optim.Adam,
+    torch.optim.AdamW,
+    torch.optim.Adamax,
+    torch.optim.NAdam,
+    torch.optim.RMSprop,
+    torch.optim.Adagrad,
+    torch.optim.Adadelta,
+)
+
+
+@dataclass
+class FitManyResult:
+    """What :func:`fit_many` returns: the trained ``models`` (the objects passed in, trained in
+    place), one :class:`History` per member, whether the group was ``vectorized`` and, if not,
+    the ``notice`` saying why."""
+
+    models: list[nn.Module]
+    histories: list[History]
+    vectorized: bool
+    notice: str | None = None
+    wall_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _per_member(data: Any, k: int, name: str) -> list[Batch] | None:
+    """``data`` as K ``(X, y)`` pairs: one pair shared by all, or a sequence of K pairs."""
+    if data is None:
+        return None
+    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], Tensor):
+        return [(data[0], data[1])] * k
+    pairs = [tuple(p) for p in data]
+    if len(pairs) != k:
+        raise ValueError(f"{name} has {len(pairs)} (X, y) pairs for {k} members")
+    return pairs  # type: ignore[return-value]
+
+
+def _batch_sizes(n: int, bs: int) -> tuple[int, ...]:
+    """The minibatch sizes of one epoch over ``n`` samples, by the loop's rule (a lone last
+    sample joins the previous batch)."""
+    n_batches = math.ceil(n / bs)
+    if n > bs and n % bs == 1:
+        n_batches -= 1
+    return tuple([bs] * (n_batches - 1) + [n - bs * (n_batches - 1)])
+
+
+def vectorize_obstacle(
+    models: Sequence[nn.Module],
+    optimizer: torch.optim.Optimizer,
+    callbacks: Sequence[Callback],
+    sizes: Sequence[int],
+    batch_size: int,
+    *,
+    penalty: Any = None,
+    augment: Any = None,
+    sampler: Any = None,
+) -> str | None:
+    """Why the group cannot train as one vectorized pass (see the module docstring), or None."""
+    mismatch = architecture_mismatch(models)
+    if mismatch:
+        return mismatch
+    if len({_batch_sizes(n, batch_size) for n in sizes}) > 1:
+        return f"the members' training sets ({sorted(set(sizes))} rows) make different batches"
+    if penalty is not None or augment is not None or sampler is not None:
+        return "a penalty, an augmentation or a custom sampler is per model"
+    transform = getattr(optimizer, "transform", None)
+    if transform is not None:
+        if not transform.chunkable:
+            return f"the optimizer's chain {transform!r} is not element-wise"
+    elif type(optimizer) not in _ELEMENTWISE:
+        return f"{type(optimizer).__name__} is not an element-wise optimizer"
+    for cb in callbacks:
+        if not isinstance(cb, EarlyStopping | ScheduleCallback) and not getattr(
+            cb, "vectorizable", False
+        ):
+            return f"the callback {type(cb).__name__} is per model"
+    return None
+
+
+class _MemberModel:
+    """Member ``k`` of a :class:`StackedModel` as far as :class:`EarlyStopping` needs a model."""
+
+    def __init__(self, stacked: StackedModel, k: int) -> None:
+        self.stacked, self.k = stacked, k
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.stacked.member_state(self.k)
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.stacked.load_member(self.k, state)
+
+
+class _MemberView:
+    """What a member's early-stopping callback sees: its model, the group's step and epoch, its
+    own summary and stop request."""
+
+    def __init__(self, group: _Group, k: int) -> None:
+        self.group, self.k = group, k
+        self.model = _MemberModel(group.stacked, k)
+        self.summary: dict[str, Any] = {}
+        self.stop_reason: str | None = None
+
+    @property
+    def step(self) -> int:
+        return self.group.step
+
+    @property
+    def epoch(self) -> int:
+        return self.group.epoch
+
+    def request_stop(self, reason: str = "stopped by a callback") -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+
+class _Group:
+    """The vectorized loop; what group-level callbacks (schedules) see as ``trainer``."""
+
+    def __init__(
+        self,
+        models,
+        optimizer_factory,
+        train,
+        val,
+        *,
+        seeds,
+        epochs,
+        batch_size,
+        loss,
+        task,
+        weights,
+        callbacks,
+        clip_norm,
+        eval_batch_size,
+    ):
+        self.models, self.k = list(models), len(models)
+        self.stacked = StackedModel(self.models)
+        self.model = self.stacked.shell
+        self.optimizer = optimizer_factory(self.stacked.shell)
+        device = next(self.stacked.shell.parameters()).device
+        self.X = torch.stack([x for x, _ in train]).to(device)
+        self.y = torch.stack([y for _, y in train]).to(device)
+        self.val = val
+        self.weights = None if weights is None else torch.stack(list(weights)).to(device)
+        self.epochs, self.batch_size, self.seeds = epochs, batch_size, list(seeds)
+        self.task = task or infer_task(self.y)
+        self.loss_fn = loss or default_loss(self.task)
+        self.clip_norm, self.eval_batch_size = clip_norm, eval_batch_size
+        self.stoppers = [cb for cb in callbacks if isinstance(cb, EarlyStopping)]
+        self.group_callbacks = [cb for cb in callbacks if not isinstance(cb, EarlyStopping)]
+        self.views = [_MemberView(self, k) for k in range(self.k)]
+        self.member_stoppers = [[copy.deepcopy(s) for s in self.stoppers] for _ in range(self.k)]
+        self.order = [torch.Generator().manual_seed(s) for s in self.seeds]
+        self.dropout = [torch.Generator(device=device).manual_seed(s) for s in self.seeds]
+        self.histories = [History() for _ in range(self.k)]
+        self.active = [True] * self.k
+        self.frozen: dict[int, dict[str, Tensor]] = {}
+        self.epoch = self.step = self.batch_index = 0
+        self.stop_reason: str | None = None
+        self._logs: dict[str, Any] = {}
+
+    # -- the Trainer API that group callbacks use ----------------------------------------------
+    def log(self, key: str, value: Any) -> None:
+        self._logs[key] = value
+
+    def request_stop(self, reason: str = "stopped by a callback") -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def _call(self, hook: str) -> None:
+        for cb in self.group_callbacks:
+            getattr(cb, hook)(self)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> None:
+        self.stacked.train(True)
+        self._call("on_fit_start")
+        for k in range(self.k):
+            for s in self.member_stoppers[k]:
+                s.on_fit_start(self.views[k])
+        try:
+            for epoch in range(self.epochs):
+                self.epoch = epoch
+                if self.stop_reason is not None or not any(self.active):
+                    break
+                self._run_epoch()
+        finally:
+            for k in range(self.k):
+                view = self.views[k]
+                view.summary.update(
+                    epochs_run=len(self.histories[k]),
+                    steps=self.histories[k].last.get("step", 0),
+                    stop_reason=view.stop_reason or self.stop_reason or "max_epochs",
+                )
+                for s in self.member_stoppers[k]:
+                    s.on_fit_end(view)
+                self.histories[k].summary = view.summary
+            self._call("on_fit_end")
+            for k, model in enumerate(self.models):
+                model.load_state_dict(self.stacked.member_state(k))
+
+    def _run_epoch(self) -> None:
+        t0 = time.perf_counter()
+        self._logs = {}
+        self._call("on_epoch_start")
+        n = self.X.shape[1]
+        perms = [
+            torch.randperm(n, generator=g) if on else torch.arange(n)
+            for g, on in zip(self.order, self.active, strict=True)
+        ]
+        perm = torch.stack(perms).to(self.X.device)
+        sizes = _batch_sizes(n, self.batch_size)
+        losses, correct, start = [], [], 0
+        for self.batch_index, size in enumerate(sizes):
+            idx = perm[:, start : start + size]
+            start += size
+            loss, out, yb = self._train_batch(idx)
+            losses.append(loss * size)
+            if self.task == "classification":
+                correct.append((out.argmax(dim=-1) == _hard_labels_k(yb)).sum(dim=1))
+        self._end_epoch(torch.stack(losses).sum(0) / n, correct, n, t0)
+
+    def _gather(self, t: Tensor, idx: Tensor) -> Tensor:
+        rows = idx.reshape(idx.shape + (1,) * (t.ndim - 2)).expand(idx.shape + t.shape[2:])
+        return torch.gather(t, 1, rows)
+
+    def _train_batch(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        for cb in self.group_callbacks:
+            cb.on_batch_start(self)
+        xb, yb = self._gather(self.X, idx), self._gather(self.y, idx)
+        gens = [g if on else None for g, on in zip(self.dropout, self.active, strict=True)]
+        masks = self.stacked.draw_masks(xb, gens)
+        extra: tuple[Tensor, ...] = (yb,)
+        if self.weights is None:
+            loss_fn = self.loss_fn
+        else:
+            extra = (yb, torch.gather(self.weights, 1, idx))
+            loss_fn = _weighted(self.loss_fn)
+        out, loss = self.stacked.forward(xb, masks, loss=loss_fn, extra=extra)
+        active = torch.tensor(self.active, device=loss.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.where(active, loss, torch.zeros_like(loss)).sum().backward()
+        for cb in self.group_callbacks:
+            cb.on_after_backward(self)
+        if self.clip_norm is not None:
+            self._clip()
+        self.optimizer.step()
+        self._refreeze()
+        self.step += 1
+        for cb in self.group_callbacks:
+            cb.on_after_step(self)
+            cb.on_batch_end(self)
+        return loss.detach(), out.detach(), yb
+
+    @torch.no_grad()
+    def _clip(self) -> None:
+        """Per-member global-norm clipping (seed 001, GBC ch. 8): ``g_k <- g_k min(1, a/||g_k||)``
+        with ``||g_k||`` over all of member k's tensors — goodfit's ``clip_by_global_norm``
+        applied to each member alone."""
+        grads = [p.grad for p in self.stacked.params.values() if p.grad is not None]
+        sq = torch.stack([g.reshape(self.k, -1).pow(2).sum(1) for g in grads]).sum(0)
+        factor = torch.clamp(self.clip_norm / sq.sqrt(), max=1.0)
+        for g in grads:
+            g.mul_(factor.reshape((self.k,) + (1,) * (g.ndim - 1)))
+
+    @torch.no_grad()
+    def _refreeze(self) -> None:
+        for k, state in self.frozen.items():
+            self.stacked.load_member(k, state)
+
+    @torch.no_grad()
+    def _validate(self, k_val: list[Batch]) -> list[dict[str, float]]:
+        """Each member's :func:`goodfit.evaluate` on its validation set, in one eval pass."""
+        self.stacked.train(False)
+        try:
+            xs = torch.stack([x for x, _ in k_val]).to(self.X.device)
+            ys = torch.stack([y for _, y in k_val]).to(self.X.device)
+            total = torch.zeros(self.k, dtype=torch.float64)
+            correct = torch.zeros(self.k, dtype=torch.long)
+            n = xs.shape[1]
+            for s in range(0, n, self.eval_batch_size):
+                xb, yb = xs[:, s : s + self.eval_batch_size], ys[:, s : s + self.eval_batch_size]
+                out, loss = self.stacked.forward(xb, loss=self.loss_fn, extra=(yb,))
+                total += loss.double().cpu() * xb.shape[1]
+                if self.task == "classification":
+                    correct += (out.argmax(dim=-1) == _hard_labels_k(yb)).sum(1).cpu()
+        finally:
+            self.stacked.train(True)
+        metrics = [{"val_loss": float(total[k]) / max(n, 1)} for k in range(self.k)]
+        if self.task == "classification":
+            for k in range(self.k):
+                metrics[k]["val_accuracy"] = int(correct[k]) / max(n, 1)
+        return metrics
+
+    def _end_epoch(self, train_loss: Tensor, correct: list[Tensor], n: int, t0: float) -> None:
+        if not bool(torch.isfinite(train_loss[torch.tensor(self.active)]).all()):
+            bad = [k for k in range(self.k) if self.active[k] and not math.isfinite(train_loss[k])]
+            raise DivergenceError(
+                f"training diverged: non-finite loss of member(s) {bad} at epoch "
+                f"{self.epoch + 1}; try a smaller learning rate or gradient clipping"
+            )
+        val = self._validate(self.val) if self.val is not None else [{}] * self.k
+        self._call("on_epoch_end")
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        acc = torch.stack(correct).sum(0) if correct else None
+        for k in range(self.k):
+            if not self.active[k]:
+                continue
+            record: dict[str, Any] = {
+                "epoch": self.epoch + 1,
+                "step": self.step,
+                "train_loss": float(train_loss[k]),
+            }
+            if acc is not None:
+                record["train_accuracy"] = int(acc[k]) / n
+            record.update(val[k])
+            record["lr"] = lr
+            record.update(self._logs)
+            record["epoch_seconds"] = time.perf_counter() - t0
+            self.histories[k].append(record)
+            if val[k]:
+                for s in self.member_stoppers[k]:
+                    s.on_validation_end(self.views[k], val[k])
+            if self.views[k].stop_reason is not None:
+                self.active[k] = False
+                self.frozen[k] = {n_: t.clone() for n_, t in self.stacked.member_state(k).items()}
+
+
+def _hard_labels_k(y: Tensor) -> Tensor:
+    return y.argmax(dim=-1) if y.ndim > 2 else y
+
+
+def _weighted(loss_fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """The sample-weighted mean ``sum w_i l_i / sum w_i`` of a loss taking ``reduction``."""
+    if loss_fn is F.mse_loss:
+        return lambda out, y, w: (
+            (w * F.mse_loss(out, y, reduction="none").reshape(len(w), -1).mean(1)).sum() / w.sum()
+        )
+    return lambda out, y, w: (w * loss_fn(out, y, reduction="none")).sum() / w.sum()
+
+
+def _sequential(models, optimizer_factory, train, val, *, seeds, callbacks, weights, **kw):
+    if weights is not None:
+        raise ValueError("sample_weights need the vectorized path; " + kw.pop("_why"))
+    kw.pop("_why")
+    histories = []
+    for k, model in enumerate(models):
+        cbs = [copy.deepcopy(cb) for cb in callbacks]
+        vk = val[k] if val is not None else None
+        histories.append(
+            fit(
+                model,
+                train[k],
+                vk,
+                optimizer=optimizer_factory(model),
+                seed=seeds[k],
+                callbacks=cbs,
+                **kw,
+            )
+        )
+    return histories
+
+
+def _check_options(vectorize: Any, clip_norm: Any) -> None:
+    if vectorize not in (True, False, "auto"):
+        raise ValueError(f"vectorize must be True, False or 'auto', got {vectorize!r}")
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"clip_norm must be > 0, got {clip_norm!r}")
+
+
+def _member_inputs(k, train, val, seeds, indices, sample_weights):
+    """Each member's seed, training pairs (indexed by its bootstrap sample) and validation."""
+    seeds = list(seeds) if seeds is not None else list(range(k))
+    if len(seeds) != k:
+        raise ValueError(f"{len(seeds)} seeds for {k} models")
+    pairs = _per_member(train, k, "train")
+    assert pairs is not None
+    if indices is not None:
+        if len(indices) != k:
+            raise ValueError(f"{len(indices)} index sets for {k} models")
+        pairs = [(x[i], y[i]) for (x, y), i in zip(pairs, indices, strict=True)]
+    if sample_weights is not None:
+        if len(sample_weights) != k:
+            raise ValueError(f"{len(sample_weights)} weight vectors for {k} models")
+        for (x, _), w in zip(pairs, sample_weights, strict=True):
+            if w.shape != (len(x),) or not bool((w >= 0).all()) or not float(w.sum()) > 0:
+                raise ValueError(
+                    "each sample_weights vector needs one weight >= 0 per row, sum > 0"
+                )
+    return seeds, pairs, _per_member(val, k, "val")
+
+
+def fit_many(
+    models: Sequence[nn.Module],
+    train: Batch | Sequence[Batch],
+    val: Batch | Sequence[Batch] | None = None,
+    *,
+    optimizer: OptimizerFactory,
+    epochs: int,
+    batch_size: int = 32,
+    seeds: Sequence[int] | None = None,
+    indices: Sequence[Tensor] | None = None,
+    sample_weights: Sequence[Tensor] | None = None,
+    loss: Callable[..., Tensor] | None = None,
+    task: str | None = None,
+    callbacks: Sequence[Callback] = (),
+    clip_norm: float | None = None,
+    vectorize: bool | str = "auto",
+    penalty: Any = None,
+    augment: Any = None,
+    sampler: Any = None,
+    eval_batch_size: int = 2048,
+    progress: Any = False,
+) -> FitManyResult:
+    """Train K models of one architecture, member ``k`` as ``fit(models[k], train_k, val_k,
+    seed=seeds[k])`` would, as one vectorized group (see the module docstring).
+
+    ``train`` / ``val``: one ``(X, y)`` for all members or K pairs. ``indices``: K index tensors
+    into the training rows (a bootstrap sample each); ``sample_weights``: K weight vectors over a
+    member's training rows (the loss is ``sum w_i l_i / sum w_i`` per batch). ``optimizer`` is a
+    factory ``module -> optimizer`` (called on the stacked shell, or on each model when
+    sequential). ``callbacks``: :class:`EarlyStopping` (copied per member) and learning-rate
+    schedules (shared). ``clip_norm``: global-norm clipping per member. ``vectorize``: ``"auto"``
+    falls back to sequential ``fit`` calls with a one-line notice on stderr, ``True`` raises
+    instead, ``False`` always runs sequentially. Models are trained in place.
+    """
+    k = len(models)
+    if k < 1:
+        raise ValueError("fit_many needs at least one model")
+    _check_options(vectorize, clip_norm)
+    seeds, pairs, vals = _member_inputs(k, train, val, seeds, indices, sample_weights)
+    t0 = time.perf_counter()
+    why = "vectorize=False" if vectorize is False else None
+    if why is None:
+        probe_opt = optimizer(copy.deepcopy(models[0]))
+        why = vectorize_obstacle(
+            models,
+            probe_opt,
+            callbacks,
+            [len(x) for x, _ in pairs],
+            batch_size,
+            penalty=penalty,
+            augment=augment,
+            sampler=sampler,
+        )
+    if why is None and vals is not None and len({len(x) for x, _ in vals}) > 1:
+        why = "the members' validation sets differ in size"
+    group = None
+    if why is None:
+        group = _Group(
+            models,
+            optimizer,
+            pairs,
+            vals,
+            seeds=seeds,
+            epochs=epochs,
+            batch_size=batch_size,
+            loss=loss,
+            task=task,
+            weights=sample_weights,
+            callbacks=callbacks,
+            clip_norm=clip_norm,
+            eval_batch_size=eval_batch_size,
+        )
+        try:
+            group.stacked.dropout_shapes(group.X[:, :batch_size])
+        except RuntimeError as err:  # a random op under randomness="error", an op vmap lacks
+            why, group = f"the forward pass does not vectorize ({str(err).splitlines()[0]})", None
+    if group is not None:
+        group.run()
+        result = FitManyResult(list(models), group.histories, True)
+    else:
+        if vectorize is True:
+            raise ValueError(f"fit_many cannot vectorize: {why}")
+        if vectorize == "auto":
+            print(
+                f"goodfit: fit_many trains the {k} members one after another: {why}",
+                file=sys.stderr,
+            )
+        if clip_norm is not None:
+            raise ValueError("clip_norm is per member only when vectorized; " + str(why))
+        histories = _sequential(
+            models,
+            optimizer,
+            pairs,
+            vals,
+            seeds=seeds,
+            callbacks=callbacks,
+            weights=sample_weights,
+            epochs=epochs,
+            batch_size=batch_size,
+            loss=loss,
+            task=task,
+            penalty=penalty,
+            augment=augment,
+            sampler=sampler,
+            progress=progress,
+            _why=why,
+        )
+        result = FitManyResult(list(models), histories, False, why)
+    result.wall_seconds = time.perf_counter() - t0
+    for h in result.histories:
+        h.summary.setdefault("wall_seconds", result.wall_seconds)
+    return result

@@ -1,0 +1,230 @@
+"""fit_many against separate fit runs with the same seeds (member by member)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import goodfit as gf
+from goodfit.optim import chain
+from goodfit.optim.modifiers import clip_by_global_norm
+from goodfit.train.early_stopping import EarlyStopping
+from goodfit.train.fit_many import fit_many
+
+SEEDS = [3, 4, 5]
+
+
+def _data(dtype):
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(101, 6, generator=g, dtype=dtype)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).long() + (X[:, 2] > 1).long()
+    Xv = torch.randn(40, 6, generator=g, dtype=dtype)
+    yv = (Xv[:, 0] > 0).long()
+    return (X, y), (Xv, yv)
+
+
+def _net(seed, dtype, bn=True, dropout=True):
+    torch.manual_seed(seed)
+    layers = [nn.Linear(6, 16)]
+    layers += [nn.BatchNorm1d(16)] if bn else []
+    layers += [nn.ReLU()] + ([nn.Dropout(0.3)] if dropout else []) + [nn.Linear(16, 3)]
+    return nn.Sequential(*layers).to(dtype)
+
+
+def _sgd(m):
+    return torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.5)
+
+
+def _adam(m):
+    return torch.optim.Adam(m.parameters(), lr=1e-2)
+
+
+def _max_diff(a: nn.Module, b: nn.Module) -> float:
+    sa, sb = a.state_dict(), b.state_dict()
+    return max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa)
+
+
+def _compare(make_opt, dtype, *, bn, dropout, es=False, epochs=15, **kw):
+    train, val = _data(dtype)
+    models = [_net(10 + s, dtype, bn, dropout) for s in SEEDS]
+    refs = [copy.deepcopy(m) for m in models]
+    cbs = [EarlyStopping(patience=2)] if es else []
+    res = fit_many(
+        models,
+        train,
+        val,
+        optimizer=make_opt,
+        epochs=epochs,
+        batch_size=16,
+        seeds=SEEDS,
+        callbacks=cbs,
+        vectorize=True,
+        **kw,
+    )
+    hists = []
+    for k, ref in enumerate(refs):
+        ref_cbs = [EarlyStopping(patience=2)] if es else []
+        hists.append(
+            gf.fit(
+                ref,
+                train,
+                val,
+                optimizer=make_opt(ref),
+                epochs=epochs,
+                batch_size=16,
+                seed=SEEDS[k],
+                callbacks=ref_cbs,
+                progress=False,
+            )
+        )
+    return res, models, refs, hists
+
+
+def test_float64_bn_dropout_early_stopping_match_fit_to_1e10():
+    # SGD + momentum: every step is linear in the gradient, so the rounding differences of the
+    # batched matmul (~1e-16) stay at that size; BN running stats are buffers in state_dict.
+    res, models, refs, hists = _compare(_sgd, torch.float64, bn=True, dropout=True, es=True)
+    assert res.vectorized
+    for m, r, h, hm in zip(models, refs, hists, res.histories, strict=True):
+        assert _max_diff(m, r) < 1e-10
+        assert len(h) == len(hm)  # the same epoch of early stopping
+        assert h.summary["best_epoch"] == hm.summary["best_epoch"]
+        assert h["val_loss"] == pytest.approx(hm["val_loss"], abs=1e-10)
+        assert h["train_loss"] == pytest.approx(hm["train_loss"], abs=1e-10)
+        assert h["train_accuracy"] == pytest.approx(
+            hm["train_accuracy"], abs=1e-7
+        )  # fit: float32 mean
+    assert len({len(h) for h in hists}) > 1  # members stopped at different epochs
+
+
+def test_float64_adam_dropout_matches_fit():
+    _, models, refs, _ = _compare(_adam, torch.float64, bn=False, dropout=True, epochs=5)
+    for m, r in zip(models, refs, strict=True):
+        assert _max_diff(m, r) < 1e-10
+
+
+def test_float32_matches_fit_within_rounding():
+    # float32: eps = 1.2e-7 per op; after 5 epochs x 6 steps of SGD+momentum on O(1) weights the
+    # accumulated difference stays within a few hundred eps.
+    _, models, refs, _ = _compare(_sgd, torch.float32, bn=True, dropout=True, epochs=5)
+    for m, r in zip(models, refs, strict=True):
+        assert _max_diff(m, r) < 1e-4
+
+
+def test_per_member_global_norm_clipping_equals_goodfit_clip():
+    def clipped(m):
+        return gf.optim.Optimizer(
+            m.parameters(), chain(clip_by_global_norm(0.05), gf.optim.rules.scale_by_lr(0.1))
+        )
+
+    train, _ = _data(torch.float64)
+    models = [_net(10 + s, torch.float64, False, False) for s in SEEDS]
+    refs = [copy.deepcopy(m) for m in models]
+    res = fit_many(
+        models,
+        train,
+        optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
+        epochs=3,
+        batch_size=16,
+        seeds=SEEDS,
+        clip_norm=0.05,
+    )
+    assert res.vectorized
+    for k, ref in enumerate(refs):
+        gf.fit(
+            ref,
+            train,
+            optimizer=clipped(ref),
+            epochs=3,
+            batch_size=16,
+            seed=SEEDS[k],
+            progress=False,
+        )
+        assert _max_diff(models[k], ref) < 1e-10
+
+
+def test_bootstrap_indices_and_sample_weights():
+    train, _ = _data(torch.float64)
+    g = torch.Generator().manual_seed(1)
+    idx = [torch.randint(0, 101, (101,), generator=g) for _ in SEEDS]
+    models = [_net(10 + s, torch.float64, False, False) for s in SEEDS]
+    refs = [copy.deepcopy(m) for m in models]
+    fit_many(models, train, optimizer=_sgd, epochs=2, batch_size=16, seeds=SEEDS, indices=idx)
+    for k, ref in enumerate(refs):
+        sub = (train[0][idx[k]], train[1][idx[k]])
+        gf.fit(
+            ref, sub, optimizer=_sgd(ref), epochs=2, batch_size=16, seed=SEEDS[k], progress=False
+        )
+        assert _max_diff(models[k], ref) < 1e-10
+    # integer sample weights w equal repeating each row w times in a full batch (batch_size = n)
+    w = torch.randint(0, 3, (101,), generator=g).double()
+    w[0] = 1.0
+    m1 = [_net(1, torch.float64, False, False)]
+    m2 = copy.deepcopy(m1[0])
+    fit_many(m1, train, optimizer=_sgd, epochs=3, batch_size=101, sample_weights=[w])
+    rep = torch.repeat_interleave(torch.arange(101), w.long())
+    opt = _sgd(m2)
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(m2(train[0][rep]), train[1][rep])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert _max_diff(m1[0], m2) < 1e-10
+
+
+def test_fallback_is_sequential_with_notice(capsys):
+    train, _ = _data(torch.float64)
+    models = [_net(1, torch.float64, False, False), nn.Sequential(nn.Linear(6, 3)).double()]
+    refs = [copy.deepcopy(m) for m in models]
+    res = fit_many(models, train, optimizer=_sgd, epochs=2, batch_size=16, seeds=[0, 1])
+    assert not res.vectorized and "differs" in res.notice
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "one after another" in err
+    for k, ref in enumerate(refs):
+        gf.fit(ref, train, optimizer=_sgd(ref), epochs=2, batch_size=16, seed=k, progress=False)
+        assert _max_diff(models[k], ref) == 0.0
+
+
+def test_other_random_ops_fall_back():
+    class Noisy(nn.Module):
+        def forward(self, x):
+            return x + 0.1 * torch.randn_like(x) if self.training else x
+
+    train, _ = _data(torch.float64)
+    models = [nn.Sequential(nn.Linear(6, 3), Noisy()).double() for _ in range(2)]
+    res = fit_many(models, train, optimizer=_sgd, epochs=1, seeds=[0, 1])
+    assert not res.vectorized and "does not vectorize" in res.notice
+    with pytest.raises(ValueError, match="cannot vectorize"):
+        fit_many(models, train, optimizer=_sgd, epochs=1, seeds=[0, 1], vectorize=True)
+
+
+def test_cnn_with_channel_dropout_matches_fit():
+    # vmap turns the K convolutions into one grouped convolution; Dropout2d drops whole channels
+    g = torch.Generator().manual_seed(2)
+    X = torch.randn(40, 1, 6, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,), generator=g)
+
+    def net(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Dropout2d(0.5), nn.Flatten(), nn.Linear(64, 3)
+        ).double()
+
+    models = [net(1), net(2)]
+    refs = [copy.deepcopy(m) for m in models]
+    res = fit_many(models, (X, y), optimizer=_sgd, epochs=2, batch_size=16, seeds=[7, 8])
+    assert res.vectorized
+    for k, ref in enumerate(refs):
+        gf.fit(
+            ref,
+            (X, y),
+            optimizer=_sgd(ref),
+            epochs=2,
+            batch_size=16,
+            seed=[7, 8][k],
+            progress=False,
+        )
+        assert _max_diff(models[k], ref) < 1e-10
