@@ -201,6 +201,7 @@ def _kill_and_resume(config: Path, reference: Path, tmp_path: Path) -> None:
     [
         (["optimizer.name=levenberg_marquardt"], "optimizer.name = 'levenberg_marquardt'"),
         (['early_stopping.algorithm="7.2"'], "early_stopping.algorithm = '7.2'"),
+        (['ensemble.method="bagging"'], "[ensemble] method = 'bagging'"),
     ],
 )
 def test_what_cannot_run_data_parallel_is_refused_by_name(tmp_path, sets, needle):

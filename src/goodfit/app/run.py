@@ -297,8 +297,14 @@ def _run_fit(
 
 
 def _check_parallel(cfg: Config) -> None:
-    """What torchrun cannot train data-parallel: second-order solvers and GBC 7.2/7.3."""
+    """What torchrun cannot train data-parallel: second-order solvers, GBC 7.2/7.3 and
+    ensembles (their members train in one process, vectorized or in turn)."""
     es = cfg.early_stopping
+    if cfg.ensemble is not None:
+        raise ConfigError(
+            f"[ensemble] method = {cfg.ensemble.method!r} cannot run data-parallel under "
+            "torchrun; launch it without torchrun"
+        )
     if is_second_order(cfg) or (es is not None and es.enabled and es.algorithm != "7.1"):
         what = (
             f"optimizer.name = {cfg.optimizer.name!r}"
