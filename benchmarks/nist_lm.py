@@ -6,7 +6,9 @@ For every problem in the NIST folder (``$GOODFIT_NIST_DIR`` or ``<repo>/../share
 and both NIST starting points: digits reached (NIST's log relative error, min over parameters),
 residual and Jacobian evaluations, and wall time (median of ``--repeats`` runs after a warm-up;
 the three solvers timed in turn within each repeat, in one process, so that changes of machine
-load fall on all three alike).
+load fall on all three alike; ``--threads``, default 1, torch's intra-op threads for both: the
+Jacobians here are too small to gain from more, and on a loaded machine a second thread's
+barrier waits add noise that swamps the solvers' own cost).
 Both solvers get the same residual function, the same exact Jacobian (``torch.func.jacrev``; for
 MINPACK wrapped as a numpy callable, i.e. ``lmder``) and the same tolerances
 (ftol = xtol = gtol = 1e-15, goodfit's defaults) and the same budget of residual evaluations
@@ -14,7 +16,8 @@ MINPACK wrapped as a numpy callable, i.e. ``lmder``) and the same tolerances
 ``100 n``, with which MINPACK stops short on MGH17 start 1). "Solved" means >= 6 certified
 digits.
 
-Run: ``.venv/bin/python benchmarks/nist_lm.py [--repeats 5] [--tol 1e-15] [--max-nfev 1000]``
+Run: ``.venv/bin/python benchmarks/nist_lm.py [--repeats 5] [--tol 1e-15] [--max-nfev 1000]
+[--threads 1]``
 """
 
 from __future__ import annotations
@@ -77,10 +80,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--tol", type=float, default=1e-15)
     ap.add_argument("--max-nfev", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     tol, budget = args.tol, args.max_nfev
-    print(f"tolerances {tol:g}, at most {budget} residual evaluations (trial steps for goodfit)")
+    print(
+        f"tolerances {tol:g}, at most {budget} residual evaluations (trial steps for goodfit), "
+        f"{args.threads} torch thread(s), median of {args.repeats}"
+    )
     hdr = (
         f"{'problem':10s} {'st':>2s} | {'gf LRE':>6s} {'nfev':>5s} {'njev':>5s} {'ms':>8s} | "
         f"{'MP LRE':>6s} {'nfev':>5s} {'njev':>5s} {'ms':>8s} | "
