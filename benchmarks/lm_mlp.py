@@ -1,6 +1,6 @@
 """Levenberg-Marquardt on a small MLP (2-32-16-1, tanh: 641 parameters) against MINPACK.
 
-A regression of ``sin(3 x1) cos(2 x2)`` on 400 points (fixed seed), started from the same
+A regression of ``sin(3 x1) cos(2 x2)`` on 1000 points (fixed seed), started from the same
 PyTorch-default initialization, solved by goodfit's ``levenberg_marquardt`` and by MINPACK's
 ``lmder`` (scipy ``least_squares(method="lm")``) with the same residual function, the same
 ``torch.func.jacrev`` Jacobian and the same tolerances, for ``--trials`` trial steps each
@@ -29,7 +29,7 @@ from goodfit.optim.second_order import levenberg_marquardt, module_residuals
 
 def _problem() -> tuple:
     g = torch.Generator().manual_seed(0)
-    X = torch.rand(400, 2, generator=g, dtype=torch.float64) * 2 - 1
+    X = torch.rand(1000, 2, generator=g, dtype=torch.float64) * 2 - 1
     y = (torch.sin(3 * X[:, 0]) * torch.cos(2 * X[:, 1])).unsqueeze(1)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 16), nn.Tanh(), nn.Linear(16, 1))
@@ -66,7 +66,7 @@ def main() -> None:
             times[name].append(time.perf_counter() - t)
     gf, mp = out["goodfit"], out["MINPACK"]
     t_gf, t_mp = statistics.median(times["goodfit"]), statistics.median(times["MINPACK"])
-    print(f"MLP 2-32-16-1: n = {x0.numel()} parameters, m = 400 residuals")
+    print(f"MLP 2-32-16-1: n = {x0.numel()} parameters, m = 1000 residuals")
     print(f"goodfit: {gf.n_iter} trials, {gf.n_jev} Jacobians, cost {gf.fun:.6g}, "
           f"{1e3 * t_gf / gf.n_iter:.1f} ms per trial")  # fmt: skip
     print(f"MINPACK: {mp.nfev} trials, {mp.njev} Jacobians, cost {mp.cost:.6g}, "

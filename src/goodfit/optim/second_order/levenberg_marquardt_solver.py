@@ -29,6 +29,7 @@ from goodfit.optim.second_order.trust_region import (
     Subproblem,
     _norm,
     factor_jacobian,
+    host_blas_threads,
     scaled_gradient_norm,
     update_trust_region,
 )
@@ -271,7 +272,8 @@ def levenberg_marquardt(
         residuals, x0 = box.wrap(residuals), box.to_internal(x_start)
     prob, x, r, _ = _start_least_squares(residuals, x0, jac, method, max_params)
     state = _More(prob, x, r, tols, factor, callback)
-    with np.errstate(over="ignore"):  # overflowing sums of squares are rescaled (_norm)
+    # overflowing sums of squares are rescaled (_norm); see host_blas_threads
+    with np.errstate(over="ignore"), host_blas_threads(x.numel()):
         converged, message = state.run(max_iter)
     x_out = state.x if box is None else box.to_external(state.x)
     return SecondOrderResult(

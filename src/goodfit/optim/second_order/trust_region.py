@@ -31,10 +31,14 @@ accepted step; :class:`Subproblem` computes them once per Jacobian (the same val
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+from typing import Any
 
 import numpy as np
 from scipy.linalg import lapack
+from threadpoolctl import ThreadpoolController
 
 #: MINPACK's constants (lmder, lmpar): ``p1``, ``p5``, ``p25``, ``p75``, ``p0001``, ``p001``.
 P1, P5, P25, P75, P0001, P001 = 0.1, 0.5, 0.25, 0.75, 1.0e-4, 1.0e-3
@@ -47,6 +51,26 @@ DWARF = float(np.finfo(np.float64).tiny)
 #: Sums of squares in ``(_SAFE_LO, _SAFE_HI)`` neither overflowed nor lost a term to underflow
 #: that matters (a term that underflowed is below 1e-308, relative 1e-28 of the sum).
 _SAFE_LO, _SAFE_HI = 1e-280, 1e280
+
+
+#: From this many parameters on, the host linear algebra runs with one BLAS thread.
+BLAS_SINGLE_THREAD_FROM = 64
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()  # scans the loaded BLAS libraries once (milliseconds)
+
+
+def host_blas_threads(n: int) -> contextlib.AbstractContextManager[Any]:
+    """One BLAS thread for the host factorizations of an ``n``-parameter problem (``n >=``
+    :data:`BLAS_SINGLE_THREAD_FROM`; smaller ones are single-threaded anyway). OpenBLAS's
+    threads spin after each call and take the cores from torch's threads computing the next
+    Jacobian; measured on a 641-parameter MLP on 2 cores, this made each trial step 3x
+    MINPACK's (single-threaded Fortran) instead of 0.9x (``benchmarks/lm_mlp.py``)."""
+    if n < BLAS_SINGLE_THREAD_FROM:
+        return contextlib.nullcontext()
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def _norm(v: np.ndarray) -> float:
