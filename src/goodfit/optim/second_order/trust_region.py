@@ -120,7 +120,17 @@ def factor_jacobian(J: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, ...]:
     acnorm = column_norms(J)
     qr, jpvt, tau, _, _ = lapack.dgeqp3(np.array(J, order="F"), overwrite_a=1)
     qtf, _, _ = lapack.dormqr("L", "T", qr, tau, f[:, None], max(1, n))
-    return np.triu(qr[:n]), jpvt - 1, qtf[:n, 0], acnorm
+    R = qr[:n] * _upper(n) if n <= _SMALL else np.triu(qr[:n])
+    return R, jpvt - 1, qtf[:n, 0], acnorm
+
+
+#: Up to this size the upper triangular mask is kept (``np.triu`` rebuilds it on every call).
+_SMALL = 64
+
+
+@functools.lru_cache(maxsize=_SMALL)
+def _upper(n: int) -> np.ndarray:
+    return np.triu(np.ones((n, n)))
 
 
 def scaled_gradient_norm(
@@ -134,7 +144,7 @@ def scaled_gradient_norm(
     cn = acnorm[ipvt]
     if not cn.all():
         g, cn = g[cn != 0.0], cn[cn != 0.0]
-    return float(np.max(np.abs(g) / cn, initial=0.0)) / fnorm
+    return float((np.abs(g) / cn).max()) / fnorm if cn.size else 0.0
 
 
 def _rank(R: np.ndarray) -> int:
