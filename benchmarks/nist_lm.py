@@ -5,7 +5,10 @@ seed's mu-adaptive form).
 For every problem in the NIST folder (``$GOODFIT_NIST_DIR`` or ``<repo>/../shared/data/nist-strd``)
 and both NIST starting points: digits reached (NIST's log relative error, min over parameters),
 residual and Jacobian evaluations, and wall time (median of ``--repeats`` runs after a warm-up;
-the three solvers timed in turn, in one process).
+the three solvers timed in turn within each repeat, in one process, so that changes of machine
+load fall on all three alike; ``--threads``, default 1, torch's intra-op threads for both: the
+Jacobians here are too small to gain from more, and on a loaded machine a second thread's
+barrier waits add noise that swamps the solvers' own cost).
 Both solvers get the same residual function, the same exact Jacobian (``torch.func.jacrev``; for
 MINPACK wrapped as a numpy callable, i.e. ``lmder``) and the same tolerances
 (ftol = xtol = gtol = 1e-15, goodfit's defaults) and the same budget of residual evaluations
@@ -13,7 +16,8 @@ MINPACK wrapped as a numpy callable, i.e. ``lmder``) and the same tolerances
 ``100 n``, with which MINPACK stops short on MGH17 start 1). "Solved" means >= 6 certified
 digits.
 
-Run: ``.venv/bin/python benchmarks/nist_lm.py [--repeats 3] [--tol 1e-15] [--max-nfev 1000]``
+Run: ``.venv/bin/python benchmarks/nist_lm.py [--repeats 5] [--tol 1e-15] [--max-nfev 1000]
+[--threads 1]``
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -33,14 +38,17 @@ from goodfit.optim.second_order import levenberg, levenberg_marquardt
 METHODS = {"levenberg_marquardt": levenberg_marquardt, "levenberg": levenberg}
 
 
-def _median_time(fn, repeats: int) -> tuple[float, object]:
-    out = fn()  # warm-up
-    times = []
+def _interleaved_times(fns: dict[str, Callable[[], object]], repeats: int):
+    """Median wall time and last result of each callable, timed in turn within each repeat
+    (after one warm-up round), so a change of machine load falls on all of them alike."""
+    out = {name: fn() for name, fn in fns.items()}  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            out[name] = fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: (statistics.median(times[name]), out[name]) for name in fns}
 
 
 def _row(p, s, res, t, lre, ref, t_mp, lre_mp) -> str:
@@ -69,13 +77,17 @@ def _summary(name: str, a: np.ndarray) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--tol", type=float, default=1e-15)
     ap.add_argument("--max-nfev", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     tol, budget = args.tol, args.max_nfev
-    print(f"tolerances {tol:g}, at most {budget} residual evaluations (trial steps for goodfit)")
+    print(
+        f"tolerances {tol:g}, at most {budget} residual evaluations (trial steps for goodfit), "
+        f"{args.threads} torch thread(s), median of {args.repeats}"
+    )
     hdr = (
         f"{'problem':10s} {'st':>2s} | {'gf LRE':>6s} {'nfev':>5s} {'njev':>5s} {'ms':>8s} | "
         f"{'MP LRE':>6s} {'nfev':>5s} {'njev':>5s} {'ms':>8s} | "
@@ -93,27 +105,21 @@ def main() -> None:
             return jac(torch.from_numpy(b)).numpy()
 
         for s, x0 in enumerate(p.starts):
-            t_mp, ref = _median_time(
-                lambda x0=x0, f_np=f_np, j_np=j_np: least_squares(
-                    f_np,
-                    x0.numpy(),
-                    jac=j_np,
-                    method="lm",
-                    ftol=tol,
-                    xtol=tol,
-                    gtol=tol,
+            fns = {
+                "MINPACK": lambda x0=x0, f_np=f_np, j_np=j_np: least_squares(
+                    f_np, x0.numpy(), jac=j_np, method="lm", ftol=tol, xtol=tol, gtol=tol,
                     max_nfev=budget,
                 ),
-                args.repeats,
-            )
-            lre_mp = float(p.lre(torch.from_numpy(ref.x)).min())
+            }  # fmt: skip
             for name, solver in METHODS.items():
-                t_gf, res = _median_time(
-                    lambda p=p, x0=x0, solver=solver: solver(
-                        p.residuals, x0, ftol=tol, xtol=tol, gtol=tol, max_iter=budget
-                    ),
-                    args.repeats,
+                fns[name] = lambda p=p, x0=x0, solver=solver: solver(
+                    p.residuals, x0, ftol=tol, xtol=tol, gtol=tol, max_iter=budget
                 )
+            timed = _interleaved_times(fns, args.repeats)
+            t_mp, ref = timed["MINPACK"]
+            lre_mp = float(p.lre(torch.from_numpy(ref.x)).min())
+            for name in METHODS:
+                t_gf, res = timed[name]
                 lre_gf = float(p.lre(res.x).min())
                 rows[name].append((lre_gf, lre_mp, res.n_jev, ref.njev, t_gf, t_mp))
                 lines[name].append(_row(p, s, res, t_gf, lre_gf, ref, t_mp, lre_mp))

@@ -135,13 +135,15 @@ def test_trust_region_update_rules():
 
 def test_initial_radius_scaling_and_acceptance(monkeypatch):
     calls = []
-    real = lm_module.lmpar
+    real = lm_module.Subproblem.lmpar
 
-    def spy(R, ipvt, diag, qtb, delta, par):
-        calls.append((diag.copy(), delta))
-        return real(R, ipvt, diag, qtb, delta, par)
+    def spy(sub, delta, par):
+        diag = np.empty_like(sub.dp)
+        diag[sub.ipvt] = sub.dp  # the subproblem keeps D in the pivoted order
+        calls.append((diag, delta))
+        return real(sub, delta, par)
 
-    monkeypatch.setattr(lm_module, "lmpar", spy)
+    monkeypatch.setattr(lm_module.Subproblem, "lmpar", spy)
     res = levenberg_marquardt(_residuals, X0)
     J0 = jacrev(_residuals)(X0).numpy()
     d0 = np.linalg.norm(J0, axis=0)

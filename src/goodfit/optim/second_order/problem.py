@@ -97,6 +97,9 @@ class _LeastSquares:
         self.m = r0.shape[0]
         self.r0 = r0
         self.jac = "rev" if jac == "auto" else jac
+        # the torch.func transforms, built once (rebuilding them costs on every Jacobian)
+        self._jacrev = jacrev(self.fn)
+        self._jacfwd = jacfwd(self.fn)
 
     def residuals(self, x: Tensor) -> Tensor:
         self.n_fev += 1
@@ -104,19 +107,20 @@ class _LeastSquares:
             r = self.fn(x)
         return _check_residual(r, self.m, self.method).detach()
 
-    def jacobian(self, x: Tensor, r: Tensor | None = None) -> Tensor:
-        """``J(x)``; ``r = residuals(x)`` when known (the forward differences reuse it)."""
+    def jacobian(self, x: Tensor, r: Tensor | None = None, *, check: bool = True) -> Tensor:
+        """``J(x)``; ``r = residuals(x)`` when known (the forward differences reuse it).
+        ``check=False`` leaves the test for NaN/inf to the caller (:func:`_check_jacobian`)."""
         self.n_jev += 1
         if self.jac == "fd":
             J = self._forward_difference(x, self.residuals(x) if r is None else r)
         elif self.jac == "fwd":
             try:
-                J = jacfwd(self.fn)(x)
+                J = self._jacfwd(x)
             except NotImplementedError:  # an op without forward-mode AD: use reverse mode
                 self.jac = "rev"
-                J = jacrev(self.fn)(x)
+                J = self._jacrev(x)
         else:
-            J = jacrev(self.fn)(x)
+            J = self._jacrev(x)
         if J.ndim != 2 or J.shape[0] != self.m:
             raise ValueError(
                 f"{self.method}: residual shape mismatch: the Jacobian has shape "
@@ -124,7 +128,8 @@ class _LeastSquares:
                 "must have a fixed length"
             )
         J = J.detach()
-        _check_jacobian(J, self.method)
+        if check:
+            _check_jacobian(J, self.method)
         return J
 
     def _forward_difference(self, x: Tensor, r: Tensor) -> Tensor:
