@@ -119,6 +119,8 @@ def prepare_from_config(
         seed=cfg.train.seed if seed is None else seed,
         standardize=cfg.data.standardize,
         pool=pool,
+        train_size=cfg.data.train_size,
+        label_noise=cfg.data.label_noise,
     )
 
 

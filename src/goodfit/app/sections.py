@@ -87,6 +87,10 @@ class DataConfig(_Strict):
     label: str | None = None
     test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: Share of the training part's labels replaced by another class (classification only;
+    #: :mod:`goodfit.data.label_noise`), and the number of training rows kept (a nested subset).
+    label_noise: float = Field(0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
+    train_size: int | None = Field(None, ge=1)
 
 
 class InitConfig(_Strict):

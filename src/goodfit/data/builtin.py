@@ -248,12 +248,9 @@ def _mnist1d(name: str, seed: int, test_fraction: float, options: dict) -> RawDa
 
 def _flip_labels(y: np.ndarray, fraction: float, num_classes: int, seed: int) -> np.ndarray:
     """Flip exactly ``round(fraction * N)`` labels, each to a uniformly drawn *other* class."""
-    rng = np.random.default_rng([seed, 1])
-    n_flip = round(fraction * len(y))
-    idx = rng.choice(len(y), size=n_flip, replace=False)
-    y = y.copy()
-    y[idx] = (y[idx] + rng.integers(1, num_classes, size=n_flip)) % num_classes
-    return y
+    from goodfit.data.label_noise import flip_labels
+
+    return flip_labels(y, fraction, num_classes, [seed, 1])[0]
 
 
 def _moons_spirals(name: str, seed: int, test_fraction: float, options: dict) -> RawData:
