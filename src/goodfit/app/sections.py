@@ -107,7 +107,7 @@ class ModelConfig(_Strict):
     """``[model]``: the builder (:mod:`goodfit.nn.models`) and its options, and ``init``
     (a :mod:`goodfit.init` scheme name or an :class:`InitConfig` table)."""
 
-    kind: Literal["mlp", "cnn1d", "cnn2d", "auto"] = "auto"
+    kind: Literal["mlp", "cnn1d", "cnn2d", "resnet", "auto"] = "auto"
     widths: list[Annotated[int, Field(ge=1, le=2**20)]] = Field(default_factory=lambda: [128, 128])
     channels: list[Annotated[int, Field(ge=1, le=2**16)]] = Field(default_factory=lambda: [32, 64])
     hidden: list[Annotated[int, Field(ge=1, le=2**20)]] = Field(default_factory=lambda: [128])
@@ -120,6 +120,15 @@ class ModelConfig(_Strict):
     weight_standardization: Flag = False
     spectral_norm: Flag = False
     init: str | InitConfig | None = None
+    #: ``resnet`` (:mod:`goodfit.nn.resnet`): basic blocks per stage, the first stage's
+    #: channels, the number of stages, and ``skip = false`` for the same net without shortcuts.
+    depth: int = Field(3, ge=1, le=1000)
+    width: int = Field(16, ge=1, le=2**16)
+    stages: int = Field(3, ge=1, le=16)
+    skip: Flag = True
+    #: How conv feature maps reach the head (cnn1d/cnn2d/resnet): ``"flatten"`` or ``"gap"``
+    #: (global average pooling); unset: ``flatten`` for the CNNs, ``gap`` for resnet.
+    head: Literal["flatten", "gap"] | None = None
 
 
 class OptimizerConfig(_Open):
