@@ -161,6 +161,22 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return run_gradients(args.target, args.set, args.out)
 
 
+def cmd_landscape(args: argparse.Namespace) -> int:
+    """``goodfit landscape RUN_DIR``: the loss landscape of a trained run."""
+    from goodfit.app.landscape import run_landscape
+
+    data = run_landscape(
+        args.run_dir, kind=args.kind, other=args.to, out=args.out, dims=args.dims,
+        steps=args.steps, distance=args.distance, samples=args.samples, val=args.val,
+        bn=args.bn, include_bias_and_norm=args.include_bias_and_norm, seed=args.seed,
+    )  # fmt: skip
+    where = Path(args.out) if args.out else Path(args.run_dir)
+    print(f"{data['kind']}: loss at the centre {data['center_loss']:.4f} on {data['n_samples']} "
+          "training samples")  # fmt: skip
+    print(f"saved {where / 'landscape.json'} and {where / 'landscape.png'}")
+    return 0
+
+
 def cmd_augment(args: argparse.Namespace) -> int:
     """``goodfit augment preview CONFIG.toml``."""
     from goodfit.app.augment_preview import run_preview
@@ -215,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_commands(sub)
     _add_search_command(sub)
     _add_tool_commands(sub)
+    _add_landscape_command(sub)
     return parser
 
 
@@ -314,6 +331,26 @@ def _add_tool_commands(sub: Any) -> None:
     p = sub.add_parser("datasets", help="list the built-in datasets")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_datasets)
+
+
+def _add_landscape_command(sub: Any) -> None:
+    """``landscape``."""
+    p = sub.add_parser("landscape", help="loss landscape of a trained run (lines and planes)")
+    p.add_argument("run_dir", help="a run folder written by goodfit train")
+    p.add_argument("--kind", default="random", help="random | hessian | interpolation | between")
+    p.add_argument("--to", metavar="OTHER_RUN", help="second run folder (--kind between)")
+    p.add_argument("--dims", type=int, default=2, help="1 or 2 directions (random, hessian)")
+    p.add_argument("--steps", type=int, default=25, help="grid points per direction")
+    p.add_argument("--distance", type=float, default=1.0, help="grid half-width")
+    p.add_argument("--samples", type=int, default=1024, help="training samples evaluated")
+    p.add_argument("--val", action="store_true", help="also the validation part")
+    p.add_argument("--bn", default="eval", help="eval (running stats) | recompute")
+    p.add_argument(
+        "--include-bias-and-norm", action="store_true", help="random directions move biases too"
+    )
+    p.add_argument("--seed", type=int, default=None, help="directions' seed (default: train.seed)")
+    p.add_argument("--out", help="output folder (default: the run folder)")
+    p.set_defaults(func=cmd_landscape)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
