@@ -43,7 +43,8 @@ def test_landscape_at_origin_is_the_models_loss(bn):
     assert abs(ls.losses[2][2] - expected) < 1e-6
 
 
-def test_grid_points_match_loading_the_weights():
+@pytest.mark.parametrize(("vectorize", "memory_mb"), [(True, 0.01), (True, 64.0), (False, 64.0)])
+def test_grid_points_match_loading_the_weights(vectorize, memory_mb):
     torch.manual_seed(1)
     model = mlp((1, 8, 8), (12,), 10)
     X, y = _data(40)
@@ -52,7 +53,10 @@ def test_grid_points_match_loading_the_weights():
     d1 = L.filter_normalized_direction(center, generator=g)
     d2 = L.filter_normalized_direction(center, generator=g)
     coords = torch.tensor([[0.3, -0.7], [1.0, 0.25], [-0.5, 0.5]], dtype=torch.float64)
-    got = L.loss_surface(model, X, y, center, [d1, d2], coords, memory_mb=0.01, batch_size=7)
+    got = L.loss_surface(
+        model, X, y, center, [d1, d2], coords, memory_mb=memory_mb, batch_size=7,
+        vectorize=vectorize,
+    )  # fmt: skip
     for (a, b), loss in zip(coords.tolist(), got.tolist(), strict=True):
         params = {k: center[k] + a * d1[k] + b * d2[k] for k in center}
         assert loss == pytest.approx(_direct_loss(model, params, X, y), abs=1e-5)
@@ -104,6 +108,8 @@ def test_recomputed_batch_norm_statistics():
         expected = float(F.cross_entropy(ref(X), y))
     assert ls.losses[1] == pytest.approx(expected, abs=1e-6)
     assert ls.bn == "recompute"
+    batched = L.random_landscape(model, X, y, dims=1, steps=3, bn="recompute", vectorize=True)
+    np.testing.assert_allclose(batched.losses, ls.losses, rtol=1e-6)
     with pytest.raises(ValueError, match="bn must be"):
         L.random_landscape(model, X, y, dims=1, steps=3, bn="train")
 

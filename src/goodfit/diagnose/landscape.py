@@ -170,17 +170,25 @@ def loss_surface(
     bn: Literal["eval", "recompute"] = "eval",
     batch_size: int | None = None,
     memory_mb: float = 512.0,
+    vectorize: bool | None = None,
 ) -> Tensor:
     """``L(center + sum_k coords[p, k] * directions[k])`` for every row ``p`` of ``coords``
     (shape ``(P, K)``), as a ``(P,)`` tensor; the mean loss over ``(X, y)`` in batches of
-    ``batch_size`` samples (all at once by default; always with ``bn="recompute"``)."""
+    ``batch_size`` samples (all at once by default; always with ``bn="recompute"``).
+
+    ``vectorize``: ``vmap`` over chunks of grid points (as many as ``memory_mb`` holds), or one
+    ``functional_call`` per point; ``None`` picks ``vmap`` on an accelerator and the loop on the
+    CPU, where batched matrix products measured slower than one product per point
+    (``benchmarks/landscape.py``)."""
     loss_fn = loss_fn or torch.nn.functional.cross_entropy
     net = _bn_model(model, bn)
     was_training = model.training
     if bn == "eval":
         model.eval()
     try:
-        return _surface(net, X, y, center, directions, coords, loss_fn, bn, batch_size, memory_mb)
+        return _surface(
+            net, X, y, center, directions, coords, loss_fn, bn, batch_size, memory_mb, vectorize
+        )
     finally:
         model.train(was_training)
 
@@ -196,6 +204,7 @@ def _surface(
     bn: str,
     batch_size: int | None,
     memory_mb: float,
+    vectorize: bool | None,
 ) -> Tensor:
     device = next(iter(center.values())).device
     X, y = X.to(device), y.to(device)
@@ -210,11 +219,18 @@ def _surface(
     n_params = sum(v.numel() for v in center.values())
     per_point = 4 * (2 * n_params + 3 * _activation_numel(net, X) * batch)
     chunk = max(1, min(len(coords), int(memory_mb * 2**20 // per_point)))
+    if vectorize is None:
+        vectorize = device.type != "cpu"
 
     def loss_at(params: Params, xb: Tensor, yb: Tensor) -> Tensor:
         return loss_fn(functional_call(net, (params, buffers), (xb,)), yb)
 
-    batched = vmap(loss_at, in_dims=(0, None, None))
+    def one_point(params: Params, xb: Tensor, yb: Tensor) -> Tensor:
+        return loss_at({k: v[0] for k, v in params.items()}, xb, yb).reshape(1)
+
+    batched = vmap(loss_at, in_dims=(0, None, None)) if vectorize else one_point
+    chunk = chunk if vectorize else 1
+
     out = torch.empty(len(coords), dtype=coords.dtype, device=device)
     with torch.no_grad():
         for start in range(0, len(coords), chunk):
