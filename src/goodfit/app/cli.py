@@ -161,6 +161,24 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return run_gradients(args.target, args.set, args.out)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``goodfit sweep CONFIG.toml``: one config key over values (double descent)."""
+    from goodfit.app.config import apply_overrides, read_toml
+    from goodfit.app.run_folder import default_out
+    from goodfit.app.sweep import run_sweep
+
+    data = read_toml(args.config)
+    if args.set:
+        data = apply_overrides(data, args.set)
+    out = Path(args.out) if args.out else default_out(f"sweep-{Path(args.config).stem}")
+    result = run_sweep(data, out, source=str(args.config), workers=args.workers, force=args.force)
+    print(f"interpolation threshold: {result['interpolation_threshold']}")
+    if "emc" in result:
+        print(f"effective model complexity: {result['emc']}")
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
 def cmd_landscape(args: argparse.Namespace) -> int:
     """``goodfit landscape RUN_DIR``: the loss landscape of a trained run."""
     from goodfit.app.landscape import run_landscape
@@ -232,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_command(sub)
     _add_tool_commands(sub)
     _add_landscape_command(sub)
+    _add_sweep_command(sub)
     return parser
 
 
@@ -351,6 +370,17 @@ def _add_landscape_command(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="directions' seed (default: train.seed)")
     p.add_argument("--out", help="output folder (default: the run folder)")
     p.set_defaults(func=cmd_landscape)
+
+
+def _add_sweep_command(sub: Any) -> None:
+    """``sweep``."""
+    p = sub.add_parser("sweep", help="sweep one config key (double descent), with a report")
+    p.add_argument("config", help="CONFIG.toml with a [sweep] table (param, values)")
+    add_set(p)
+    p.add_argument("--out", help="sweep folder (default: runs/sweep-<config>-<time>)")
+    add_workers(p, "points at a time, in separate processes (default: the sweep's `workers`)")
+    add_force(p)
+    p.set_defaults(func=cmd_sweep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ A config is a TOML file with the sections below (all optional except what a run 
     [checkpoint]      every = 1
     [study]           (see goodfit.app.study)
     [search]          (see goodfit.app.search)
+    [sweep]           param = "model.widths", values = [[4, 4], [8, 8]]  (goodfit.app.sweep)
 
 Unknown keys are rejected, types and ranges are checked, and every error names the file, the
 key and what is allowed. Sections whose keys are the keyword arguments of a registered factory
@@ -45,6 +46,7 @@ from goodfit.app.sections import (
     TrainConfig,
     _Strict,
 )
+from goodfit.app.sections_sweep import SweepConfig
 from goodfit.errors import ConfigError
 
 __all__ = [
@@ -71,6 +73,7 @@ class Config(_Strict):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     study: StudyConfig | None = None
     search: SearchConfig | None = None
+    sweep: SweepConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (``None`` sections dropped), TOML-writable."""
