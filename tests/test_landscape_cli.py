@@ -104,3 +104,32 @@ def test_not_a_run_folder_exits_2(tmp_path, capsys, runs):
     (no_init / "init.pt").unlink()
     assert main(["landscape", str(no_init), "--kind", "interpolation"]) == 2
     assert "init.pt" in capsys.readouterr().err
+
+
+def test_study_landscape_section(tmp_path):
+    from goodfit.app.study import run_study
+
+    data = {
+        "data": {"name": "digits", "val_fraction": 0.3},
+        "model": {"kind": "mlp", "widths": [8]},
+        "train": {"epochs": 2, "batch_size": 64},
+        "study": {
+            "splits": {"kind": "stratified_kfold", "k": 2},
+            "gradient_flow": False,
+            "landscape": True,
+            "variants": [{"name": "narrow"}, {"name": "wide", "set": {"model.widths": [32]}}],
+        },
+    }
+    results = run_study(data, tmp_path / "out", progress=False)
+    for name in ("narrow", "wide"):
+        first, second = results["variants"][name]["folds"]
+        ls = first["landscape"]
+        assert ls["kind"] == "random_1d" and len(ls["losses"]) == 21
+        assert ls["n_samples"] <= 512 and len(ls["val_losses"]) == 21
+        # the centre of the line is the trained model: its loss on the part it trained on
+        # (about 500 rows of a 718-row fold after the 30 % early-stopping holdout: all of it)
+        assert ls["n_samples"] < 512
+        assert ls["center_loss"] == pytest.approx(first["scores"]["train_loss"], abs=1e-6)
+        assert "landscape" not in second  # first fold only
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Loss landscape" in html

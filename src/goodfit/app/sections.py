@@ -295,6 +295,9 @@ class StudyConfig(_Strict):
     gradient_flow: Flag = True
     lr_find: Flag = False
     curvature: Flag = False
+    #: A 1-D filter-normalized random-direction loss landscape of each variant's first fold
+    #: (:mod:`goodfit.diagnose.landscape`), plotted in the report.
+    landscape: Flag = False
     workers: int = Field(1, ge=1)
     variants: list[Variant] = Field(min_length=1)
 
@@ -304,6 +307,7 @@ class StudyConfig(_Strict):
             "gradient_flow": self.gradient_flow,
             "lr_find": self.lr_find,
             "curvature": self.curvature,
+            "landscape": self.landscape,
         }
 
 

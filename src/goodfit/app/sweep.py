@@ -132,7 +132,9 @@ def run_point(cfg_data: dict[str, Any], point_dir: str, every: int, config_hash:
     tracker = ErrorTracker(prepared.train, prepared.test, task, every)
     out = Path(point_dir)
     resume = (out / "checkpoints").exists()
-    result = run_config(cfg, out, resume=resume, data=prepared, extra_callbacks=[tracker])
+    result = run_config(
+        cfg, out, resume=resume, data=prepared, extra_callbacks=[tracker], progress=False
+    )
     final_train = error_and_loss(result.model, *prepared.train, task)
     final_test = error_and_loss(result.model, *prepared.test, task)
     tracked = [r for r in result.records if "sweep_test_error" in r]
