@@ -148,3 +148,18 @@ def test_sweep_needs_a_sweep_table_and_a_classification_set_for_noise(tmp_path, 
     )
     assert main(["sweep", str(cfg), "--out", str(tmp_path / "b")]) == 2
     assert "classification" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["double_descent_mnist1d.toml", "double_descent_mnist1d_quick.toml", "landscape_skip.toml"],
+)
+def test_example_sweeps_parse(name):
+    from pathlib import Path
+
+    from goodfit.app.config import read_toml
+    from goodfit.app.sweep import SweepPlan
+
+    path = Path(__file__).parent.parent / "examples" / name
+    plan = SweepPlan(read_toml(path), str(path))
+    assert len(plan.configs) == len(plan.sweep.values) >= 2

@@ -23,6 +23,11 @@ from goodfit.atomic import atomic_write_text, figure_to_png
 __all__ = ["render_sweep_report", "write_sweep_report"]
 
 _COLORS = {"under": "#dbe9f6", "critical": "#f9d9d3", "over": "#dcefdc"}
+_NAMES = {
+    "under": "under-parameterized",
+    "critical": "critically parameterized",
+    "over": "over-parameterized",
+}
 _CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:0 auto;padding:20px;"
     "color:#1d2330}table{border-collapse:collapse}td,th{border:1px solid #d5d9e0;"
@@ -51,7 +56,7 @@ def _error_plot(result: dict[str, Any]) -> bytes:
     ax = fig.add_subplot()
     for r in result.get("regimes", []):
         ax.axvspan(r["from"], r["to"], color=_COLORS[r["regime"]], alpha=0.8, lw=0,
-                   label=f"{r['regime']}-parameterized")  # fmt: skip
+                   label=_NAMES[r["regime"]])  # fmt: skip
     ax.plot(xs, [p["train_error"] for p in pts], "o--", color="#4c72b0", label="train error")
     ax.plot(xs, [p["test_error"] for p in pts], "o-", color="#c44e52", label="test error")
     t = result.get("interpolation_threshold")
