@@ -93,7 +93,7 @@ def main() -> None:
         peer = median_time(lambda m=model, a=X, b=y: time_peer(m, a, b), args.repeats)
         n = sum(p.numel() for p in model.parameters())
         print(f"{name:<38} {n:>7} params  goodfit {ours:7.3f} s  loss-landscapes "
-              f"{peer:7.3f} s  ratio {ours / peer:.3f}x")  # fmt: skip
+              f"{peer:7.3f} s  ratio {ours / peer:.3f}x", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
