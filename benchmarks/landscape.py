@@ -9,7 +9,7 @@ directions to the model's norm over ``distance``), the work does not. loss-lands
 filter normalization divides by every bias element's magnitude, so zero biases (BatchNorm's
 shift at initialization) are replaced by small random values in both models. One process, torch
 threads fixed (``--threads``, default 1: the machine is shared), warm-up, median of
-``--repeats`` runs, goodfit/peer ratio printed per model.
+``--repeats`` interleaved runs, goodfit/peer ratio printed per model.
 
 Run: ``.venv/bin/python benchmarks/landscape.py [--repeats 5] [--samples 1000]``. Needs the
 benchmark-only package ``loss-landscapes`` (3.0.6; ``pip install --no-deps loss-landscapes``).
@@ -70,9 +70,12 @@ def time_peer(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> float
     return time.perf_counter() - t0
 
 
-def median_time(fn: Callable[[], float], repeats: int) -> float:
-    fn()  # warm-up
-    return statistics.median(fn() for _ in range(repeats))
+def median_times(a: Callable[[], float], b: Callable[[], float], repeats: int) -> tuple:
+    """Medians of interleaved runs (a, b, a, b, ...) after one warm-up each, so a change in
+    the machine's load hits both sides alike."""
+    a(), b()
+    runs = [(a(), b()) for _ in range(repeats)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def main() -> None:
@@ -89,8 +92,11 @@ def main() -> None:
         with torch.no_grad():  # loss-landscapes divides by each bias element: none may be 0
             for p in model.parameters():
                 p.add_((p == 0) * 0.01 * torch.randn_like(p))
-        ours = median_time(lambda m=model, a=X, b=y: time_goodfit(m, a, b), args.repeats)
-        peer = median_time(lambda m=model, a=X, b=y: time_peer(m, a, b), args.repeats)
+        ours, peer = median_times(
+            lambda m=model, a=X, b=y: time_goodfit(m, a, b),
+            lambda m=model, a=X, b=y: time_peer(m, a, b),
+            args.repeats,
+        )
         n = sum(p.numel() for p in model.parameters())
         print(f"{name:<38} {n:>7} params  goodfit {ours:7.3f} s  loss-landscapes "
               f"{peer:7.3f} s  ratio {ours / peer:.3f}x", flush=True)  # fmt: skip
