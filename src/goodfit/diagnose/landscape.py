@@ -225,25 +225,51 @@ def _surface(
     def loss_at(params: Params, xb: Tensor, yb: Tensor) -> Tensor:
         return loss_fn(functional_call(net, (params, buffers), (xb,)), yb)
 
-    def one_point(params: Params, xb: Tensor, yb: Tensor) -> Tensor:
-        return loss_at({k: v[0] for k, v in params.items()}, xb, yb).reshape(1)
-
-    batched = vmap(loss_at, in_dims=(0, None, None)) if vectorize else one_point
-    chunk = chunk if vectorize else 1
-
-    out = torch.empty(len(coords), dtype=coords.dtype, device=device)
+    batches = [(X[b : b + batch], y[b : b + batch]) for b in range(0, n, batch)]
     with torch.no_grad():
+        if not vectorize:
+            return _point_by_point(loss_at, center, directions, coords, batches, n)
+        batched = vmap(loss_at, in_dims=(0, None, None))
+        out = torch.empty(len(coords), dtype=coords.dtype, device=device)
         for start in range(0, len(coords), chunk):
             c = coords[start : start + chunk]
             params = {
                 k: center[k] + torch.tensordot(c, stacked[k], dims=([1], [0])) for k in center
             }
             total = torch.zeros(len(c), dtype=coords.dtype, device=device)
-            for b in range(0, n, batch):
-                xb, yb = X[b : b + batch], y[b : b + batch]
+            for xb, yb in batches:
                 total += batched(params, xb, yb) * len(xb)
             out[start : start + len(c)] = total / n
     return out.cpu()
+
+
+def _point_by_point(
+    loss_at: Callable[[Params, Tensor, Tensor], Tensor],
+    center: Params,
+    directions: Sequence[Params],
+    coords: Tensor,
+    batches: list[tuple[Tensor, Tensor]],
+    n: int,
+) -> Tensor:
+    """One ``functional_call`` per grid point; the weights ``center + sum_k c_k d_k`` built
+    with in-place adds, skipping the directions that are zero for a tensor (biases, norms)."""
+    moving = {k: [j for j, d in enumerate(directions) if bool(d[k].any())] for k in center}
+    out = torch.empty(len(coords), dtype=torch.float64)
+    for i, row in enumerate(coords.tolist()):
+        params = {}
+        for k, w in center.items():
+            if not moving[k]:
+                params[k] = w
+                continue
+            t = torch.add(w, directions[moving[k][0]][k], alpha=row[moving[k][0]])
+            for j in moving[k][1:]:
+                t.add_(directions[j][k], alpha=row[j])
+            params[k] = t
+        total = 0.0
+        for xb, yb in batches:
+            total += float(loss_at(params, xb, yb)) * len(xb)
+        out[i] = total / n
+    return out.to(coords.dtype)
 
 
 def _grid(distance: float, steps: int) -> np.ndarray:
