@@ -201,9 +201,7 @@ def _sklearn_tabular(name: str, seed: int, test_fraction: float, options: dict) 
     )  # fmt: skip
 
 
-def _mnist1d_arrays(
-    seed: int, n_samples: int = 5000
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _mnist1d_arrays(seed: int, n_samples: int = 5000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All ``n_samples`` generated signals ``x`` (float64), labels ``y`` and time grid ``t``,
     cached."""
     size = "" if n_samples == 5000 else f"_n{n_samples}"
