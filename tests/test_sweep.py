@@ -163,3 +163,19 @@ def test_example_sweeps_parse(name):
     path = Path(__file__).parent.parent / "examples" / name
     plan = SweepPlan(read_toml(path), str(path))
     assert len(plan.configs) == len(plan.sweep.values) >= 2
+
+
+def test_sample_wise_sweep_reports_emc(tmp_path):
+    from goodfit.app.sweep import run_sweep
+
+    data = {
+        "data": {"name": "digits", "val_fraction": 0.0},
+        "model": {"kind": "mlp", "widths": [16]},
+        "train": {"epochs": 2, "batch_size": 50},
+        "sweep": {"param": "data.train_size", "values": [50, 400], "interpolation_eps": 0.5},
+    }
+    result = run_sweep(data, tmp_path / "s", progress=False)
+    assert [p["n_train"] for p in result["points"]] == [50, 400]
+    fits = [p["n_train"] for p in result["points"] if p["train_error"] <= 0.5]
+    assert result["emc"] == (max(fits) if fits else None)
+    assert "Effective model complexity" in (tmp_path / "s" / "report.html").read_text()
