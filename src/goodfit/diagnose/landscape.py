@@ -254,17 +254,14 @@ def _point_by_point(
     """One ``functional_call`` per grid point; the weights ``center + sum_k c_k d_k`` built
     with in-place adds, skipping the directions that are zero for a tensor (biases, norms)."""
     moving = {k: [j for j, d in enumerate(directions) if bool(d[k].any())] for k in center}
+    params = {k: (torch.empty_like(w) if moving[k] else w) for k, w in center.items()}
     out = torch.empty(len(coords), dtype=torch.float64)
     for i, row in enumerate(coords.tolist()):
-        params = {}
-        for k, w in center.items():
-            if not moving[k]:
-                params[k] = w
-                continue
-            t = torch.add(w, directions[moving[k][0]][k], alpha=row[moving[k][0]])
-            for j in moving[k][1:]:
-                t.add_(directions[j][k], alpha=row[j])
-            params[k] = t
+        for k, w in center.items():  # the same buffers every point: no allocation
+            if moving[k]:
+                torch.add(w, directions[moving[k][0]][k], alpha=row[moving[k][0]], out=params[k])
+                for j in moving[k][1:]:
+                    params[k].add_(directions[j][k], alpha=row[j])
         total = 0.0
         for xb, yb in batches:
             total += float(loss_at(params, xb, yb)) * len(xb)
