@@ -15,8 +15,10 @@
   Hessian (Lanczos on Hessian-vector products, :mod:`goodfit.diagnose.curvature`).
 
 Every grid point is the model evaluated with other weights through
-``torch.func.functional_call``, batched over grid points with ``torch.func.vmap`` (as many at
-once as ``memory_mb`` allows); the model itself is never modified. Batch normalization runs in
+``torch.func.functional_call``; on an accelerator ``torch.func.vmap`` batches grid points (as
+many at once as ``memory_mb`` allows), on the CPU one call per point (into reused weight
+buffers) measured faster than batched matrix products (``benchmarks/landscape.py``). The model
+itself is never modified. Batch normalization runs in
 eval mode with the model's running statistics (``bn="eval"``), or with the statistics of the
 evaluated data recomputed at each grid point (``bn="recompute"``: every point sees the whole
 subset as one batch, ``torch.func.replace_all_batch_norm_modules_`` on a copy).
