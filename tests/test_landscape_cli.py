@@ -77,6 +77,15 @@ def test_random_plane_and_line_between_runs(runs, tmp_path):
     )
 
 
+def test_hessian_line(runs, tmp_path):
+    out = tmp_path / "hessian"
+    assert main(["landscape", str(runs[0]), "--kind", "hessian", "--dims", "1", "--steps", "5",
+                 "--samples", "200", "--distance", "0.1", "--out", str(out)]) == 0  # fmt: skip
+    data = json.loads((out / "landscape.json").read_text())
+    assert data["kind"] == "hessian_1d" and data["info"]["eigenvalues"][0] > 0
+    assert data["center_loss"] == pytest.approx(_loss(runs[0], runs[0] / "model.pt", 200), abs=1e-6)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

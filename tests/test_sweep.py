@@ -179,3 +179,20 @@ def test_sample_wise_sweep_reports_emc(tmp_path):
     fits = [p["n_train"] for p in result["points"] if p["train_error"] <= 0.5]
     assert result["emc"] == (max(fits) if fits else None)
     assert "Effective model complexity" in (tmp_path / "s" / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_parallel_sweep_matches_serial(tmp_path):
+    """--workers 2 (spawned processes, one torch thread each) gives the serial sweep's points."""
+    from goodfit.app.config import read_toml
+    from goodfit.app.sweep import run_sweep
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SWEEP)
+    data = read_toml(cfg)
+    data["train"]["threads"] = 1
+    serial = run_sweep(data, tmp_path / "serial", workers=1, progress=False)
+    parallel = run_sweep(data, tmp_path / "parallel", workers=2, progress=False)
+    for a, b in zip(serial["points"], parallel["points"], strict=True):
+        assert a["test_error_by_epoch"] == b["test_error_by_epoch"]
+        assert a["train_loss"] == b["train_loss"]
