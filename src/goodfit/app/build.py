@@ -126,6 +126,8 @@ def prepare_from_config(
         seed=cfg.train.seed if seed is None else seed,
         standardize=cfg.data.standardize,
         pool=pool,
+        train_size=cfg.data.train_size,
+        label_noise=cfg.data.label_noise,
     )
 
 
@@ -133,8 +135,8 @@ def prepare_from_config(
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
-    """Build the configured builder (``mlp``/``cnn1d``/``cnn2d``; ``auto`` picks by the input's
-    shape) and apply ``init`` (the scheme's formula; a ``gain`` only when asked for)."""
+    """Build the configured builder (``mlp``/``cnn1d``/``cnn2d``/``resnet``; ``auto`` picks by the
+    input's shape) and apply ``init`` (the scheme's formula; a ``gain`` only when asked for)."""
     from goodfit.nn import models
 
     kind = cfg.kind
@@ -150,7 +152,11 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_outputs: int
     try:
         if kind == "mlp":
             model = models.mlp(input_shape, cfg.widths, num_outputs, **common)
+        elif kind == "resnet":
+            model = _build_resnet(cfg, input_shape, num_outputs, common)
         else:
+            if cfg.head is not None:
+                common["head"] = cfg.head
             if cfg.kernel_size is not None:
                 common["kernel_size"] = cfg.kernel_size
             builder = models.cnn1d if kind == "cnn1d" else models.cnn2d
@@ -168,6 +174,22 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_outputs: int
     if cfg.init is not None:
         _apply_init(cfg, model)
     return model
+
+
+def _build_resnet(
+    cfg: ModelConfig, input_shape: tuple[int, ...], num_outputs: int, common: dict[str, Any]
+) -> nn.Module:
+    """``model.kind = "resnet"``: :func:`goodfit.nn.resnet.resnet` with ``depth``, ``width``,
+    ``stages``, ``skip``, ``head`` and the options every builder shares."""
+    from goodfit.nn.resnet import resnet
+
+    extra: dict[str, Any] = {"head": cfg.head or "gap"}
+    if cfg.kernel_size is not None:
+        extra["kernel_size"] = cfg.kernel_size
+    return resnet(
+        input_shape, num_outputs, depth=cfg.depth, width=cfg.width, stages=cfg.stages,
+        skip=cfg.skip, **extra, **common,
+    )  # fmt: skip
 
 
 def _apply_init(cfg: ModelConfig, model: nn.Module) -> None:

@@ -182,6 +182,40 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return run_gradients(args.target, args.set, args.out)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``goodfit sweep CONFIG.toml``: one config key over values (double descent)."""
+    from goodfit.app.config import apply_overrides, read_toml
+    from goodfit.app.run_folder import default_out
+    from goodfit.app.sweep import run_sweep
+
+    data = read_toml(args.config)
+    if args.set:
+        data = apply_overrides(data, args.set)
+    out = Path(args.out) if args.out else default_out(f"sweep-{Path(args.config).stem}")
+    result = run_sweep(data, out, source=str(args.config), workers=args.workers, force=args.force)
+    print(f"interpolation threshold: {result['interpolation_threshold']}")
+    if "emc" in result:
+        print(f"effective model complexity: {result['emc']}")
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def cmd_landscape(args: argparse.Namespace) -> int:
+    """``goodfit landscape RUN_DIR``: the loss landscape of a trained run."""
+    from goodfit.app.landscape import run_landscape
+
+    data = run_landscape(
+        args.run_dir, kind=args.kind, other=args.to, out=args.out, dims=args.dims,
+        steps=args.steps, distance=args.distance, samples=args.samples, val=args.val,
+        bn=args.bn, include_bias_and_norm=args.include_bias_and_norm, seed=args.seed,
+    )  # fmt: skip
+    where = Path(args.out) if args.out else Path(args.run_dir)
+    print(f"{data['kind']}: loss at the centre {data['center_loss']:.4f} on {data['n_samples']} "
+          "training samples")  # fmt: skip
+    print(f"saved {where / 'landscape.json'} and {where / 'landscape.png'}")
+    return 0
+
+
 def cmd_augment(args: argparse.Namespace) -> int:
     """``goodfit augment preview CONFIG.toml``."""
     from goodfit.app.augment_preview import run_preview
@@ -238,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_command(sub)
     _add_tool_commands(sub)
     _add_model_commands(sub)
+    _add_landscape_command(sub)
+    _add_sweep_command(sub)
     return parser
 
 
@@ -404,6 +440,37 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--write-npz", metavar="PATH", help="write the data without the suspects")
     add_force(p)
     p.set_defaults(func=cmd_clean)
+
+
+def _add_landscape_command(sub: Any) -> None:
+    """``landscape``."""
+    p = sub.add_parser("landscape", help="loss landscape of a trained run (lines and planes)")
+    p.add_argument("run_dir", help="a run folder written by goodfit train")
+    p.add_argument("--kind", default="random", help="random | hessian | interpolation | between")
+    p.add_argument("--to", metavar="OTHER_RUN", help="second run folder (--kind between)")
+    p.add_argument("--dims", type=int, default=2, help="1 or 2 directions (random, hessian)")
+    p.add_argument("--steps", type=int, default=25, help="grid points per direction")
+    p.add_argument("--distance", type=float, default=1.0, help="grid half-width")
+    p.add_argument("--samples", type=int, default=1024, help="training samples evaluated")
+    p.add_argument("--val", action="store_true", help="also the validation part")
+    p.add_argument("--bn", default="eval", help="eval (running stats) | recompute")
+    p.add_argument(
+        "--include-bias-and-norm", action="store_true", help="random directions move biases too"
+    )
+    p.add_argument("--seed", type=int, default=None, help="directions' seed (default: train.seed)")
+    p.add_argument("--out", help="output folder (default: the run folder)")
+    p.set_defaults(func=cmd_landscape)
+
+
+def _add_sweep_command(sub: Any) -> None:
+    """``sweep``."""
+    p = sub.add_parser("sweep", help="sweep one config key (double descent), with a report")
+    p.add_argument("config", help="CONFIG.toml with a [sweep] table (param, values)")
+    add_set(p)
+    p.add_argument("--out", help="sweep folder (default: runs/sweep-<config>-<time>)")
+    add_workers(p, "points at a time, in separate processes (default: the sweep's `workers`)")
+    add_force(p)
+    p.set_defaults(func=cmd_sweep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ A config is a TOML file with the sections below (all optional except what a run 
     [output_noise] [weight_noise] [adversarial] [curriculum] [multitask]
                       (goodfit.app.sections_strategies)
     [ensemble]        method = "bagging", members = 8   (see goodfit.app.ensemble_run)
+    [sweep]           param = "model.widths", values = [[4, 4], [8, 8]]  (goodfit.app.sweep)
 
 Unknown keys are rejected, types and ranges are checked, and every error names the file, the
 key and what is allowed. Sections whose keys are the keyword arguments of a registered factory
@@ -57,6 +58,7 @@ from goodfit.app.sections_strategies import (
     OutputNoiseConfig,
     WeightNoiseConfig,
 )
+from goodfit.app.sections_sweep import SweepConfig
 from goodfit.errors import ConfigError
 
 __all__ = [
@@ -90,6 +92,7 @@ class Config(_Strict):
     multitask: MultiTaskConfig | None = None
     clean: CleanConfig | None = None
     ensemble: EnsembleConfig | None = None
+    sweep: SweepConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (``None`` sections dropped), TOML-writable."""

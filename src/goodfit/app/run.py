@@ -2,7 +2,10 @@
 
 The run folder receives ``config.toml`` (the resolved config), ``history.jsonl`` (one line per
 epoch), ``summary.json`` (final and best metrics, test metrics, ``best_epoch``,
-``wall_seconds``), ``checkpoints/last.pt`` and, with a schedule, ``lr.png``. Files are written
+``wall_seconds``), ``init.pt`` (the weights at initialization, for the loss along the line
+init -> final, Goodfellow et al. 2015), ``model.pt``, ``checkpoints/last.pt``, with label noise
+``label_noise.json`` (the training rows whose label was replaced, and both labels) and, with a
+schedule, ``lr.png``. Files are written
 atomically, and a folder that already holds a run is never overwritten unless resumed.
 """
 
@@ -152,8 +155,11 @@ def _run(
     if out is not None:
         atomic_write_text(out / "config.toml", config_to_toml(cfg.to_dict()))
     seed_everything(seed)
+    if out is not None and len(prepared.noisy):
+        _save_label_noise(cfg, prepared, out / "label_noise.json")
     if is_second_order(cfg):
         model = build_model(cfg.model, ds.input_shape, ds.num_outputs)
+        _save_init(model, out, resume)
         summary, records = _run_second_order(cfg, model, prepared, out)
     else:
         model, summary, records = _run_first_order(
@@ -218,13 +224,16 @@ def _run_first_order(
         model, fit_summary, records = run_ensemble(cfg, prepared, progress, extra_callbacks)
     elif algorithm == "7.1":
         parts = build_run(cfg, prepared)
+        _save_init(parts.model, out, resume)
         fit_summary, records = _run_fit(
             cfg, parts, prepared, out, resume, progress, extra_callbacks, parallel
         )
         model = parts.model
     else:
         parts = None
-        model, fit_summary, records = _run_meta(cfg, algorithm, prepared, progress, extra_callbacks)
+        model, fit_summary, records = _run_meta(
+            cfg, algorithm, prepared, progress, extra_callbacks, out
+        )
     summary = {
         **summarize_history(records, fit_summary.get("best_epoch")),
         **{k: v for k, v in fit_summary.items() if k != "wall_seconds"},
@@ -244,6 +253,26 @@ def _plot_schedule(cfg: Config, parts: RunParts, path: Path) -> None:
     per_step = cfg.schedule.interval == "step"
     steps = cfg.train.epochs * (parts.steps_per_epoch if per_step else 1)
     plot_schedule(parts.schedule, steps, path=path, xlabel="step" if per_step else "epoch")
+
+
+def _save_init(model: torch.nn.Module, out: Path | None, resume: bool) -> None:
+    """``init.pt``: the weights before the first step (a resumed run keeps its own)."""
+    if out is not None and not (resume and (out / "init.pt").exists()):
+        _save_model(model, out / "init.pt")
+
+
+def _save_label_noise(cfg: Config, prepared: Any, path: Path) -> None:
+    """Which training rows got a replaced label (indices into the dataset's training array),
+    with the clean and the noisy label of each, so later analyses can use them."""
+    rows = prepared.noisy
+    record = {
+        "label_noise": cfg.data.label_noise,
+        "n_train": len(prepared.train[1]),
+        "indices": rows.tolist(),
+        "clean_labels": prepared.dataset.y_train[rows].tolist(),
+        "noisy_labels": prepared.noisy_labels.tolist(),
+    }
+    atomic_write_text(path, json.dumps(record) + "\n")
 
 
 def _save_model(model: torch.nn.Module, path: Path) -> None:
@@ -323,6 +352,7 @@ def _run_meta(
     prepared: Any,
     progress: Any,
     extra_callbacks: list[Any] | None,
+    out: Path | None = None,
 ) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
     """GBC Algorithm 7.2 or 7.3 (``early_stopping.algorithm``); no mid-run checkpoints."""
     from goodfit.select.meta_early_stopping import algorithm_7_2, algorithm_7_3
@@ -337,6 +367,8 @@ def _run_meta(
 
     def build() -> tuple[Any, Any, list[Any], Any]:
         parts = build_run(cfg, prepared, early_stopping=False)
+        if out is not None and not (out / "init.pt").exists():  # the first phase's start
+            _save_init(parts.model, out, False)
         callbacks = parts.callbacks + list(extra_callbacks or [])
         return parts.model, parts.optimizer, callbacks, parts.penalty
 

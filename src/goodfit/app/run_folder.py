@@ -42,7 +42,16 @@ LOCK_NAME = ".goodfit.lock"
 MARKER_NAME = ".goodfit-run"
 #: What ``goodfit train`` writes into a run folder (removed when a run killed before its first
 #: checkpoint is restarted).
-RUN_FILES = ("config.toml", "history.jsonl", "summary.json", "model.pt", "lr.png", "checkpoints")
+RUN_FILES = (
+    "config.toml",
+    "history.jsonl",
+    "summary.json",
+    "model.pt",
+    "init.pt",
+    "label_noise.json",
+    "lr.png",
+    "checkpoints",
+)
 
 
 def default_out(stem: str) -> Path:

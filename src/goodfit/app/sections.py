@@ -94,6 +94,10 @@ class DataConfig(_Strict):
     #: an image folder's size ``[height, width]`` (or one int for square) and colour
     image_size: Annotated[int, Field(ge=1, le=4096)] | ImageSize | None = None
     color: Literal["gray", "rgb"] | None = None
+    #: Share of the training part's labels replaced by another class (classification only;
+    #: :mod:`goodfit.data.label_noise`), and the number of training rows kept (a nested subset).
+    label_noise: float = Field(0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
+    train_size: int | None = Field(None, ge=1)
 
 
 class InitConfig(_Strict):
@@ -110,7 +114,7 @@ class ModelConfig(_Strict):
     """``[model]``: the builder (:mod:`goodfit.nn.models`) and its options, and ``init``
     (a :mod:`goodfit.init` scheme name or an :class:`InitConfig` table)."""
 
-    kind: Literal["mlp", "cnn1d", "cnn2d", "auto"] = "auto"
+    kind: Literal["mlp", "cnn1d", "cnn2d", "resnet", "auto"] = "auto"
     widths: list[Annotated[int, Field(ge=1, le=2**20)]] = Field(default_factory=lambda: [128, 128])
     channels: list[Annotated[int, Field(ge=1, le=2**16)]] = Field(default_factory=lambda: [32, 64])
     hidden: list[Annotated[int, Field(ge=1, le=2**20)]] = Field(default_factory=lambda: [128])
@@ -130,6 +134,15 @@ class ModelConfig(_Strict):
     #: Multitask data: one head per task on the shared trunk, task -> hidden widths of its head
     #: (``[]``: a linear head; tasks not listed get one); :mod:`goodfit.nn.multihead`.
     heads: dict[str, list[Annotated[int, Field(ge=1, le=2**20)]]] = Field(default_factory=dict)
+    #: ``resnet`` (:mod:`goodfit.nn.resnet`): basic blocks per stage, the first stage's
+    #: channels, the number of stages, and ``skip = false`` for the same net without shortcuts.
+    depth: int = Field(3, ge=1, le=1000)
+    width: int = Field(16, ge=1, le=2**16)
+    stages: int = Field(3, ge=1, le=16)
+    skip: Flag = True
+    #: How conv feature maps reach the head (cnn1d/cnn2d/resnet): ``"flatten"`` or ``"gap"``
+    #: (global average pooling); unset: ``flatten`` for the CNNs, ``gap`` for resnet.
+    head: Literal["flatten", "gap"] | None = None
 
 
 class OptimizerConfig(_Open):
@@ -325,6 +338,9 @@ class StudyConfig(_Strict):
     gradient_flow: Flag = True
     lr_find: Flag = False
     curvature: Flag = False
+    #: A 1-D filter-normalized random-direction loss landscape of each variant's first fold
+    #: (:mod:`goodfit.diagnose.landscape`), plotted in the report.
+    landscape: Flag = False
     workers: int = Field(1, ge=1)
     backend: Literal["process", "ray"] = "process"  # ray: app/backend_ray.py
     address: str | None = None  # a Ray cluster's address (else a local instance)
@@ -338,6 +354,7 @@ class StudyConfig(_Strict):
             "gradient_flow": self.gradient_flow,
             "lr_find": self.lr_find,
             "curvature": self.curvature,
+            "landscape": self.landscape,
         }
 
 

@@ -229,9 +229,24 @@ def _run_one(
         X, y = prepared.train
         report = curvature_report(result.model, default_loss(dataset.task), X[:1024], y[:1024], k=3)
         fold_result["curvature"] = report.to_dict()
+    if diagnostics.get("landscape") and fold == 0:
+        fold_result["landscape"] = _landscape(cfg, result.model, prepared, held_out)
     if run_dir is not None:  # None: the driver writes (a Ray task)
         write_fold(run_dir, fold_result)
     return fold_result
+
+
+def _landscape(cfg: Config, model: Any, prepared: Any, held_out: Any) -> dict[str, Any]:
+    """The 1-D filter-normalized random-direction landscape (Li et al. 2018) of a trained
+    model on up to 512 samples of its training part and of the fold's held-out part."""
+    from goodfit.diagnose.landscape import random_landscape
+    from goodfit.train.loop import default_loss
+
+    X, y = (t[:512] for t in prepared.train)
+    val = tuple(t[:512] for t in held_out)
+    ls = random_landscape(model, X, y, dims=1, steps=21, distance=1.0, seed=cfg.train.seed,
+                          val=val, loss_fn=default_loss(prepared.dataset.task))  # fmt: skip
+    return {**ls.to_dict(), "rise_at_0.5": ls.rise_at(0.5), "rise_at_1": ls.rise_at(1.0)}
 
 
 def _worker_init(threads: int) -> None:

@@ -10,7 +10,9 @@ Built-in sets (see :data:`DATASETS` for the same facts as data; ``goodfit datase
 ``mnist1d``
     MNIST-1D generated offline by ``mnist1d.data.make_dataset`` with the package's default
     arguments (5000 signals, package seed 42): 4000 train / 1000 test length-40 signals as
-    ``(1, 40)``; 10 classes. Split: the package's own (first 80 % train, last 20 % test of its
+    ``(1, 40)``; 10 classes. Option ``n_samples=5000`` generates another number (the deep
+    double-descent notebook of the MNIST-1D repository uses 8000 with ``test_fraction = 0.5``:
+    4000 / 4000). Split: the package's own (first 80 % train, last 20 % test of its
     shuffled sample). Generation takes a few seconds, so the arrays are cached as ``.npz`` in
     :func:`cache_dir`. Nothing is ever downloaded. (The package itself centres and scales the
     whole generated set by one global mean/std; goodfit's standardization then refits on the
@@ -102,7 +104,8 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo(
             "mnist1d", "classification", 4000, 1000, (1, 40), 10, 10,
             "MNIST-1D (mnist1d.make_dataset, default args), length-40 signals; cached",
-            "the package's own: first 80% train / last 20% test (package seed 42)", {}, 42,
+            "the package's own: first 80% train / last 20% test (package seed 42)",
+            {"n_samples": 5000}, 42,
         ),
         DatasetInfo(
             "breast_cancer", "classification", 455, 114, (30,), 2, 2,
@@ -207,9 +210,11 @@ def _sklearn_tabular(name: str, seed: int, test_fraction: float, options: dict) 
     )  # fmt: skip
 
 
-def _mnist1d_arrays(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All 5000 generated signals ``x`` (float64), labels ``y`` and time grid ``t``, cached."""
-    path = cache_dir() / f"mnist1d_v{_MNIST1D_CACHE_VERSION}_seed{seed}.npz"
+def _mnist1d_arrays(seed: int, n_samples: int = 5000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All ``n_samples`` generated signals ``x`` (float64), labels ``y`` and time grid ``t``,
+    cached."""
+    size = "" if n_samples == 5000 else f"_n{n_samples}"
+    path = cache_dir() / f"mnist1d_v{_MNIST1D_CACHE_VERSION}_seed{seed}{size}.npz"
     try:
         with np.load(path, allow_pickle=False) as z:
             return z["x"], z["y"], z["t"]
@@ -219,6 +224,7 @@ def _mnist1d_arrays(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     args = get_dataset_args()
     args.seed = seed
+    args.num_samples = n_samples
     # make_dataset reseeds Python's and NumPy's global RNGs; restore them so that loading
     # data never changes a training run's random stream.
     py_state, np_state = random.getstate(), np.random.get_state()
@@ -244,8 +250,8 @@ def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _mnist1d(name: str, seed: int, test_fraction: float, options: dict) -> RawData:
-    _no_options(name, options)
-    x, y, t = _mnist1d_arrays(seed)
+    o = _take_options(name, options)
+    x, y, t = _mnist1d_arrays(seed, check_int(f"{name}: n_samples", o["n_samples"], low=10))
     n_train = int(len(y) * (1.0 - test_fraction))
     X = x[:, None, :]
     return RawData(
@@ -257,12 +263,9 @@ def _mnist1d(name: str, seed: int, test_fraction: float, options: dict) -> RawDa
 
 def _flip_labels(y: np.ndarray, fraction: float, num_classes: int, seed: int) -> np.ndarray:
     """Flip exactly ``round(fraction * N)`` labels, each to a uniformly drawn *other* class."""
-    rng = np.random.default_rng([seed, 1])
-    n_flip = round(fraction * len(y))
-    idx = rng.choice(len(y), size=n_flip, replace=False)
-    y = y.copy()
-    y[idx] = (y[idx] + rng.integers(1, num_classes, size=n_flip)) % num_classes
-    return y
+    from goodfit.data.label_noise import flip_labels
+
+    return flip_labels(y, fraction, num_classes, [seed, 1])[0]
 
 
 def _moons_spirals(name: str, seed: int, test_fraction: float, options: dict) -> RawData:

@@ -4,7 +4,7 @@ Where torch has a layer (BatchNorm, LayerNorm, GroupNorm, InstanceNorm, Dropout2
 spectral norm) goodfit uses it; these modules add what torch lacks.
 """
 
-from goodfit.nn import dropout, functional, models, norm
+from goodfit.nn import dropout, functional, models, norm, resnet
 from goodfit.nn.dropout import *  # noqa: F403
 from goodfit.nn.models import cnn1d, cnn2d, mlp
 from goodfit.nn.norm import *  # noqa: F403
@@ -17,6 +17,7 @@ __all__ = [
     "mlp",
     "models",
     "norm",
+    "resnet",
     *dropout.__all__,
     *norm.__all__,
 ]

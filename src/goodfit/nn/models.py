@@ -7,7 +7,10 @@ the normalization family between each hidden linear/conv layer and its activatio
 §1.1.5 places BN before the nonlinearity; instance norm, which has nothing to normalize over
 after flattening, is applied to the conv blocks only), ``pool`` picks the CNN's pooling layer
 (``"max"``, ``"avg"`` or a pooling dropout such as ``"max_pool_dropout"``),
-``weight_standardization`` and ``spectral_norm`` wrap the conv/linear layers.
+``weight_standardization`` and ``spectral_norm`` wrap the conv/linear layers, and ``head``
+picks how the CNN's feature maps reach the dense head: ``"flatten"`` or ``"gap"``
+(:class:`GlobalAvgPool`, seed 000's "replace flatten with global average pooling").
+Residual networks are in :mod:`goodfit.nn.resnet`.
 
 Example
 -------
@@ -23,7 +26,20 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "cnn1d", "cnn2d", "mlp"]
+__all__ = ["ACTIVATIONS", "HEADS", "GlobalAvgPool", "cnn1d", "cnn2d", "mlp"]
+
+#: How conv feature maps become the dense head's input.
+HEADS = ("flatten", "gap")
+
+
+class GlobalAvgPool(nn.Module):
+    """Global average pooling: ``(N, C, *spatial) -> (N, C)``, the mean over every spatial
+    position (Lin et al. 2014; seed 000 lists it among the architecture-level remedies: no
+    parameters in the head's input, so far fewer weights than ``Flatten -> Linear``)."""
+
+    def forward(self, x: Any) -> Any:
+        return x.mean(dim=tuple(range(2, x.dim())))
+
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -203,8 +219,10 @@ def _cnn(
     pool_every: int,
     weight_standardization: bool,
     spectral_norm: bool,
+    head: str = "flatten",
 ) -> nn.Sequential:
     shape = _as_shape(input_shape)
+    check_head(head)
     if len(shape) != dims + 1:
         raise ValueError(
             f"cnn{dims}d needs input_shape (C, {'L' if dims == 1 else 'H, W'}), got {shape}"
@@ -253,9 +271,9 @@ def _cnn(
         if spec is not None and (drop := _dropout_layer(spec, dims)) is not None:
             layers.append(drop)
         c_in = c_out
-    layers.append(nn.Flatten())
+    layers.append(nn.Flatten() if head == "flatten" else GlobalAvgPool())
     layers += _dense_stack(
-        c_in * math.prod(spatial),
+        c_in * (math.prod(spatial) if head == "flatten" else 1),
         hidden,
         num_outputs,
         activation,
@@ -265,6 +283,13 @@ def _cnn(
         spectral_norm,
     )
     return nn.Sequential(*layers)
+
+
+def check_head(head: str) -> str:
+    """``head`` if it is one of :data:`HEADS`, else ``ValueError``."""
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+    return head
 
 
 def _pool_layer(pool: str | Mapping[str, Any], dims: int) -> nn.Module:
@@ -300,10 +325,11 @@ def _cnn_builder(dims: int, kernel_size_default: int, doc: str) -> Callable[...,
         pool_every: int = 1,
         weight_standardization: bool = False,
         spectral_norm: bool = False,
+        head: str = "flatten",
     ) -> nn.Sequential:
         return _cnn(
             dims, input_shape, channels, hidden, num_outputs, kernel_size, activation, dropout,
-            norm, pool, pool_every, weight_standardization, spectral_norm,
+            norm, pool, pool_every, weight_standardization, spectral_norm, head,
         )  # fmt: skip
 
     builder.__name__ = builder.__qualname__ = f"cnn{dims}d"
@@ -315,11 +341,13 @@ cnn1d = _cnn_builder(
     1,
     5,
     """1-D CNN for (C, L) signals: conv blocks ``Conv1d -> [norm] -> act -> [pool] -> [dropout]``
-    (a pool of size 2 after every ``pool_every`` blocks), then an :func:`mlp` head.""",
+    (a pool of size 2 after every ``pool_every`` blocks), then ``head`` (``"flatten"`` or
+    ``"gap"``) and an :func:`mlp` head.""",
 )
 cnn2d = _cnn_builder(
     2,
     3,
     """2-D CNN for (C, H, W) images: conv blocks ``Conv2d -> [norm] -> act -> [pool] ->
-    [dropout]`` (a 2x2 pool after every ``pool_every`` blocks), then an :func:`mlp` head.""",
+    [dropout]`` (a 2x2 pool after every ``pool_every`` blocks), then ``head`` (``"flatten"``
+    or ``"gap"``) and an :func:`mlp` head.""",
 )

@@ -349,6 +349,45 @@ def _lr_curvature_section(results: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _landscape_section(results: Mapping[str, Any]) -> str:
+    """Each variant's 1-D loss landscape along a filter-normalized random direction (Li et al.
+    2018; first fold, ``[study] landscape = true``) and its sharpness: the loss rise at
+    distance 0.5 and 1 from the solution."""
+    curves = {name: (v.get("folds") or [{}])[0].get("landscape")
+              for name, v in results["variants"].items()}  # fmt: skip
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return ""
+    from matplotlib.figure import Figure
+
+    from goodfit.atomic import figure_to_png
+
+    fig = Figure(figsize=(7.5, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    rows = []
+    for name, ls in curves.items():
+        (line,) = ax.plot(ls["axes"][0], ls["losses"], label=f"{name} (train)")
+        if ls.get("val_losses"):
+            ax.plot(ls["axes"][0], ls["val_losses"], ls="--", color=line.get_color(),
+                    label=f"{name} (held out)")  # fmt: skip
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td class='num'>{format_number(ls['center_loss'])}</td>"
+            f"<td class='num'>{format_number(ls.get('rise_at_0.5'))}</td>"
+            f"<td class='num'>{format_number(ls.get('rise_at_1'))}</td></tr>"
+        )
+    ax.set(xlabel="distance along a filter-normalized random direction", ylabel="loss",
+           title="Loss landscape around each solution (first fold)")  # fmt: skip
+    ax.legend(fontsize=7)
+    return (
+        "<h2>Loss landscape</h2>" + _img(figure_to_png(fig), "1-D loss landscapes")
+        + "<table><tr><th>variant</th><th>loss at the solution</th><th>rise at 0.5</th>"
+        "<th>rise at 1</th></tr>" + "".join(rows) + "</table>"
+        '<p class="note">Li et al. 2018: directions rescaled filter by filter to the weights\' '
+        "norms (biases and normalization parameters fixed), so sharpness is comparable across "
+        "architectures; a larger rise is a sharper minimum.</p>"
+    )  # fmt: skip
+
+
 def _gradient_section(results: Mapping[str, Any], a: Mapping[str, Any]) -> str:
     from goodfit.diagnose.gradient_flow import plot_gradient_flow
 
@@ -447,6 +486,7 @@ def render_report(results: Mapping[str, Any]) -> str:
     out.append(confusion_section(results, _img, _e))
     out.append(_gradient_section(results, a))
     out.append(_lr_curvature_section(results))
+    out.append(_landscape_section(results))
     sched = results.get("schedule")
     if sched and sched.get("steps"):
         name = sched.get("name") or "learning-rate schedule"
