@@ -161,3 +161,27 @@ def test_ray_search_draws_prunes_and_scores_as_serial(local_ray, tmp_path, torch
     states = [t[1] for t in trials(tmp_path / "ray")]
     State = optuna.trial.TrialState
     assert states[1:3] == [State.PRUNED, State.FAIL] and states[0] == State.COMPLETE
+
+
+def test_ray_sweep_writes_the_serial_points(local_ray, tmp_path, torch_globals):
+    """A sweep's points as Ray tasks: the driver writes each point's run folder from what the
+    task returns (no shared file system), with the serial sweep's records and weights."""
+    from goodfit.app.sweep import run_sweep
+
+    sweep = {
+        "data": {"name": "digits", "val_fraction": 0.2},
+        "model": {"kind": "mlp", "widths": [4]},
+        "optimizer": {"name": "sgd", "lr": 0.05},
+        "train": {"epochs": 2, "batch_size": 64, "seed": 3, "threads": 1},
+        "sweep": {"param": "model.widths", "values": [[4], [12]], "eval_every": 1},
+    }
+    serial = run_sweep(copy.deepcopy(sweep), tmp_path / "serial", progress=False)
+    on_ray = run_sweep(copy.deepcopy(sweep), tmp_path / "ray", progress=False, backend="ray")
+    keys = ("n_params", "train_error", "test_error", "train_loss", "test_error_by_epoch")
+    for a, b in zip(serial["points"], on_ray["points"], strict=True):
+        assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+    for point in sorted((tmp_path / "serial" / "points").iterdir()):
+        twin = tmp_path / "ray" / "points" / point.name
+        assert (twin / "point.json").exists() and (twin / "config.toml").exists()
+        a, b = (torch.load(d / "model.pt", weights_only=True) for d in (point, twin))
+        assert all(torch.equal(a[k], b[k]) for k in a)

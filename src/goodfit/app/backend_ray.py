@@ -27,7 +27,14 @@ from typing import Any
 
 from goodfit.errors import ConfigError, GoodfitError
 
-__all__ = ["BACKENDS", "RAY_HINT", "check_backend", "ray_session", "run_study_jobs"]
+__all__ = [
+    "BACKENDS",
+    "RAY_HINT",
+    "check_backend",
+    "ray_session",
+    "run_study_jobs",
+    "run_sweep_points",
+]
 
 BACKENDS = ("process", "ray")
 RAY_HINT = 'install the extra with: pip install "goodfit[ray]" (or pip install ray)'
@@ -109,6 +116,62 @@ def run_study_jobs(
             result = _get(ray, done[0])
             write(out / "runs" / name / f"fold{fold}", result)
             finished(name, fold, result)
+
+
+def _sweep_task(cfg_data: dict[str, Any], every: int, config_hash: str) -> tuple[dict, dict]:
+    """One sweep point on a Ray worker, trained into a temporary run folder: its record and the
+    folder's files (checkpoints left out) for the driver to write."""
+    import tempfile
+
+    import torch
+
+    from goodfit.app.sweep import run_point
+
+    torch.set_num_threads(int(cfg_data.get("train", {}).get("threads") or 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        point = Path(tmp) / "point"
+        record = run_point(cfg_data, str(point), every, config_hash)
+        files = {
+            str(f.relative_to(point)): f.read_bytes()
+            for f in sorted(point.rglob("*"))
+            if f.is_file() and f.name != ".goodfit.lock" and "checkpoints" not in f.parts
+        }
+    return record, files
+
+
+def run_sweep_points(
+    plan: Any,
+    todo: list[int],
+    out: Path,
+    address: str | None,
+    finished: Callable[[int, dict[str, Any]], None],
+) -> None:
+    """The sweep's unfinished points as Ray tasks; the driver writes each point's run folder as
+    it arrives (``point.json`` last: it marks the point done), so no shared file system is
+    needed. A killed sweep resumed with the same command retrains the points it had not received
+    (from their start: their checkpoints stay on the workers)."""
+    from goodfit.app.config import parse_config
+    from goodfit.app.sweep import POINT_FILE
+    from goodfit.atomic import atomic_write_bytes
+
+    with ray_session(address) as ray:
+        task = ray.remote(_sweep_task)
+        refs = {}
+        for i in todo:
+            cfg = parse_config(plan.points[i])
+            ref = task.options(**_resources(cfg)).remote(
+                plan.points[i], plan.sweep.eval_every, plan.config_hash
+            )
+            refs[ref] = i
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            i = refs.pop(done[0])
+            record, files = _get(ray, done[0])
+            point_dir = out / "points" / plan.names[i]
+            for rel in sorted(files, key=lambda name: name == POINT_FILE):
+                (point_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(point_dir / rel, files[rel])
+            finished(i, record)
 
 
 def _get(ray: Any, ref: Any) -> Any:

@@ -192,7 +192,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.set:
         data = apply_overrides(data, args.set)
     out = Path(args.out) if args.out else default_out(f"sweep-{Path(args.config).stem}")
-    result = run_sweep(data, out, source=str(args.config), workers=args.workers, force=args.force)
+    result = run_sweep(
+        data,
+        out,
+        source=str(args.config),
+        workers=args.workers,
+        force=args.force,
+        backend=args.backend,
+        address=args.address,
+    )
     print(f"interpolation threshold: {result['interpolation_threshold']}")
     if "emc" in result:
         print(f"effective model complexity: {result['emc']}")
@@ -469,6 +477,7 @@ def _add_sweep_command(sub: Any) -> None:
     add_set(p)
     p.add_argument("--out", help="sweep folder (default: runs/sweep-<config>-<time>)")
     add_workers(p, "points at a time, in separate processes (default: the sweep's `workers`)")
+    add_backend(p)
     add_force(p)
     p.set_defaults(func=cmd_sweep)
 

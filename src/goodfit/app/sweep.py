@@ -172,9 +172,16 @@ def _finished(point_dir: Path, config_hash: str) -> dict[str, Any] | None:
     return record if record.get("config_hash") == config_hash else None
 
 
-def _run_points(plan: SweepPlan, out: Path, workers: int, progress: bool) -> list[dict]:
+def _run_points(
+    plan: SweepPlan,
+    out: Path,
+    workers: int,
+    progress: bool,
+    backend: str = "process",
+    address: str | None = None,
+) -> list[dict]:
     """Every point's record: finished ones read back, the others trained (``workers`` at a
-    time in spawned processes, ``cores // workers`` torch threads each)."""
+    time in spawned processes, ``cores // workers`` torch threads each, or as Ray tasks)."""
     records: dict[int, dict[str, Any]] = {}
     todo = []
     for i, name in enumerate(plan.names):
@@ -188,7 +195,15 @@ def _run_points(plan: SweepPlan, out: Path, workers: int, progress: bool) -> lis
             plan.config_hash)
         for i in todo
     }  # fmt: skip
-    if workers > 1 and len(todo) > 1:
+    if backend == "ray" and todo:
+        from goodfit.app.backend_ray import run_sweep_points
+
+        def finished(i: int, record: dict[str, Any]) -> None:
+            records[i] = record
+            _say(progress, plan, i, record)
+
+        run_sweep_points(plan, todo, out, address, finished)
+    elif workers > 1 and len(todo) > 1:
         import multiprocessing
         import os
         from concurrent.futures import ProcessPoolExecutor
@@ -303,14 +318,19 @@ def run_sweep(
     workers: int | None = None,
     force: bool = False,
     progress: bool = True,
+    backend: str | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Run a sweep config (a dict as read from TOML) into ``out_dir``; returns ``sweep.json``'s
-    content (written with ``report.html`` beside it)."""
+    content (written with ``report.html`` beside it). ``backend = "ray"`` trains the points as
+    Ray tasks (:mod:`goodfit.app.backend_ray`; ``address``: a cluster to join)."""
+    from goodfit.app.backend_ray import check_backend
     from goodfit.app.run_folder import claim_run_folder
     from goodfit.app.sweep_report import write_sweep_report
 
     if workers is not None and (isinstance(workers, bool) or workers < 1):
         raise ConfigError(f"--workers must be an integer >= 1, got {workers!r}")
+    backend = check_backend(backend, address)
     t0 = time.perf_counter()
     plan = prepare_sweep(data, source)
     workers = plan.sweep.workers if workers is None else workers
@@ -327,7 +347,7 @@ def run_sweep(
         out, kind="sweep", config_hash=plan.config_hash, force=force, check=same_config
     ):
         atomic_write_text(out / "sweep.toml", config_to_toml(data))
-        records = _run_points(plan, out, workers, progress)
+        records = _run_points(plan, out, workers, progress, backend, address)
         result = summarize(plan, records)
         result["wall_seconds"] = time.perf_counter() - t0
         atomic_write_text(out / "sweep.json", json.dumps(json_safe(result), indent=1) + "\n")
