@@ -107,16 +107,24 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    """``goodfit search CONFIG.toml``: an Optuna search over the config's ``[search.space]``."""
+def _config_data_and_out(args: argparse.Namespace, kind: str) -> tuple[dict[str, Any], Path]:
+    """A many-run command's config as plain data (``--set`` applied) and its folder (``--out``,
+    else ``runs/<kind>-<config stem>-<time>``)."""
     from goodfit.app.config import apply_overrides, read_toml
     from goodfit.app.run_folder import default_out
-    from goodfit.app.search import run_search
 
     data = read_toml(args.config)
     if args.set:
         data = apply_overrides(data, args.set)
-    out = Path(args.out) if args.out else default_out(f"search-{Path(args.config).stem}")
+    out = Path(args.out) if args.out else default_out(f"{kind}-{Path(args.config).stem}")
+    return data, out
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """``goodfit search CONFIG.toml``: an Optuna search over the config's ``[search.space]``."""
+    from goodfit.app.search import run_search
+
+    data, out = _config_data_and_out(args, "search")
     result = run_search(
         data,
         out,
@@ -184,14 +192,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``goodfit sweep CONFIG.toml``: one config key over values (double descent)."""
-    from goodfit.app.config import apply_overrides, read_toml
-    from goodfit.app.run_folder import default_out
     from goodfit.app.sweep import run_sweep
 
-    data = read_toml(args.config)
-    if args.set:
-        data = apply_overrides(data, args.set)
-    out = Path(args.out) if args.out else default_out(f"sweep-{Path(args.config).stem}")
+    data, out = _config_data_and_out(args, "sweep")
     result = run_sweep(
         data,
         out,
