@@ -438,8 +438,8 @@ def _train_all(
 def _train_vectorized(
     plan: StudyPlan, jobs: list[tuple[str, int]], out: Path, bar: StudyProgress, finished: Any
 ) -> list[tuple[str, int]]:
-    """Each variant's pending folds as one vectorized group; returns the jobs left to run
-    serially (the variants that cannot be vectorized)."""
+    """Each variant's pending folds as vectorized groups (one per fold size); returns the jobs
+    left to run serially (variants that cannot be vectorized, folds alone in their size)."""
     from goodfit.app.study_vectorized import train_variant_vectorized
 
     left = []
@@ -447,15 +447,13 @@ def _train_vectorized(
         folds = [f for n, f in jobs if n == name]
         if not folds:
             continue
-        bar.describe(f"{name}: {len(folds)} folds as one vectorized group")
+        bar.describe(f"{name}: {len(folds)} folds as vectorized groups")
         cfg = plan.variants[name]
-        trained = train_variant_vectorized(
+        trained, serial = train_variant_vectorized(
             cfg, plan.dataset, folds, plan.splits, plan.study.diagnostics()
         )
-        if trained is None:
-            left += [(name, f) for f in folds]
-            continue
-        for f, (model, prepared, held_out, result) in zip(folds, trained, strict=True):
+        left += [(name, f) for f in serial]
+        for f, (model, prepared, held_out, result) in sorted(trained.items()):
             record = fold_record(
                 cfg,
                 model,

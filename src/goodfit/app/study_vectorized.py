@@ -67,63 +67,93 @@ class _Result:
         self.summary, self.records = summary, records
 
 
+def _size_groups(prepared: list[Any]) -> dict[tuple[int, int], list[int]]:
+    """Positions of the folds by (training rows, early-stopping rows): one vectorized group
+    each, since members of one group must share their batch schedule (5x2's halves of an odd
+    pool differ by a row, so its ten folds make two groups of five)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, p in enumerate(prepared):
+        key = (len(p.train[0]), 0 if p.val is None else len(p.val[0]))
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
+def _train_group(cfg: Config, dataset: Any, prepared: list[Any]) -> Any:
+    """``fit_many`` over the prepared folds of one size group, each fold's model built after
+    ``seed_everything(train.seed)`` as a serial fold's is."""
+    parts = []
+    for p in prepared:
+        seed_everything(cfg.train.seed)  # as every serial fold: the same init
+        parts.append(build_run(cfg, p))
+    return fit_many(
+        [pt.model for pt in parts],
+        [p.train for p in prepared],
+        None if prepared[0].val is None else [p.val for p in prepared],
+        optimizer=lambda m: build_optimizer(cfg.optimizer, m),
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        seeds=[cfg.train.seed] * len(prepared),
+        task=dataset.task,
+        callbacks=parts[0].callbacks,
+        penalty=parts[0].penalty,
+        augment=parts[0].augment,
+        vectorize=True,
+    )
+
+
+def _fold_result(model: Any, p: Any, history: Any, dataset: Any, wall: float) -> _Result:
+    summary = {**history.summary, "wall_seconds": wall}
+    summary.update(evaluate(model, *p.test, task=dataset.task, prefix="test_"))
+    if dataset.task == "classification":  # as app.run adds to a serial run's summary
+        from goodfit.train.class_metrics import class_report, predict_classes
+
+        pred = predict_classes(model, p.test[0])
+        summary.update(class_report(p.test[1], pred, dataset.num_classes, prefix="test_"))
+    return _Result(summary, history.records)
+
+
 def train_variant_vectorized(
     cfg: Config, dataset: Any, folds: list[int], splits: list[Any], diagnostics: dict[str, bool]
-) -> list[tuple[Any, Any, Any, _Result]] | None:
-    """Train ``folds`` of one variant as one group; per fold ``(model, prepared, held_out,
-    result)``, or None (with a one-line notice on stderr) when they must train serially."""
+) -> tuple[dict[int, tuple[Any, Any, Any, _Result]], list[int]]:
+    """Train ``folds`` of one variant as vectorized groups of folds of equal sizes; returns
+    ``{fold: (model, prepared, held_out, result)}`` for the folds trained so and the folds
+    left to train serially (a one-line notice on stderr says why)."""
     why = config_obstacle(cfg, diagnostics)
-    prepared, held = [], []
-    if why is None:
-        for f in folds:
-            p = prepare_from_config(cfg, dataset, seed=cfg.train.seed + f, pool=splits[f][0])
-            prepared.append(p)
-            held.append(p.rows(splits[f][1]))
-        if len({len(p.train[0]) for p in prepared}) > 1:
-            why = f"its folds train on {sorted({len(p.train[0]) for p in prepared})} rows"
-        elif len({0 if p.val is None else len(p.val[0]) for p in prepared}) > 1:
-            why = "its folds' early-stopping parts differ in size"
-    if why is None:
-        if cfg.train.threads is not None:
-            torch.set_num_threads(cfg.train.threads)
-        parts = []
-        for p in prepared:
-            seed_everything(cfg.train.seed)  # as every serial fold: the same init
-            parts.append(build_run(cfg, p))
+    if why is not None:
+        print(f"goodfit: study folds train one after another: {why}", file=sys.stderr)
+        return {}, list(folds)
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
+    prepared = [
+        prepare_from_config(cfg, dataset, seed=cfg.train.seed + f, pool=splits[f][0])
+        for f in folds
+    ]
+    trained: dict[int, tuple[Any, Any, Any, _Result]] = {}
+    left: list[int] = []
+    lone: list[int] = []
+    for members in _size_groups(prepared).values():
+        if len(members) < 2:
+            lone += [folds[i] for i in members]
+            continue
         t0 = time.perf_counter()
         try:
-            res = fit_many(
-                [pt.model for pt in parts],
-                [p.train for p in prepared],
-                None if prepared[0].val is None else [p.val for p in prepared],
-                optimizer=lambda m: build_optimizer(cfg.optimizer, m),
-                epochs=cfg.train.epochs,
-                batch_size=cfg.train.batch_size,
-                seeds=[cfg.train.seed] * len(folds),
-                task=dataset.task,
-                callbacks=parts[0].callbacks,
-                penalty=parts[0].penalty,
-                augment=parts[0].augment,
-                vectorize=True,
-            )
+            res = _train_group(cfg, dataset, [prepared[i] for i in members])
         except ValueError as err:
             if not str(err).startswith("fit_many cannot vectorize"):
                 raise
             why = str(err).removeprefix("fit_many cannot vectorize: ")
-    if why is not None:
-        print(f"goodfit: study folds train one after another: {why}", file=sys.stderr)
-        return None
-    wall = time.perf_counter() - t0
-    out = []
-    for k, p in enumerate(prepared):
-        h = res.histories[k]
-        summary = {**h.summary, "wall_seconds": wall / len(folds)}
-        model = res.models[k]
-        summary.update(evaluate(model, *p.test, task=dataset.task, prefix="test_"))
-        if dataset.task == "classification":  # as app.run adds to a serial run's summary
-            from goodfit.train.class_metrics import class_report, predict_classes
-
-            pred = predict_classes(model, p.test[0])
-            summary.update(class_report(p.test[1], pred, dataset.num_classes, prefix="test_"))
-        out.append((model, p, held[k], _Result(summary, h.records)))
-    return out
+            print(f"goodfit: study folds train one after another: {why}", file=sys.stderr)
+            left += [folds[i] for i in members]
+            continue
+        wall = (time.perf_counter() - t0) / len(members)
+        for k, i in enumerate(members):
+            p, f = prepared[i], folds[i]
+            result = _fold_result(res.models[k], p, res.histories[k], dataset, wall)
+            trained[f] = (res.models[k], p, p.rows(splits[f][1]), result)
+    if lone:
+        print(
+            f"goodfit: study fold(s) {[f + 1 for f in sorted(lone)]} train alone: no other "
+            "fold of this variant has their training size",
+            file=sys.stderr,
+        )
+    return trained, sorted(left + lone)

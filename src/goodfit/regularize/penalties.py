@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from goodfit.checks import check_bool, check_int, check_probability, check_real
-from goodfit.regularize.norms import sum_pow_norms
+from goodfit.regularize.norms import member_pow_norms, sum_pow_norms
 from goodfit.regularize.selection import _as_list, is_bias_or_norm, select_parameters
 
 __all__ = [
@@ -120,6 +120,14 @@ class PenaltySum(BasePenalty):
         self._step = int(step)
         for p in self.parts:
             p.set_step(step)
+
+    def per_member(self, model: nn.Module, k: int) -> Tensor:
+        """Each of ``k`` stacked members' penalty (see :meth:`Penalty.per_member`); raises
+        AttributeError when a part has no per-member form."""
+        total = self.parts[0].per_member(model, k)  # type: ignore[attr-defined]
+        for p in self.parts[1:]:
+            total = total + p.per_member(model, k)  # type: ignore[attr-defined]
+        return total
 
     def bind(self, model: nn.Module) -> PenaltySum:
         for p in self.parts:
@@ -317,6 +325,22 @@ class Penalty(BasePenalty):
         if total is None:
             ref = next(iter(model.parameters()), None)
             return torch.zeros((), device=None if ref is None else ref.device)
+        return total
+
+    def per_member(self, model: nn.Module, k: int) -> Tensor:
+        """The penalty of each of ``k`` members whose parameters ``model`` holds stacked along
+        a leading axis (the shell of :func:`goodfit.train.fit_many`), as a (k,) tensor: every
+        term is a sum over elements, so member j's value is the same sum over its slice
+        (:func:`goodfit.regularize.norms.member_pow_norms`); the parameters are selected by the
+        same names and module types as on one member."""
+        if id(model) != self._model_id:
+            self.bind(model)
+        ref = next(iter(model.parameters()))
+        total = torch.zeros(k, dtype=ref.dtype, device=ref.device)
+        for g in self._groups:
+            c = eval_coef(g.coef, self._step, g.label) * g.factor
+            if c != 0.0:
+                total = total + member_pow_norms(g.tensors, g.p, k) * c
         return total
 
     def __repr__(self) -> str:

@@ -15,11 +15,20 @@ linear in the gradient keep it there; Adam divides by ``sqrt(v)``, so a paramete
 gradient is zero (a bias right before batch norm) turns rounding noise into full-size steps and
 differs by up to ``lr`` per step — without batch norm Adam stays at ~1e-16 too.
 
+A weight penalty with a per-member form (``Penalty.per_member``: every p-norm term is a sum over
+elements, so member k's value is the sum over its slice) is added member by member; an
+:class:`~goodfit.data.augment.AugmentPipeline` runs on each member's batch with the global RNG
+put in that member's state, since ``fit`` draws augmentations and dropout masks from one stream
+(on the CPU: the pipeline draws from the global CPU generator). The built-in losses are computed
+on the stacked outputs (:mod:`goodfit.train.member_losses`), any other loss under ``vmap``.
+
 What is not vectorized falls back to K sequential ``fit`` calls with a one-line notice: models of
 different architectures, training sets whose batch schedules differ, optimizers with a
 cross-parameter reduction or their own randomness (goodfit's ``clip_by_global_norm`` and
-``add_noise``, L-BFGS, closures), a penalty, an augmentation, a custom sampler, callbacks other
-than early stopping and learning-rate schedules, random operations other than ``nn.Dropout*``.
+``add_noise``, L-BFGS, closures), a penalty without a per-member form (weight tying), an
+augmentation that is not an ``AugmentPipeline`` or not on the CPU, a custom sampler, callbacks
+other than early stopping and learning-rate schedules, random operations other than
+``nn.Dropout*``.
 """
 
 from __future__ import annotations
@@ -33,14 +42,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from goodfit.data.augment import AugmentPipeline
 from goodfit.errors import DivergenceError
 from goodfit.hooks import Callback
 from goodfit.train.early_stopping import EarlyStopping
 from goodfit.train.history import History
 from goodfit.train.loop import default_loss, fit, infer_task
+from goodfit.train.member_losses import hard_labels_k, stacked_loss, weighted
 from goodfit.train.schedule_callbacks import ScheduleCallback
 from goodfit.train.stacked import StackedModel, architecture_mismatch
 
@@ -113,8 +123,15 @@ def vectorize_obstacle(
         return mismatch
     if len({_batch_sizes(n, batch_size) for n in sizes}) > 1:
         return f"the members' training sets ({sorted(set(sizes))} rows) make different batches"
-    if penalty is not None or augment is not None or sampler is not None:
-        return "a penalty, an augmentation or a custom sampler is per model"
+    if sampler is not None:
+        return "a custom sampler is per model"
+    if penalty is not None and not hasattr(penalty, "per_member"):
+        return f"the penalty {type(penalty).__name__} has no per-member form"
+    if augment is not None:
+        if not isinstance(augment, AugmentPipeline):
+            return f"the augmentation {type(augment).__name__} is not an AugmentPipeline"
+        if next(models[0].parameters()).device.type != "cpu":
+            return "an augmentation draws from the global RNG: vectorized on the CPU only"
     transform = getattr(optimizer, "transform", None)
     if transform is not None:
         if not transform.chunkable:
@@ -184,8 +201,11 @@ class _Group:
         callbacks,
         clip_norm,
         eval_batch_size,
+        penalty=None,
+        augment=None,
     ):
         self.models, self.k = list(models), len(models)
+        self.penalty, self.augment = penalty, augment
         self.stacked = StackedModel(self.models)
         self.model = self.stacked.shell
         self.optimizer = optimizer_factory(self.stacked.shell)
@@ -197,6 +217,7 @@ class _Group:
         self.epochs, self.batch_size, self.seeds = epochs, batch_size, list(seeds)
         self.task = task or infer_task(self.y)
         self.loss_fn = loss or default_loss(self.task)
+        self.stacked_loss = stacked_loss(self.loss_fn)
         self.clip_norm, self.eval_batch_size = clip_norm, eval_batch_size
         self.stoppers = [cb for cb in callbacks if isinstance(cb, EarlyStopping)]
         self.group_callbacks = [cb for cb in callbacks if not isinstance(cb, EarlyStopping)]
@@ -261,37 +282,54 @@ class _Group:
             for g, on in zip(self.order, self.active, strict=True)
         ]
         perm = torch.stack(perms).to(self.X.device)
-        sizes = _batch_sizes(n, self.batch_size)
+        # each member's epoch in its order, gathered once; a batch is then a slice (a view)
+        X, y = self._gather(self.X, perm), self._gather(self.y, perm)
+        w = None if self.weights is None else torch.gather(self.weights, 1, perm)
         losses, correct, start = [], [], 0
+        self.penalties: list[Tensor] = []
+        sizes = _batch_sizes(n, self.batch_size)
         for self.batch_index, size in enumerate(sizes):
-            idx = perm[:, start : start + size]
+            rows = slice(start, start + size)
             start += size
-            loss, out, yb = self._train_batch(idx)
+            wb = None if w is None else w[:, rows]
+            loss, out, yb = self._train_batch(X[:, rows], y[:, rows], wb)
             losses.append(loss * size)
             if self.task == "classification":
-                correct.append((out.argmax(dim=-1) == _hard_labels_k(yb)).sum(dim=1))
+                correct.append((out.argmax(dim=-1) == hard_labels_k(yb)).sum(dim=1))
         self._end_epoch(torch.stack(losses).sum(0) / n, correct, n, t0)
 
     def _gather(self, t: Tensor, idx: Tensor) -> Tensor:
         rows = idx.reshape(idx.shape + (1,) * (t.ndim - 2)).expand(idx.shape + t.shape[2:])
         return torch.gather(t, 1, rows)
 
-    def _train_batch(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _train_batch(
+        self, xb: Tensor, yb: Tensor, wb: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         for cb in self.group_callbacks:
             cb.on_batch_start(self)
-        xb, yb = self._gather(self.X, idx), self._gather(self.y, idx)
+        if self.augment is not None:
+            xb, yb = self._augment(xb, yb)
         gens = [g if on else None for g, on in zip(self.dropout, self.active, strict=True)]
         masks = self.stacked.draw_masks(xb, gens)
-        extra: tuple[Tensor, ...] = (yb,)
-        if self.weights is None:
-            loss_fn = self.loss_fn
+        if self.stacked_loss is not None:  # a built-in loss: on the stacked outputs, no vmap
+            out = self.stacked.forward(xb, masks)
+            loss = self.stacked_loss(out, yb, wb)
         else:
-            extra = (yb, torch.gather(self.weights, 1, idx))
-            loss_fn = _weighted(self.loss_fn)
-        out, loss = self.stacked.forward(xb, masks, loss=loss_fn, extra=extra)
-        active = torch.tensor(self.active, device=loss.device)
+            extra, loss_fn = (yb,), self.loss_fn
+            if wb is not None:
+                extra, loss_fn = (yb, wb), weighted(self.loss_fn)
+            out, loss = self.stacked.forward(xb, masks, loss=loss_fn, extra=extra)
+        total = loss
+        if self.penalty is not None:  # each member's own penalty: the gradients stay apart
+            pen = self.penalty.per_member(self.stacked.shell, self.k)
+            self.penalties.append(pen.detach())
+            total = loss + pen
         self.optimizer.zero_grad(set_to_none=True)
-        torch.where(active, loss, torch.zeros_like(loss)).sum().backward()
+        if all(self.active):
+            total.sum().backward()
+        else:  # a stopped member gets no gradient (its parameters are frozen)
+            active = torch.tensor(self.active, device=loss.device)
+            torch.where(active, total, torch.zeros_like(total)).sum().backward()
         for cb in self.group_callbacks:
             cb.on_after_backward(self)
         if self.clip_norm is not None:
@@ -303,6 +341,22 @@ class _Group:
             cb.on_after_step(self)
             cb.on_batch_end(self)
         return loss.detach(), out.detach(), yb
+
+    def _augment(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+        """Member k's batch through the pipeline with the global RNG in member k's state (its
+        generator's), as ``fit`` draws augmentations and dropout masks from one stream."""
+        saved = torch.get_rng_state()
+        xs, ys = [], []
+        try:
+            for k, gen in enumerate(self.dropout):
+                torch.set_rng_state(gen.get_state())
+                xk, yk = self.augment(xb[k], yb[k])
+                gen.set_state(torch.get_rng_state())
+                xs.append(xk)
+                ys.append(yk)
+        finally:
+            torch.set_rng_state(saved)
+        return torch.stack(xs), torch.stack(ys)
 
     @torch.no_grad()
     def _clip(self) -> None:
@@ -335,7 +389,7 @@ class _Group:
                 out, loss = self.stacked.forward(xb, loss=self.loss_fn, extra=(yb,))
                 total += loss.double().cpu() * xb.shape[1]
                 if self.task == "classification":
-                    correct += (out.argmax(dim=-1) == _hard_labels_k(yb)).sum(1).cpu()
+                    correct += (out.argmax(dim=-1) == hard_labels_k(yb)).sum(1).cpu()
         finally:
             self.stacked.train(True)
         metrics = [{"val_loss": float(total[k]) / max(n, 1)} for k in range(self.k)]
@@ -363,6 +417,8 @@ class _Group:
                 "step": self.step,
                 "train_loss": float(train_loss[k]),
             }
+            if self.penalties:
+                record["penalty"] = float(torch.stack(self.penalties)[:, k].mean())
             if acc is not None:
                 record["train_accuracy"] = int(acc[k]) / n
             record.update(val[k])
@@ -376,19 +432,6 @@ class _Group:
             if self.views[k].stop_reason is not None:
                 self.active[k] = False
                 self.frozen[k] = {n_: t.clone() for n_, t in self.stacked.member_state(k).items()}
-
-
-def _hard_labels_k(y: Tensor) -> Tensor:
-    return y.argmax(dim=-1) if y.ndim > 2 else y
-
-
-def _weighted(loss_fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """The sample-weighted mean ``sum w_i l_i / sum w_i`` of a loss taking ``reduction``."""
-    if loss_fn is F.mse_loss:
-        return lambda out, y, w: (
-            (w * F.mse_loss(out, y, reduction="none").reshape(len(w), -1).mean(1)).sum() / w.sum()
-        )
-    return lambda out, y, w: (w * loss_fn(out, y, reduction="none")).sum() / w.sum()
 
 
 def _sequential(models, optimizer_factory, train, val, *, seeds, callbacks, weights, **kw):
@@ -513,6 +556,8 @@ def fit_many(
             callbacks=callbacks,
             clip_norm=clip_norm,
             eval_batch_size=eval_batch_size,
+            penalty=penalty,
+            augment=augment,
         )
         try:
             group.stacked.dropout_shapes(group.X[:, :batch_size])

@@ -118,6 +118,10 @@ class StackedModel:
         self.params: dict[str, Tensor] = dict(self.shell.named_parameters())
         self.buffers: dict[str, Tensor] = dict(self.shell.named_buffers())
         self._state_keys = list(models[0].state_dict().keys())
+        # functional_call's weight-tying pass costs ~0.1 ms a call; skip it when nothing is tied
+        every = (*self.base.named_parameters(remove_duplicate=False),
+                 *self.base.named_buffers(remove_duplicate=False))  # fmt: skip
+        self._tied = len({id(t) for _, t in every}) < len(every)
         self._shapes: dict[tuple[int, ...], list[tuple[_FedDropout, tuple[int, ...]]]] = {}
 
     # -- one member's state ---------------------------------------------------------------------
@@ -172,7 +176,8 @@ class StackedModel:
         return masks
 
     def _call(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(self.base, (params, buffers), (x,))
+        state = {**params, **buffers} if buffers else params
+        return functional_call(self.base, state, (x,), tie_weights=self._tied)
 
     def forward(
         self,
