@@ -39,7 +39,7 @@ __all__ = ["levenberg_marquardt"]
 
 def _host(t: Tensor) -> np.ndarray:
     """``t`` as a float64 NumPy array on the host (no copy for a CPU float64 tensor)."""
-    if t.dtype == torch.float64 and t.device.type == "cpu":
+    if t.dtype == torch.float64 and t.is_cpu:
         return t.detach().numpy()
     return t.detach().to("cpu", torch.float64).numpy()
 
@@ -51,7 +51,7 @@ class _More:
                  factor: float, callback: Callable[[dict[str, Any]], None] | None):  # fmt: skip
         self.prob, self.x, self.r = prob, x, r
         # a CPU float64 iterate is shared with its host copy; otherwise converted per step
-        self.shared = x.dtype == torch.float64 and x.device.type == "cpu"
+        self.shared = x.dtype == torch.float64 and x.is_cpu
         self.x_host = _host(x)
         self.f = _host(r)
         self.fnorm = _norm(self.f)
@@ -71,7 +71,7 @@ class _More:
         J_dev = self.prob.jacobian(self.x, self.r, check=False)
         J = _host(J_dev)
         R, ipvt, qtf, acnorm = factor_jacobian(J, self.f)
-        if not np.isfinite(acnorm).all():
+        if not math.isfinite(acnorm.sum()):  # NaN/inf in J (or, harmlessly, a sum beyond 1e308)
             _check_jacobian(J_dev, self.prob.method)
         return R, ipvt, qtf, acnorm
 
@@ -100,13 +100,13 @@ class _More:
                 if accepted:
                     break
 
-    def _evaluate(self, p: np.ndarray) -> tuple[Tensor, np.ndarray, Tensor, np.ndarray]:
-        """``x + p`` (on the host and where ``x`` lives) and the residuals there."""
-        x_host = self.x_host + p
+    def _evaluate(self, step: np.ndarray) -> tuple[Tensor, np.ndarray, Tensor, np.ndarray]:
+        """``x - step`` (on the host and where ``x`` lives) and the residuals there."""
+        x_host = self.x_host - step
         if self.shared:
             x_new = torch.from_numpy(x_host)
         else:
-            x_new = self.x + torch.as_tensor(p, dtype=self.x.dtype, device=self.x.device)
+            x_new = self.x - torch.as_tensor(step, dtype=self.x.dtype, device=self.x.device)
             x_host = _host(x_new)
         r_new = self.prob.residuals(x_new)
         return x_new, x_host, r_new, _host(r_new)
@@ -116,10 +116,9 @@ class _More:
         assert self.diag is not None
         self.n_iter += 1
         self.par, z, pnorm = sub.lmpar(self.delta, self.par)  # pnorm = ||D p||
-        p = -sub.unpivot(z)
         if self.first:
             self.delta = min(self.delta, pnorm)
-        x_new, x_host, r_new, f_new = self._evaluate(p)
+        x_new, x_host, r_new, f_new = self._evaluate(sub.unpivot(z))  # the step is p = -x
         fnorm1 = _norm(f_new)
         if not math.isfinite(fnorm1):  # NaN or a norm beyond float64: a bad step
             fnorm1 = math.inf
@@ -272,8 +271,9 @@ def levenberg_marquardt(
         residuals, x0 = box.wrap(residuals), box.to_internal(x_start)
     prob, x, r, _ = _start_least_squares(residuals, x0, jac, method, max_params)
     state = _More(prob, x, r, tols, factor, callback)
-    # overflowing sums of squares are rescaled (_norm); see host_blas_threads
-    with np.errstate(over="ignore"), host_blas_threads(x.numel()):
+    # overflowing sums of squares are rescaled (_norm); see host_blas_threads; the residuals
+    # are evaluated without autograd (torch.func's Jacobians are unaffected by no_grad)
+    with np.errstate(over="ignore"), host_blas_threads(x.numel()), torch.no_grad():
         converged, message = state.run(max_iter)
     x_out = state.x if box is None else box.to_external(state.x)
     return SecondOrderResult(

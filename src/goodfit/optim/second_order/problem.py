@@ -102,10 +102,16 @@ class _LeastSquares:
         self._jacfwd = jacfwd(self.fn)
 
     def residuals(self, x: Tensor) -> Tensor:
+        """``r(x)``, evaluated without autograd (``no_grad`` entered here unless the caller
+        already did: a solver's loop enters it once instead of once per evaluation)."""
         self.n_fev += 1
-        with torch.no_grad():
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                r = self.fn(x)
+        else:
             r = self.fn(x)
-        return _check_residual(r, self.m, self.method).detach()
+        r = _check_residual(r, self.m, self.method)
+        return r.detach() if r.requires_grad else r
 
     def jacobian(self, x: Tensor, r: Tensor | None = None, *, check: bool = True) -> Tensor:
         """``J(x)``; ``r = residuals(x)`` when known (the forward differences reuse it).
