@@ -40,7 +40,7 @@ __all__ = ["levenberg_marquardt"]
 def _host(t: Tensor) -> np.ndarray:
     """``t`` as a float64 NumPy array on the host (no copy for a CPU float64 tensor)."""
     if t.dtype == torch.float64 and t.is_cpu:
-        return t.detach().numpy()
+        return (t.detach() if t.requires_grad else t).numpy()
     return t.detach().to("cpu", torch.float64).numpy()
 
 
@@ -84,13 +84,14 @@ class _More:
                 self.diag = np.where(acnorm == 0.0, 1.0, acnorm)
                 self.xnorm = _norm(self.diag * self.x_host)
                 self.delta = self.factor * self.xnorm if self.xnorm != 0.0 else self.factor
-            self.gnorm = scaled_gradient_norm(R, ipvt, qtf, acnorm, self.fnorm)
+            rtq = R.T @ qtf  # (J P)^T f: for gnorm and for lmpar's upper bound
+            self.gnorm = scaled_gradient_norm(R, ipvt, qtf, acnorm, self.fnorm, rtq)
             if self.gnorm <= self.gtol:
                 if self.fnorm == 0.0:
                     return True, "zero residual"
                 return True, "gtol: the residual is orthogonal to the Jacobian's columns"
             self.diag = np.maximum(self.diag, acnorm)  # D as the running maximum
-            sub = Subproblem(R, ipvt, self.diag, qtf)
+            sub = Subproblem(R, ipvt, self.diag, qtf, rtq)
             while True:
                 accepted, stop = self._trial(sub)
                 if stop is not None:

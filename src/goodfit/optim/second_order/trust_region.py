@@ -90,8 +90,9 @@ def _norm(v: np.ndarray) -> float:
 def column_norms(J: np.ndarray) -> np.ndarray:
     """The Euclidean norms of ``J``'s columns, scaled like :func:`_norm` (no overflow)."""
     s = np.einsum("ij,ij->j", J, J)
-    # one reduction each for the range test (NaN fails it, so it falls to the scaled path)
-    if s.size and _SAFE_LO < float(s.min()) and float(s.max()) < _SAFE_HI:
+    # the range test on the host's floats (a NaN makes the sum fail it: the scaled path)
+    sl = s.tolist()
+    if sl and _SAFE_LO < min(sl) and sum(sl) < _SAFE_HI:
         return np.sqrt(s)
     scale = np.max(np.abs(J), axis=0, initial=0.0)
     scale = np.where((scale > 0.0) & np.isfinite(scale), scale, 1.0)
@@ -118,8 +119,9 @@ def factor_jacobian(J: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, ...]:
     if m < n:
         J = np.vstack([J, np.zeros((n - m, n))])
         f = np.concatenate([f, np.zeros(n - m)])
-    acnorm = column_norms(J)
-    qr, jpvt, tau, _, _ = lapack.dgeqp3(np.array(J, order="F"), overwrite_a=1)
+    A = np.array(J, order="F")  # geqp3 works on (and overwrites) a Fortran-ordered copy
+    acnorm = column_norms(A)  # contiguous columns: the faster reduction
+    qr, jpvt, tau, _, _ = lapack.dgeqp3(A, overwrite_a=1)
     qtf, _, _ = lapack.dormqr("L", "T", qr, tau, f[:, None], max(1, n))
     R = qr[:n] * _upper(n) if n <= _SMALL else np.triu(qr[:n])
     return R, jpvt - 1, qtf[:n, 0], acnorm
@@ -135,13 +137,19 @@ def _upper(n: int) -> np.ndarray:
 
 
 def scaled_gradient_norm(
-    R: np.ndarray, ipvt: np.ndarray, qtf: np.ndarray, acnorm: np.ndarray, fnorm: float
+    R: np.ndarray,
+    ipvt: np.ndarray,
+    qtf: np.ndarray,
+    acnorm: np.ndarray,
+    fnorm: float,
+    rtq: np.ndarray | None = None,
 ) -> float:
     """``lmder``'s ``gnorm``: the largest cosine between ``f`` and a column of ``J``,
-    ``max_j |J_j^T f| / (||J_j|| ||f||)`` (zero columns skipped; 0 when ``f = 0``)."""
+    ``max_j |J_j^T f| / (||J_j|| ||f||)`` (zero columns skipped; 0 when ``f = 0``);
+    ``rtq = R^T qtf = (J P)^T f`` when the caller has it."""
     if fnorm == 0.0:
         return 0.0
-    g = np.abs(R.T @ qtf)  # |(J P)^T f|
+    g = np.abs(R.T @ qtf if rtq is None else rtq)  # |(J P)^T f|
     cn = acnorm[ipvt]
     if cn.all():
         return float((g / cn).max()) / fnorm
@@ -221,8 +229,18 @@ class Subproblem:
     Vectors in the pivoted order (``z[j]`` is parameter ``ipvt[j]``) until :meth:`unpivot`.
     """
 
-    def __init__(self, R: np.ndarray, ipvt: np.ndarray, diag: np.ndarray, qtb: np.ndarray):
+    def __init__(
+        self,
+        R: np.ndarray,
+        ipvt: np.ndarray,
+        diag: np.ndarray,
+        qtb: np.ndarray,
+        rtq: np.ndarray | None = None,
+    ):
+        """``rtq = R^T qtb`` (``(J P)^T b``) when the caller has it (:func:`scaled_gradient_norm`
+        needs it too)."""
         self.R, self.ipvt, self.qtb, self.n = R, ipvt, qtb, R.shape[1]
+        self.rtq = rtq
         self.dp = diag[ipvt]  # D, pivoted
         # the Gauss-Newton direction (least squares with the singular part set to zero)
         self.nsing = _rank(R)
@@ -246,7 +264,8 @@ class Subproblem:
             if self.nsing == self.n:
                 w = _solve_upper(self.R, dp * dp * self.z_gn / self.dxnorm_gn, trans=1)
                 w2 = float(np.dot(w, w))
-            self._bounds = (w2, _norm((self.R.T @ self.qtb) / dp))
+            rtq = self.R.T @ self.qtb if self.rtq is None else self.rtq
+            self._bounds = (w2, _norm(rtq / dp))
         return self._bounds
 
     def lmpar(self, delta: float, par: float) -> tuple[float, np.ndarray, float]:
