@@ -119,9 +119,8 @@ def factor_jacobian(J: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, ...]:
     if m < n:
         J = np.vstack([J, np.zeros((n - m, n))])
         f = np.concatenate([f, np.zeros(n - m)])
-    A = np.array(J, order="F")  # geqp3 works on (and overwrites) a Fortran-ordered copy
-    acnorm = column_norms(A)  # contiguous columns: the faster reduction
-    qr, jpvt, tau, _, _ = lapack.dgeqp3(A, overwrite_a=1)
+    acnorm = column_norms(J)
+    qr, jpvt, tau, _, _ = lapack.dgeqp3(np.array(J, order="F"), overwrite_a=1)
     qtf, _, _ = lapack.dormqr("L", "T", qr, tau, f[:, None], max(1, n))
     R = qr[:n] * _upper(n) if n <= _SMALL else np.triu(qr[:n])
     return R, jpvt - 1, qtf[:n, 0], acnorm
