@@ -229,10 +229,12 @@ def levenberg_marquardt(
         Initial step bound ``delta0 = factor ||D x0||`` (``factor`` if ``x0 = 0``); MINPACK
         recommends 100.
     jac : {"auto", "fwd", "rev", "fd"}
-        ``torch.func.jacrev`` (auto; measured faster than ``jacfwd`` on every NIST Jacobian,
-        torch CPU), ``torch.func.jacfwd``, or forward differences (MINPACK ``fdjac2``, as
-        ``lmdif``: step ``sqrt(eps) |x_j|``, ``n`` extra residual evaluations per Jacobian)
-        for a model torch cannot differentiate.
+        ``torch.func.jacrev`` ("rev"), ``torch.func.jacfwd`` ("fwd"), the one of the two that
+        ``problem.auto_jacobian_mode`` picks by the shape ``m x n`` ("auto": forward mode
+        only for ``m >= 2 n`` and ``m n >= 4096``, as measured there; reverse mode on every
+        NIST problem), or forward differences (MINPACK ``fdjac2``, as ``lmdif``: step
+        ``sqrt(eps) |x_j|``, ``n`` extra residual evaluations per Jacobian) for a model torch
+        cannot differentiate.
     bounds : (lower, upper), optional
         Box constraints, each a scalar or a length-``n`` sequence (``None``/``inf`` for none),
         by transformation (``bounds.BoxTransform``: every iterate is feasible; the
