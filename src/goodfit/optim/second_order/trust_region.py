@@ -92,7 +92,7 @@ def column_norms(J: np.ndarray) -> np.ndarray:
     s = np.einsum("ij,ij->j", J, J)
     # the range test on the host's floats (a NaN makes the sum fail it: the scaled path)
     sl = s.tolist()
-    if sl and _SAFE_LO < min(sl) and sum(sl) < _SAFE_HI:
+    if sl and min(sl) > _SAFE_LO and sum(sl) < _SAFE_HI:
         return np.sqrt(s)
     scale = np.max(np.abs(J), axis=0, initial=0.0)
     scale = np.where((scale > 0.0) & np.isfinite(scale), scale, 1.0)
