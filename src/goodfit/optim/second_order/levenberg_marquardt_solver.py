@@ -47,8 +47,9 @@ def _host(t: Tensor) -> np.ndarray:
 class _More:
     """The state of ``lmder``'s iteration: the iterate, ``D``, ``delta``, ``par``."""
 
-    def __init__(self, prob: _LeastSquares, x: Tensor, r: Tensor, tols: tuple[float, ...],
-                 factor: float, callback: Callable[[dict[str, Any]], None] | None):  # fmt: skip
+    def __init__(self, prob: _LeastSquares, x: Tensor, r: Tensor, cost0: float,
+                 tols: tuple[float, ...], factor: float,
+                 callback: Callable[[dict[str, Any]], None] | None):  # fmt: skip
         self.prob, self.x, self.r = prob, x, r
         # a CPU float64 iterate is shared with its host copy; otherwise converted per step
         self.shared = x.dtype == torch.float64 and x.is_cpu
@@ -63,7 +64,7 @@ class _More:
         # MINPACK's epsmch, for the "tolerance too small" tests: the residuals' precision
         self.eps = float(torch.finfo(r.dtype).eps)
         self.n_iter, self.first = 0, True  # ``first``: lmder's iter == 1 (nothing accepted)
-        self.history, self.records = [_cost(r)], []  # type: list[float], list[dict[str, Any]]
+        self.history, self.records = [cost0], []  # type: list[float], list[dict[str, Any]]
 
     def _factor(self) -> tuple[np.ndarray, ...]:
         """The Jacobian at the iterate, factored (``J P = Q R``, ``Q^T f``, column norms);
@@ -272,8 +273,8 @@ def levenberg_marquardt(
         x_start = x_start if x_start.is_floating_point() else x_start.to(torch.float64)
         box = BoxTransform.from_bounds(bounds, x_start)
         residuals, x0 = box.wrap(residuals), box.to_internal(x_start)
-    prob, x, r, _ = _start_least_squares(residuals, x0, jac, method, max_params)
-    state = _More(prob, x, r, tols, factor, callback)
+    prob, x, r, cost0 = _start_least_squares(residuals, x0, jac, method, max_params)
+    state = _More(prob, x, r, cost0, tols, factor, callback)
     # overflowing sums of squares are rescaled (_norm); see host_blas_threads; the residuals
     # are evaluated without autograd (torch.func's Jacobians are unaffected by no_grad)
     with np.errstate(over="ignore"), host_blas_threads(x.numel()), torch.no_grad():

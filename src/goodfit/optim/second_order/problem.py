@@ -136,9 +136,20 @@ class _LeastSquares:
         self.m = r0.shape[0]
         self.r0 = r0
         self.jac = auto_jacobian_mode(self.m, x0.numel()) if jac == "auto" else jac
-        # the torch.func transforms, built once (rebuilding them costs on every Jacobian)
-        self._jacrev = jacrev(self.fn)
-        self._jacfwd = jacfwd(self.fn)
+        # the torch.func transforms, built once per solve, when first needed (rebuilding them
+        # costs on every Jacobian; building the unused one costs on every solve)
+        self._jacrev: Callable[[Tensor], Tensor] | None = None
+        self._jacfwd: Callable[[Tensor], Tensor] | None = None
+
+    def _rev(self, x: Tensor) -> Tensor:
+        if self._jacrev is None:
+            self._jacrev = jacrev(self.fn)
+        return self._jacrev(x)
+
+    def _fwd(self, x: Tensor) -> Tensor:
+        if self._jacfwd is None:
+            self._jacfwd = jacfwd(self.fn)
+        return self._jacfwd(x)
 
     def residuals(self, x: Tensor) -> Tensor:
         """``r(x)``, evaluated without autograd (``no_grad`` entered here unless the caller
@@ -160,12 +171,12 @@ class _LeastSquares:
             J = self._forward_difference(x, self.residuals(x) if r is None else r)
         elif self.jac == "fwd":
             try:
-                J = self._jacfwd(x)
+                J = self._fwd(x)
             except NotImplementedError:  # an op without forward-mode AD: use reverse mode
                 self.jac = "rev"
-                J = self._jacrev(x)
+                J = self._rev(x)
         else:
-            J = self._jacrev(x)
+            J = self._rev(x)
         if J.ndim != 2 or J.shape[0] != self.m:
             raise ValueError(
                 f"{self.method}: residual shape mismatch: the Jacobian has shape "
