@@ -16,7 +16,7 @@ from torch.func import jacrev
 from goodfit.optim.second_order import SECOND_ORDER, levenberg, levenberg_marquardt
 from goodfit.optim.second_order import levenberg_marquardt_solver as lm_module
 from goodfit.optim.second_order import trust_region as tr
-from goodfit.optim.second_order.problem import _LeastSquares
+from goodfit.optim.second_order.problem import _LeastSquares, auto_jacobian_mode
 
 F64 = torch.float64
 T = torch.linspace(0, 3, 30, dtype=F64)
@@ -275,3 +275,32 @@ def test_float32_residuals_stop_at_their_precision():
     ref = levenberg_marquardt(lambda b: b[0] * torch.exp(-b[1] * t32.double()) + b[2]
                               - y32.double(), X0)  # fmt: skip
     np.testing.assert_allclose(res.x.numpy(), ref.x.numpy(), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "mode"),
+    [
+        (250, 8, "rev"),  # NIST Gauss1: m n = 2000, overhead decides
+        (14, 2, "rev"),  # NIST Misra1a
+        (1000, 641, "rev"),  # m < 2 n
+        (2000, 641, "fwd"),  # m >= 2 n, m n >= 4096
+        (512, 8, "fwd"),  # m n = 4096 exactly
+        (511, 8, "rev"),  # m n = 4088
+        (128, 64, "fwd"),  # m = 2 n exactly, m n = 8192
+        (127, 64, "rev"),  # m < 2 n
+    ],
+)
+def test_auto_jacobian_mode_is_the_documented_shape_rule(m, n, mode):
+    assert auto_jacobian_mode(m, n) == mode
+
+
+@pytest.mark.parametrize(("m", "mode"), [(600, "rev"), (2000, "fwd")])
+def test_jac_auto_uses_the_mode_of_the_shape_and_the_same_jacobian(m, mode):
+    t = torch.linspace(0, 3, m, dtype=F64)
+
+    def res(b):
+        return b[0] * torch.exp(-b[1] * t) + b[2]
+
+    prob = _LeastSquares(res, X0, "auto", "test")
+    assert prob.jac == mode  # n = 3: m n = 1800 (rev) and 6000 (fwd)
+    torch.testing.assert_close(prob.jacobian(X0), jacrev(res)(X0), rtol=1e-14, atol=1e-14)

@@ -39,19 +39,20 @@ __all__ = ["levenberg_marquardt"]
 
 def _host(t: Tensor) -> np.ndarray:
     """``t`` as a float64 NumPy array on the host (no copy for a CPU float64 tensor)."""
-    if t.dtype == torch.float64 and t.device.type == "cpu":
-        return t.detach().numpy()
+    if t.dtype == torch.float64 and t.is_cpu:
+        return (t.detach() if t.requires_grad else t).numpy()
     return t.detach().to("cpu", torch.float64).numpy()
 
 
 class _More:
     """The state of ``lmder``'s iteration: the iterate, ``D``, ``delta``, ``par``."""
 
-    def __init__(self, prob: _LeastSquares, x: Tensor, r: Tensor, tols: tuple[float, ...],
-                 factor: float, callback: Callable[[dict[str, Any]], None] | None):  # fmt: skip
+    def __init__(self, prob: _LeastSquares, x: Tensor, r: Tensor, cost0: float,
+                 tols: tuple[float, ...], factor: float,
+                 callback: Callable[[dict[str, Any]], None] | None):  # fmt: skip
         self.prob, self.x, self.r = prob, x, r
         # a CPU float64 iterate is shared with its host copy; otherwise converted per step
-        self.shared = x.dtype == torch.float64 and x.device.type == "cpu"
+        self.shared = x.dtype == torch.float64 and x.is_cpu
         self.x_host = _host(x)
         self.f = _host(r)
         self.fnorm = _norm(self.f)
@@ -63,7 +64,7 @@ class _More:
         # MINPACK's epsmch, for the "tolerance too small" tests: the residuals' precision
         self.eps = float(torch.finfo(r.dtype).eps)
         self.n_iter, self.first = 0, True  # ``first``: lmder's iter == 1 (nothing accepted)
-        self.history, self.records = [_cost(r)], []  # type: list[float], list[dict[str, Any]]
+        self.history, self.records = [cost0], []  # type: list[float], list[dict[str, Any]]
 
     def _factor(self) -> tuple[np.ndarray, ...]:
         """The Jacobian at the iterate, factored (``J P = Q R``, ``Q^T f``, column norms);
@@ -71,7 +72,7 @@ class _More:
         J_dev = self.prob.jacobian(self.x, self.r, check=False)
         J = _host(J_dev)
         R, ipvt, qtf, acnorm = factor_jacobian(J, self.f)
-        if not np.isfinite(acnorm).all():
+        if not math.isfinite(acnorm.sum()):  # NaN/inf in J (or, harmlessly, a sum beyond 1e308)
             _check_jacobian(J_dev, self.prob.method)
         return R, ipvt, qtf, acnorm
 
@@ -84,13 +85,14 @@ class _More:
                 self.diag = np.where(acnorm == 0.0, 1.0, acnorm)
                 self.xnorm = _norm(self.diag * self.x_host)
                 self.delta = self.factor * self.xnorm if self.xnorm != 0.0 else self.factor
-            self.gnorm = scaled_gradient_norm(R, ipvt, qtf, acnorm, self.fnorm)
+            rtq = R.T @ qtf  # (J P)^T f: for gnorm and for lmpar's upper bound
+            self.gnorm = scaled_gradient_norm(R, ipvt, qtf, acnorm, self.fnorm, rtq)
             if self.gnorm <= self.gtol:
                 if self.fnorm == 0.0:
                     return True, "zero residual"
                 return True, "gtol: the residual is orthogonal to the Jacobian's columns"
             self.diag = np.maximum(self.diag, acnorm)  # D as the running maximum
-            sub = Subproblem(R, ipvt, self.diag, qtf)
+            sub = Subproblem(R, ipvt, self.diag, qtf, rtq)
             while True:
                 accepted, stop = self._trial(sub)
                 if stop is not None:
@@ -100,13 +102,13 @@ class _More:
                 if accepted:
                     break
 
-    def _evaluate(self, p: np.ndarray) -> tuple[Tensor, np.ndarray, Tensor, np.ndarray]:
-        """``x + p`` (on the host and where ``x`` lives) and the residuals there."""
-        x_host = self.x_host + p
+    def _evaluate(self, step: np.ndarray) -> tuple[Tensor, np.ndarray, Tensor, np.ndarray]:
+        """``x - step`` (on the host and where ``x`` lives) and the residuals there."""
+        x_host = self.x_host - step
         if self.shared:
             x_new = torch.from_numpy(x_host)
         else:
-            x_new = self.x + torch.as_tensor(p, dtype=self.x.dtype, device=self.x.device)
+            x_new = self.x - torch.as_tensor(step, dtype=self.x.dtype, device=self.x.device)
             x_host = _host(x_new)
         r_new = self.prob.residuals(x_new)
         return x_new, x_host, r_new, _host(r_new)
@@ -116,10 +118,9 @@ class _More:
         assert self.diag is not None
         self.n_iter += 1
         self.par, z, pnorm = sub.lmpar(self.delta, self.par)  # pnorm = ||D p||
-        p = -sub.unpivot(z)
         if self.first:
             self.delta = min(self.delta, pnorm)
-        x_new, x_host, r_new, f_new = self._evaluate(p)
+        x_new, x_host, r_new, f_new = self._evaluate(sub.unpivot(z))  # the step is p = -x
         fnorm1 = _norm(f_new)
         if not math.isfinite(fnorm1):  # NaN or a norm beyond float64: a bad step
             fnorm1 = math.inf
@@ -229,10 +230,12 @@ def levenberg_marquardt(
         Initial step bound ``delta0 = factor ||D x0||`` (``factor`` if ``x0 = 0``); MINPACK
         recommends 100.
     jac : {"auto", "fwd", "rev", "fd"}
-        ``torch.func.jacrev`` (auto; measured faster than ``jacfwd`` on every NIST Jacobian,
-        torch CPU), ``torch.func.jacfwd``, or forward differences (MINPACK ``fdjac2``, as
-        ``lmdif``: step ``sqrt(eps) |x_j|``, ``n`` extra residual evaluations per Jacobian)
-        for a model torch cannot differentiate.
+        ``torch.func.jacrev`` ("rev"), ``torch.func.jacfwd`` ("fwd"), the one of the two that
+        ``problem.auto_jacobian_mode`` picks by the shape ``m x n`` ("auto": forward mode
+        only for ``m >= 2 n`` and ``m n >= 4096``, as measured there; reverse mode on every
+        NIST problem), or forward differences (MINPACK ``fdjac2``, as ``lmdif``: step
+        ``sqrt(eps) |x_j|``, ``n`` extra residual evaluations per Jacobian) for a model torch
+        cannot differentiate.
     bounds : (lower, upper), optional
         Box constraints, each a scalar or a length-``n`` sequence (``None``/``inf`` for none),
         by transformation (``bounds.BoxTransform``: every iterate is feasible; the
@@ -270,10 +273,11 @@ def levenberg_marquardt(
         x_start = x_start if x_start.is_floating_point() else x_start.to(torch.float64)
         box = BoxTransform.from_bounds(bounds, x_start)
         residuals, x0 = box.wrap(residuals), box.to_internal(x_start)
-    prob, x, r, _ = _start_least_squares(residuals, x0, jac, method, max_params)
-    state = _More(prob, x, r, tols, factor, callback)
-    # overflowing sums of squares are rescaled (_norm); see host_blas_threads
-    with np.errstate(over="ignore"), host_blas_threads(x.numel()):
+    prob, x, r, cost0 = _start_least_squares(residuals, x0, jac, method, max_params)
+    state = _More(prob, x, r, cost0, tols, factor, callback)
+    # overflowing sums of squares are rescaled (_norm); see host_blas_threads; the residuals
+    # are evaluated without autograd (torch.func's Jacobians are unaffected by no_grad)
+    with np.errstate(over="ignore"), host_blas_threads(x.numel()), torch.no_grad():
         converged, message = state.run(max_iter)
     x_out = state.x if box is None else box.to_external(state.x)
     return SecondOrderResult(

@@ -88,9 +88,10 @@ def levenberg(
     scaling : {"marquardt", "identity"}
         ``D = diag(J^T J)`` (Marquardt) or ``D = I`` (Levenberg, the note's ``mu I``).
     jac : {"auto", "fwd", "rev", "fd"}
-        ``torch.func.jacrev`` (auto: measured faster than ``jacfwd`` even on the tall NIST
-        Jacobians, torch 2.13 CPU), ``torch.func.jacfwd``, or forward differences (MINPACK
-        ``fdjac2``) for a model torch cannot differentiate.
+        ``torch.func.jacrev``, ``torch.func.jacfwd``, the one of the two chosen by the shape
+        (auto: ``problem.auto_jacobian_mode``, forward mode only for ``m >= 2 n`` and ``m n >=
+        4096``), or forward differences (MINPACK ``fdjac2``) for a model torch cannot
+        differentiate.
     max_params : int
         Refuse more parameters than this (dense Jacobian); use :func:`hessian_free` instead.
     callback : callable, optional

@@ -90,7 +90,9 @@ def _norm(v: np.ndarray) -> float:
 def column_norms(J: np.ndarray) -> np.ndarray:
     """The Euclidean norms of ``J``'s columns, scaled like :func:`_norm` (no overflow)."""
     s = np.einsum("ij,ij->j", J, J)
-    if s.size and s.min() > _SAFE_LO and s.max() < _SAFE_HI:
+    # the range test on the host's floats (a NaN makes the sum fail it: the scaled path)
+    sl = s.tolist()
+    if sl and min(sl) > _SAFE_LO and sum(sl) < _SAFE_HI:
         return np.sqrt(s)
     scale = np.max(np.abs(J), axis=0, initial=0.0)
     scale = np.where((scale > 0.0) & np.isfinite(scale), scale, 1.0)
@@ -134,22 +136,29 @@ def _upper(n: int) -> np.ndarray:
 
 
 def scaled_gradient_norm(
-    R: np.ndarray, ipvt: np.ndarray, qtf: np.ndarray, acnorm: np.ndarray, fnorm: float
+    R: np.ndarray,
+    ipvt: np.ndarray,
+    qtf: np.ndarray,
+    acnorm: np.ndarray,
+    fnorm: float,
+    rtq: np.ndarray | None = None,
 ) -> float:
     """``lmder``'s ``gnorm``: the largest cosine between ``f`` and a column of ``J``,
-    ``max_j |J_j^T f| / (||J_j|| ||f||)`` (zero columns skipped; 0 when ``f = 0``)."""
+    ``max_j |J_j^T f| / (||J_j|| ||f||)`` (zero columns skipped; 0 when ``f = 0``);
+    ``rtq = R^T qtf = (J P)^T f`` when the caller has it."""
     if fnorm == 0.0:
         return 0.0
-    g = R.T @ qtf  # (J P)^T f
+    g = np.abs(R.T @ qtf if rtq is None else rtq)  # |(J P)^T f|
     cn = acnorm[ipvt]
-    if not cn.all():
-        g, cn = g[cn != 0.0], cn[cn != 0.0]
-    return float((np.abs(g) / cn).max()) / fnorm if cn.size else 0.0
+    if cn.all():
+        return float((g / cn).max()) / fnorm
+    nz = cn != 0.0
+    return float((g[nz] / cn[nz]).max()) / fnorm if nz.any() else 0.0
 
 
 def _rank(R: np.ndarray) -> int:
     """MINPACK's ``nsing``: the index of the first exactly zero diagonal entry of ``R``."""
-    d = np.diagonal(R)
+    d = R.diagonal()
     if d.all():
         return R.shape[1]
     return int(np.flatnonzero(d == 0.0)[0])
@@ -179,14 +188,16 @@ class _DampedQR:
         self.top = np.zeros((n + 1, n + 1), order="F")  # [R qtb; 0 0]
         self.top[:n, :n] = R
         self.top[:n, n] = qtb
-        self.low = np.zeros((n, n + 1), order="F")  # [S 0], overwritten by tpqrt
+        # [S 0], allocated once: tpqrt overwrites it in place, so each call zeroes it again
+        self.low = np.zeros((n, n + 1), order="F")
+        self.low_flat = self.low.reshape(-1, order="F")  # a view (``low`` is Fortran-ordered)
         self.diag = np.arange(0, n * n, n + 1)  # S's entries in the flat (Fortran) ``low``
 
     def __call__(self, sdiag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``T`` (upper triangle of the result) and the rotated right-hand side."""
-        n = self.n
-        low = np.zeros_like(self.low)
-        low.T.flat[self.diag] = sdiag  # low[j, j] = sdiag[j]
+        n, low = self.n, self.low
+        low.fill(0.0)
+        self.low_flat[self.diag] = sdiag  # low[j, j] = sdiag[j]
         a, _, _, _ = lapack.dtpqrt(n, self.nb, self.top, low, overwrite_b=1)
         return a[:n, :n], a[:n, n]
 
@@ -217,8 +228,18 @@ class Subproblem:
     Vectors in the pivoted order (``z[j]`` is parameter ``ipvt[j]``) until :meth:`unpivot`.
     """
 
-    def __init__(self, R: np.ndarray, ipvt: np.ndarray, diag: np.ndarray, qtb: np.ndarray):
+    def __init__(
+        self,
+        R: np.ndarray,
+        ipvt: np.ndarray,
+        diag: np.ndarray,
+        qtb: np.ndarray,
+        rtq: np.ndarray | None = None,
+    ):
+        """``rtq = R^T qtb`` (``(J P)^T b``) when the caller has it (:func:`scaled_gradient_norm`
+        needs it too)."""
         self.R, self.ipvt, self.qtb, self.n = R, ipvt, qtb, R.shape[1]
+        self.rtq = rtq
         self.dp = diag[ipvt]  # D, pivoted
         # the Gauss-Newton direction (least squares with the singular part set to zero)
         self.nsing = _rank(R)
@@ -226,12 +247,13 @@ class Subproblem:
         self.dxnorm_gn = _norm(self.dp * self.z_gn)
         self._bounds: tuple[float, float] | None = None
         self._damped: _DampedQR | None = None
+        self._inverse: np.ndarray | None = None  # ipvt's inverse permutation
 
     def unpivot(self, z: np.ndarray) -> np.ndarray:
         """``x`` with ``x[ipvt] = z``."""
-        x = np.empty(self.n)
-        x[self.ipvt] = z
-        return x
+        if self._inverse is None:
+            self._inverse = np.argsort(self.ipvt)
+        return z[self._inverse]
 
     def _bound_terms(self) -> tuple[float, float]:
         """``||w||^2`` of ``phi'(0)`` (``parl = -phi(0) / phi'(0)``, full rank only; 0
@@ -241,7 +263,8 @@ class Subproblem:
             if self.nsing == self.n:
                 w = _solve_upper(self.R, dp * dp * self.z_gn / self.dxnorm_gn, trans=1)
                 w2 = float(np.dot(w, w))
-            self._bounds = (w2, _norm((self.R.T @ self.qtb) / dp))
+            rtq = self.R.T @ self.qtb if self.rtq is None else self.rtq
+            self._bounds = (w2, _norm(rtq / dp))
         return self._bounds
 
     def lmpar(self, delta: float, par: float) -> tuple[float, np.ndarray, float]:
