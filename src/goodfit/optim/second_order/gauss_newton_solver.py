@@ -114,7 +114,9 @@ def gauss_newton(
             message = "residuals became non-finite: Gauss-Newton diverged; use levenberg_marquardt"
             break
         if cost_new >= cost and cosine <= _STALL_COSINE:
-            converged, message = True, "no further reduction: stationary to round-off"
+            converged, message = not rose, "no further reduction: stationary to round-off"
+            if rose:  # as for gtol: a point an uphill step reached is not called a minimum
+                message += _AFTER_RISE
             break
         cost_old = cost
         x, r, cost = x + t * p, r_new, cost_new
