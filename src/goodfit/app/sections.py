@@ -344,7 +344,7 @@ class StudyConfig(_Strict):
     workers: int = Field(1, ge=1)
     backend: Literal["process", "ray"] = "process"  # ray: app/backend_ray.py
     address: str | None = None  # a Ray cluster's address (else a local instance)
-    #: Train the folds of each variant as one vectorized group (goodfit.app.study_vectorized).
+    #: Train each variant's folds as vectorized groups, one per fold size (app.study_vectorized).
     vectorize: Flag = False
     variants: list[Variant] = Field(min_length=1)
 

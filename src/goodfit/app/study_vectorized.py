@@ -8,9 +8,10 @@ another order). A variant the group cannot hold — an ensemble, a second-order 
 7.2/7.3, ``val_every``, a device other than the CPU, the per-run diagnoses (gradient flow,
 LR range test, curvature), the training strategies ([output_noise], [weight_noise],
 [adversarial], [curriculum], multitask data), class weights or a balanced sampler, frozen
-parameters or per-pattern learning rates, folds of different training sizes, or what
-``fit_many`` refuses (a penalty, an augmentation, a constraint callback, ...) — trains serially,
-with a one-line notice.
+parameters or per-pattern learning rates, or what ``fit_many`` refuses (weight tying, a
+constraint or sparsity callback, ...) — trains serially, with a one-line notice. Folds of
+different sizes make one group per size (the members of a group share their batch schedule), so
+5x2's ten folds of an odd pool make two groups of five; a fold alone in its size trains serially.
 """
 
 from __future__ import annotations
