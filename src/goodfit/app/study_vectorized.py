@@ -126,8 +126,7 @@ def train_variant_vectorized(
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     prepared = [
-        prepare_from_config(cfg, dataset, seed=cfg.train.seed + f, pool=splits[f][0])
-        for f in folds
+        prepare_from_config(cfg, dataset, seed=cfg.train.seed + f, pool=splits[f][0]) for f in folds
     ]
     trained: dict[int, tuple[Any, Any, Any, _Result]] = {}
     left: list[int] = []
