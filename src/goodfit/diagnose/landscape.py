@@ -14,11 +14,12 @@
 * **Hessian eigenvectors**: the same plots along the top eigenvectors of the training loss's
   Hessian (Lanczos on Hessian-vector products, :mod:`goodfit.diagnose.curvature`).
 
-Every grid point is the model evaluated with other weights through
-``torch.func.functional_call``; on an accelerator ``torch.func.vmap`` batches grid points (as
-many at once as ``memory_mb`` allows), on the CPU one call per point (into reused weight
-buffers) measured faster than batched matrix products (``benchmarks/landscape.py``). The model
-itself is never modified. Batch normalization runs in
+Every grid point is the model evaluated with other weights: on an accelerator
+``torch.func.vmap`` over ``torch.func.functional_call`` batches grid points (as many at once as
+``memory_mb`` allows); on the CPU, where batched matrix products measured slower than one
+product per point (``benchmarks/landscape.py``), a working copy of the model has its weights
+overwritten in place at each point and runs one plain forward. The model itself is never
+modified. Batch normalization runs in
 eval mode with the model's running statistics (``bn="eval"``), or with the statistics of the
 evaluated data recomputed at each grid point (``bn="recompute"``: every point sees the whole
 subset as one batch, ``torch.func.replace_all_batch_norm_modules_`` on a copy).
@@ -179,7 +180,7 @@ def loss_surface(
     ``batch_size`` samples (all at once by default; always with ``bn="recompute"``).
 
     ``vectorize``: ``vmap`` over chunks of grid points (as many as ``memory_mb`` holds), or one
-    ``functional_call`` per point; ``None`` picks ``vmap`` on an accelerator and the loop on the
+    forward per point of a working copy; ``None`` picks ``vmap`` on an accelerator and the loop on the
     CPU, where batched matrix products measured slower than one product per point
     (``benchmarks/landscape.py``)."""
     loss_fn = loss_fn or torch.nn.functional.cross_entropy
@@ -224,13 +225,20 @@ def _surface(
     if vectorize is None:
         vectorize = device.type != "cpu"
 
+    # functional_call's weight-tying pass costs ~0.1 ms a call: skip it when nothing is tied
+    every = [
+        *net.named_parameters(remove_duplicate=False),
+        *net.named_buffers(remove_duplicate=False),
+    ]
+    tied = len({id(t) for _, t in every}) < len(every)
+
     def loss_at(params: Params, xb: Tensor, yb: Tensor) -> Tensor:
-        return loss_fn(functional_call(net, (params, buffers), (xb,)), yb)
+        return loss_fn(functional_call(net, (params, buffers), (xb,), tie_weights=tied), yb)
 
     batches = [(X[b : b + batch], y[b : b + batch]) for b in range(0, n, batch)]
     with torch.no_grad():
         if not vectorize:
-            return _point_by_point(loss_at, center, directions, coords, batches, n)
+            return _point_by_point(net, loss_fn, center, directions, coords, batches, n)
         batched = vmap(loss_at, in_dims=(0, None, None))
         out = torch.empty(len(coords), dtype=coords.dtype, device=device)
         for start in range(0, len(coords), chunk):
@@ -246,27 +254,33 @@ def _surface(
 
 
 def _point_by_point(
-    loss_at: Callable[[Params, Tensor, Tensor], Tensor],
+    net: nn.Module,
+    loss_fn: LossFn,
     center: Params,
     directions: Sequence[Params],
     coords: Tensor,
     batches: list[tuple[Tensor, Tensor]],
     n: int,
 ) -> Tensor:
-    """One ``functional_call`` per grid point; the weights ``center + sum_k c_k d_k`` built
-    with in-place adds, skipping the directions that are zero for a tensor (biases, norms)."""
+    """One forward per grid point of a working copy of ``net`` whose tensors are overwritten in
+    place with ``center + sum_k c_k d_k`` (skipping the directions that are zero for a tensor:
+    biases, norms) — no ``functional_call`` and no allocation per point."""
+    work = copy.deepcopy(net)
+    live = {**dict(work.named_parameters()), **dict(work.named_buffers())}
     moving = {k: [j for j, d in enumerate(directions) if bool(d[k].any())] for k in center}
-    params = {k: (torch.empty_like(w) if moving[k] else w) for k, w in center.items()}
+    for k, w in center.items():
+        live[k].copy_(w)
     out = torch.empty(len(coords), dtype=torch.float64)
     for i, row in enumerate(coords.tolist()):
-        for k, w in center.items():  # the same buffers every point: no allocation
+        for k, w in center.items():
             if moving[k]:
-                torch.add(w, directions[moving[k][0]][k], alpha=row[moving[k][0]], out=params[k])
+                first = moving[k][0]
+                torch.add(w, directions[first][k], alpha=row[first], out=live[k])
                 for j in moving[k][1:]:
-                    params[k].add_(directions[j][k], alpha=row[j])
+                    live[k].add_(directions[j][k], alpha=row[j])
         total = 0.0
         for xb, yb in batches:
-            total += float(loss_at(params, xb, yb)) * len(xb)
+            total += float(loss_fn(work(xb), yb)) * len(xb)
         out[i] = total / n
     return out.to(coords.dtype)
 
