@@ -180,8 +180,8 @@ def loss_surface(
     ``batch_size`` samples (all at once by default; always with ``bn="recompute"``).
 
     ``vectorize``: ``vmap`` over chunks of grid points (as many as ``memory_mb`` holds), or one
-    forward per point of a working copy; ``None`` picks ``vmap`` on an accelerator and the loop on the
-    CPU, where batched matrix products measured slower than one product per point
+    forward per point of a working copy; ``None`` picks ``vmap`` on an accelerator and the loop
+    on the CPU, where batched matrix products measured slower than one product per point
     (``benchmarks/landscape.py``)."""
     loss_fn = loss_fn or torch.nn.functional.cross_entropy
     net = _bn_model(model, bn)

@@ -6,9 +6,10 @@ generator seeded with its seed, the draw :class:`goodfit.train.sampling.RandomOr
 own dropout masks (see :mod:`goodfit.train.stacked`), its own batch-norm statistics, its own
 early stopping (GBC Algorithm 7.1, seed 001: a stopped member is frozen, its best parameters
 restored) — but the K forward/backward passes are one ``vmap`` and the K optimizer steps one
-step on the stacked tensors. That is exact for element-wise optimizers (every ``torch.optim``
-first-order rule listed in ``_ELEMENTWISE`` and goodfit's chains whose transforms are all
-element-wise, ``transform.chunkable``); global-norm clipping is per member (``clip_norm``).
+step on the stacked tensors. That is exact for element-wise optimizers (the ``torch.optim``
+first-order rules in :data:`goodfit.train.vectorize_check.ELEMENTWISE` and goodfit's chains whose
+transforms are all element-wise, ``transform.chunkable``); global-norm clipping is per member
+(``clip_norm``).
 
 Equality is to rounding: the batched matmuls add in another order (~1e-16 in float64). Rules
 linear in the gradient keep it there; Adam divides by ``sqrt(v)``, so a parameter whose true
@@ -44,31 +45,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from goodfit.data.augment import AugmentPipeline
 from goodfit.errors import DivergenceError
 from goodfit.hooks import Callback
 from goodfit.train.early_stopping import EarlyStopping
 from goodfit.train.history import History
 from goodfit.train.loop import default_loss, fit, infer_task
 from goodfit.train.member_losses import hard_labels_k, stacked_loss, weighted
-from goodfit.train.schedule_callbacks import ScheduleCallback
-from goodfit.train.stacked import StackedModel, architecture_mismatch
+from goodfit.train.stacked import StackedModel
+from goodfit.train.vectorize_check import batch_sizes, vectorize_obstacle
 
 __all__ = ["FitManyResult", "fit_many", "vectorize_obstacle"]
 
 Batch = tuple[Tensor, Tensor]
 OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]
-
-_ELEMENTWISE = (
-    torch.optim.SGD,
-    torch.optim.Adam,
-    torch.optim.AdamW,
-    torch.optim.Adamax,
-    torch.optim.NAdam,
-    torch.optim.RMSprop,
-    torch.optim.Adagrad,
-    torch.optim.Adadelta,
-)
 
 
 @dataclass
@@ -95,55 +84,6 @@ def _per_member(data: Any, k: int, name: str) -> list[Batch] | None:
     if len(pairs) != k:
         raise ValueError(f"{name} has {len(pairs)} (X, y) pairs for {k} members")
     return pairs  # type: ignore[return-value]
-
-
-def _batch_sizes(n: int, bs: int) -> tuple[int, ...]:
-    """The minibatch sizes of one epoch over ``n`` samples, by the loop's rule (a lone last
-    sample joins the previous batch)."""
-    n_batches = math.ceil(n / bs)
-    if n > bs and n % bs == 1:
-        n_batches -= 1
-    return tuple([bs] * (n_batches - 1) + [n - bs * (n_batches - 1)])
-
-
-def vectorize_obstacle(
-    models: Sequence[nn.Module],
-    optimizer: torch.optim.Optimizer,
-    callbacks: Sequence[Callback],
-    sizes: Sequence[int],
-    batch_size: int,
-    *,
-    penalty: Any = None,
-    augment: Any = None,
-    sampler: Any = None,
-) -> str | None:
-    """Why the group cannot train as one vectorized pass (see the module docstring), or None."""
-    mismatch = architecture_mismatch(models)
-    if mismatch:
-        return mismatch
-    if len({_batch_sizes(n, batch_size) for n in sizes}) > 1:
-        return f"the members' training sets ({sorted(set(sizes))} rows) make different batches"
-    if sampler is not None:
-        return "a custom sampler is per model"
-    if penalty is not None and not hasattr(penalty, "per_member"):
-        return f"the penalty {type(penalty).__name__} has no per-member form"
-    if augment is not None:
-        if not isinstance(augment, AugmentPipeline):
-            return f"the augmentation {type(augment).__name__} is not an AugmentPipeline"
-        if next(models[0].parameters()).device.type != "cpu":
-            return "an augmentation draws from the global RNG: vectorized on the CPU only"
-    transform = getattr(optimizer, "transform", None)
-    if transform is not None:
-        if not transform.chunkable:
-            return f"the optimizer's chain {transform!r} is not element-wise"
-    elif type(optimizer) not in _ELEMENTWISE:
-        return f"{type(optimizer).__name__} is not an element-wise optimizer"
-    for cb in callbacks:
-        if not isinstance(cb, EarlyStopping | ScheduleCallback) and not getattr(
-            cb, "vectorizable", False
-        ):
-            return f"the callback {type(cb).__name__} is per model"
-    return None
 
 
 class _MemberModel:
@@ -287,7 +227,7 @@ class _Group:
         w = None if self.weights is None else torch.gather(self.weights, 1, perm)
         losses, correct, start = [], [], 0
         self.penalties: list[Tensor] = []
-        sizes = _batch_sizes(n, self.batch_size)
+        sizes = batch_sizes(n, self.batch_size)
         for self.batch_index, size in enumerate(sizes):
             rows = slice(start, start + size)
             start += size
