@@ -304,3 +304,33 @@ def test_jac_auto_uses_the_mode_of_the_shape_and_the_same_jacobian(m, mode):
     prob = _LeastSquares(res, X0, "auto", "test")
     assert prob.jac == mode  # n = 3: m n = 1800 (rev) and 6000 (fwd)
     torch.testing.assert_close(prob.jacobian(X0), jacrev(res)(X0), rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("jac", ["rev", "fwd", "fd"])
+def test_reverse_mode_reuses_the_accepted_trials_evaluation(jac, monkeypatch):
+    """In reverse mode the model runs once per trial step plus once for the first Jacobian
+    (later Jacobians come from the accepted trial's recorded vjp), with the same iterates and
+    counts as a solve that calls jacrev for every Jacobian; forward mode and forward
+    differences run it for each Jacobian as before."""
+    calls = []
+
+    def res(b):
+        calls.append(1)
+        return _residuals(b)
+
+    out = levenberg_marquardt(res, X0, jac=jac)
+    n_calls = len(calls)
+    assert out.converged and out.n_jev >= 3
+    if jac == "rev":
+        assert n_calls == out.n_fev + 1
+    elif jac == "fwd":
+        assert n_calls == out.n_fev + out.n_jev
+    else:  # the n evaluations of each forward-difference Jacobian are counted in n_fev
+        assert n_calls == out.n_fev
+    # the solve as before: plain residuals at the trial points, jacrev for every Jacobian
+    monkeypatch.setattr(_LeastSquares, "record", lambda self, x: None)
+    calls.clear()
+    plain = levenberg_marquardt(res, X0, jac=jac)
+    assert torch.equal(plain.x, out.x) and plain.history == out.history
+    assert (plain.n_fev, plain.n_jev, plain.n_iter) == (out.n_fev, out.n_jev, out.n_iter)
+    assert len(calls) == plain.n_fev + (plain.n_jev if jac != "fd" else 0)
