@@ -13,7 +13,12 @@ import torch
 from scipy.optimize import least_squares
 from torch.func import jacrev
 
-from goodfit.optim.second_order import SECOND_ORDER, levenberg, levenberg_marquardt
+from goodfit.optim.second_order import (
+    SECOND_ORDER,
+    levenberg,
+    levenberg_marquardt,
+    module_residuals,
+)
 from goodfit.optim.second_order import levenberg_marquardt_solver as lm_module
 from goodfit.optim.second_order import trust_region as tr
 from goodfit.optim.second_order.problem import _LeastSquares, auto_jacobian_mode
@@ -334,3 +339,19 @@ def test_reverse_mode_reuses_the_accepted_trials_evaluation(jac, monkeypatch):
     assert torch.equal(plain.x, out.x) and plain.history == out.history
     assert (plain.n_fev, plain.n_jev, plain.n_iter) == (out.n_fev, out.n_jev, out.n_iter)
     assert len(calls) == plain.n_fev + (plain.n_jev if jac != "fd" else 0)
+
+
+def test_recorded_jacobian_of_an_mlp_is_jacrevs_bit_for_bit():
+    """The autograd record's Jacobian (vmap of vjps over I_m) on an nn.Module through
+    module_residuals (functional_call, tanh, matmuls), as jacrev computes it."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    X = torch.rand(40, 2, dtype=F64)
+    y = torch.sin(3 * X[:, :1])
+    residuals, x0 = module_residuals(net.double(), X, y)
+    prob = _LeastSquares(residuals, x0, "rev", "test")
+    x = x0 + 0.01
+    r, record = prob.residuals_recorded(x)
+    assert record is not None and torch.equal(r, prob.residuals(x))
+    J, J_ref = prob.jacobian(x, r, record=record), jacrev(residuals)(x)
+    assert torch.equal(J, J_ref) and J.stride() == J_ref.stride()
