@@ -13,7 +13,12 @@ import torch
 from scipy.optimize import least_squares
 from torch.func import jacrev
 
-from goodfit.optim.second_order import SECOND_ORDER, levenberg, levenberg_marquardt
+from goodfit.optim.second_order import (
+    SECOND_ORDER,
+    levenberg,
+    levenberg_marquardt,
+    module_residuals,
+)
 from goodfit.optim.second_order import levenberg_marquardt_solver as lm_module
 from goodfit.optim.second_order import trust_region as tr
 from goodfit.optim.second_order.problem import _LeastSquares, auto_jacobian_mode
@@ -304,3 +309,49 @@ def test_jac_auto_uses_the_mode_of_the_shape_and_the_same_jacobian(m, mode):
     prob = _LeastSquares(res, X0, "auto", "test")
     assert prob.jac == mode  # n = 3: m n = 1800 (rev) and 6000 (fwd)
     torch.testing.assert_close(prob.jacobian(X0), jacrev(res)(X0), rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("jac", ["rev", "fwd", "fd"])
+def test_reverse_mode_reuses_the_accepted_trials_evaluation(jac, monkeypatch):
+    """In reverse mode the model runs once per trial step plus once for the first Jacobian
+    (later Jacobians come from the accepted trial's recorded vjp), with the same iterates and
+    counts as a solve that calls jacrev for every Jacobian; forward mode and forward
+    differences run it for each Jacobian as before."""
+    calls = []
+
+    def res(b):
+        calls.append(1)
+        return _residuals(b)
+
+    out = levenberg_marquardt(res, X0, jac=jac)
+    n_calls = len(calls)
+    assert out.converged and out.n_jev >= 3
+    if jac == "rev":
+        assert n_calls == out.n_fev + 1
+    elif jac == "fwd":
+        assert n_calls == out.n_fev + out.n_jev
+    else:  # the n evaluations of each forward-difference Jacobian are counted in n_fev
+        assert n_calls == out.n_fev
+    # the solve as before: plain residuals at the trial points, jacrev for every Jacobian
+    monkeypatch.setattr(_LeastSquares, "record", lambda self, x: None)
+    calls.clear()
+    plain = levenberg_marquardt(res, X0, jac=jac)
+    assert torch.equal(plain.x, out.x) and plain.history == out.history
+    assert (plain.n_fev, plain.n_jev, plain.n_iter) == (out.n_fev, out.n_jev, out.n_iter)
+    assert len(calls) == plain.n_fev + (plain.n_jev if jac != "fd" else 0)
+
+
+def test_recorded_jacobian_of_an_mlp_is_jacrevs_bit_for_bit():
+    """The autograd record's Jacobian (vmap of vjps over I_m) on an nn.Module through
+    module_residuals (functional_call, tanh, matmuls), as jacrev computes it."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    X = torch.rand(40, 2, dtype=F64)
+    y = torch.sin(3 * X[:, :1])
+    residuals, x0 = module_residuals(net.double(), X, y)
+    prob = _LeastSquares(residuals, x0, "rev", "test")
+    x = x0 + 0.01
+    r, record = prob.residuals_recorded(x)
+    assert record is not None and torch.equal(r, prob.residuals(x))
+    J, J_ref = prob.jacobian(x, r, record=record), jacrev(residuals)(x)
+    assert torch.equal(J, J_ref) and J.stride() == J_ref.stride()

@@ -18,6 +18,7 @@ from torch.func import jacrev
 from goodfit.data.nist import NIST_MODELS, find_nist_dir, load_nist, load_nist_dir, lre
 from goodfit.errors import DataError
 from goodfit.optim.second_order import gauss_newton, levenberg, levenberg_marquardt
+from goodfit.optim.second_order.problem import _LeastSquares
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -145,3 +146,18 @@ def test_levenberg_certified(problem, start):
     res = levenberg(problem.residuals, problem.starts[start])
     assert res.converged, res.message
     assert float(problem.lre(res.x).min()) >= 6.0, (problem.name, start)
+
+
+@pytest.mark.parametrize("problem", PROBLEMS, ids=[p.name for p in PROBLEMS])
+def test_recorded_jacobian_is_jacrevs_bit_for_bit(problem):
+    """Reverse mode builds an accepted step's Jacobian from the autograd record of its residuals'
+    evaluation (_LeastSquares.residuals_recorded): the same residuals and the same Jacobian as
+    a plain evaluation and jacrev, bit for bit, at both starts and a point off them."""
+    prob = _LeastSquares(problem.residuals, problem.starts[0], "rev", "test")
+    for x in (*problem.starts, 0.9 * problem.starts[1] + 1e-3):
+        r, record = prob.residuals_recorded(x)
+        assert record is not None and not r.requires_grad
+        assert torch.equal(r, prob.residuals(x))
+        J = prob.jacobian(x, r, record=record)
+        J_ref = jacrev(problem.residuals)(x)
+        assert torch.equal(J, J_ref) and J.stride() == J_ref.stride()

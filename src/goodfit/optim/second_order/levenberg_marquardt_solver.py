@@ -64,12 +64,17 @@ class _More:
         # MINPACK's epsmch, for the "tolerance too small" tests: the residuals' precision
         self.eps = float(torch.finfo(r.dtype).eps)
         self.n_iter, self.first = 0, True  # ``first``: lmder's iter == 1 (nothing accepted)
+        # the autograd record of the accepted iterate's residuals (reverse mode), for its J
+        self.record: tuple[Tensor, Tensor] | None = None
         self.history, self.records = [cost0], []  # type: list[float], list[dict[str, Any]]
 
     def _factor(self) -> tuple[np.ndarray, ...]:
         """The Jacobian at the iterate, factored (``J P = Q R``, ``Q^T f``, column norms);
         non-finite entries are reported with the columns they are in."""
-        J_dev = self.prob.jacobian(self.x, self.r, check=False)
+        if self.record is None:  # the start (or a model autograd cannot record): as jacrev
+            self.record = self.prob.record(self.x)
+        J_dev = self.prob.jacobian(self.x, self.r, check=False, record=self.record)
+        self.record = None  # the recorded graph is no longer needed
         J = _host(J_dev)
         R, ipvt, qtf, acnorm = factor_jacobian(J, self.f)
         if not math.isfinite(acnorm.sum()):  # NaN/inf in J (or, harmlessly, a sum beyond 1e308)
@@ -102,16 +107,17 @@ class _More:
                 if accepted:
                     break
 
-    def _evaluate(self, step: np.ndarray) -> tuple[Tensor, np.ndarray, Tensor, np.ndarray]:
-        """``x - step`` (on the host and where ``x`` lives) and the residuals there."""
+    def _evaluate(self, step: np.ndarray) -> tuple[Tensor, np.ndarray, Tensor, np.ndarray, Any]:
+        """``x - step`` (on the host and where ``x`` lives), the residuals there and their
+        autograd record (reverse mode, else ``None``: ``_LeastSquares.residuals_recorded``)."""
         x_host = self.x_host - step
         if self.shared:
             x_new = torch.from_numpy(x_host)
         else:
             x_new = self.x - torch.as_tensor(step, dtype=self.x.dtype, device=self.x.device)
             x_host = _host(x_new)
-        r_new = self.prob.residuals(x_new)
-        return x_new, x_host, r_new, _host(r_new)
+        r_new, record = self.prob.residuals_recorded(x_new)
+        return x_new, x_host, r_new, _host(r_new), record
 
     def _trial(self, sub: Subproblem) -> tuple[bool, tuple[bool, str] | None]:
         """One trial step of ``lmder``: ``lmpar``, the ratio, the radius update, the tests."""
@@ -120,7 +126,7 @@ class _More:
         self.par, z, pnorm = sub.lmpar(self.delta, self.par)  # pnorm = ||D p||
         if self.first:
             self.delta = min(self.delta, pnorm)
-        x_new, x_host, r_new, f_new = self._evaluate(sub.unpivot(z))  # the step is p = -x
+        x_new, x_host, r_new, f_new, record = self._evaluate(sub.unpivot(z))  # step p = -x
         fnorm1 = _norm(f_new)
         if not math.isfinite(fnorm1):  # NaN or a norm beyond float64: a bad step
             fnorm1 = math.inf
@@ -133,6 +139,7 @@ class _More:
         accepted = bool(ratio >= P0001)
         if accepted:
             self.x, self.x_host, self.r, self.f, self.fnorm = x_new, x_host, r_new, f_new, fnorm1
+            self.record = record
             self.cost = 0.5 * fnorm1 * fnorm1
             self.xnorm = _norm(self.diag * x_host)
             self.first = False
@@ -196,9 +203,13 @@ def levenberg_marquardt(
     starts at ``factor * ||D x0||`` and follows the ratio ``rho`` of actual to predicted
     reduction with MINPACK's constants (``trust_region.update_trust_region``: shrink below
     ``rho = 0.25``, expand to ``2 ||D p||`` above 0.75); a step is accepted when
-    ``rho >= 1e-4``, and only an accepted step costs a new Jacobian. The residuals and the
-    Jacobian are computed where ``x0`` lives (any device); the ``n x n`` factorizations and
-    the one ``m x n`` pivoted QR per Jacobian run on the host in float64 (LAPACK).
+    ``rho >= 1e-4``, and only an accepted step costs a new Jacobian. In reverse mode each
+    trial's residuals are evaluated under autograd and an accepted step's Jacobian comes
+    from that record (``vmap`` of the vector-Jacobian products over ``I_m``, which is how
+    ``jacrev`` computes it: the same Jacobian bit for bit, without a second forward pass;
+    ``problem._LeastSquares.residuals_recorded``). The residuals and the Jacobian are
+    computed where ``x0`` lives (any device); the ``n x n`` factorizations and the one
+    ``m x n`` pivoted QR per Jacobian run on the host in float64 (LAPACK).
 
     Convergence, as ``lmder`` (its tests, unchanged): ``ftol`` — the actual and predicted
     relative reductions of ``||r||^2`` are both at most ``ftol``; ``xtol`` — ``delta <= xtol
@@ -230,7 +241,8 @@ def levenberg_marquardt(
         Initial step bound ``delta0 = factor ||D x0||`` (``factor`` if ``x0 = 0``); MINPACK
         recommends 100.
     jac : {"auto", "fwd", "rev", "fd"}
-        ``torch.func.jacrev`` ("rev"), ``torch.func.jacfwd`` ("fwd"), the one of the two that
+        Reverse mode ("rev": ``torch.func.jacrev``'s Jacobian, from the trial's autograd
+        record as above), ``torch.func.jacfwd`` ("fwd"), the one of the two that
         ``problem.auto_jacobian_mode`` picks by the shape ``m x n`` ("auto": forward mode
         only for ``m >= 2 n`` and ``m n >= 4096``, as measured there; reverse mode on every
         NIST problem), or forward differences (MINPACK ``fdjac2``, as ``lmdif``: step
@@ -249,7 +261,10 @@ def levenberg_marquardt(
     Returns
     -------
     SecondOrderResult
-        ``n_iter`` trial steps, ``n_fev`` residual evaluations, ``n_jev`` Jacobians.
+        ``n_iter`` trial steps, ``n_fev`` residual evaluations (the start and one per trial
+        step, plus ``n`` per forward-difference Jacobian), ``n_jev`` Jacobians (the start
+        and one per accepted step, however computed: the model runs once more than
+        ``n_fev`` in reverse mode, once per Jacobian more in forward mode).
 
     Example
     -------
