@@ -267,3 +267,34 @@ def test_penalty_and_augmentation_match_fit():
         assert h["penalty"] == pytest.approx(res.histories[k]["penalty"], abs=1e-12)
         assert h["train_loss"] == pytest.approx(res.histories[k]["train_loss"], abs=1e-10)
     assert _max_diff(models[0], models[1]) > 1e-3  # the members did differ
+
+
+def test_mlp_forward_without_vmap_equals_vmap():
+    """An nn.Sequential MLP runs as batched matmuls (StackedModel._mlp_forward); it gives the
+    vmap-over-functional_call outputs, dropout masks included, and a BN net keeps vmap."""
+    from goodfit.train.stacked import StackedModel
+
+    class Net(nn.Sequential):  # a subclass that keeps Sequential's forward takes the fast path
+        pass
+
+    def net(seed):
+        torch.manual_seed(seed)
+        return Net(
+            nn.Flatten(),
+            nn.Linear(12, 16),
+            nn.GELU(),
+            nn.Dropout(0.4),
+            nn.Linear(16, 5, bias=False),
+        ).double()
+
+    st = StackedModel([net(1), net(2), net(3)])
+    assert st._mlp is not None
+    assert StackedModel([_net(1, torch.float64), _net(2, torch.float64)])._mlp is None  # BN
+    x = torch.randn(3, 7, 3, 4, dtype=torch.float64)
+    masks = st.draw_masks(x, [torch.Generator().manual_seed(s) for s in (4, 5, 6)])
+    with torch.no_grad():
+        fast = st.forward(x, masks)
+        st._mlp = None
+        slow = st.forward(x, masks)
+    assert fast.shape == (3, 7, 5)
+    assert float((fast - slow).abs().max()) < 1e-12

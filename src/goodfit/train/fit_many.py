@@ -5,11 +5,12 @@ its own data (a bootstrap sample, a fold, sample weights), its own epoch permuta
 generator seeded with its seed, the draw :class:`goodfit.train.sampling.RandomOrder` makes), its
 own dropout masks (see :mod:`goodfit.train.stacked`), its own batch-norm statistics, its own
 early stopping (GBC Algorithm 7.1, seed 001: a stopped member is frozen, its best parameters
-restored) — but the K forward/backward passes are one ``vmap`` and the K optimizer steps one
-step on the stacked tensors. That is exact for element-wise optimizers (the ``torch.optim``
-first-order rules in :data:`goodfit.train.vectorize_check.ELEMENTWISE` and goodfit's chains whose
-transforms are all element-wise, ``transform.chunkable``); global-norm clipping is per member
-(``clip_norm``).
+restored) — but the K forward/backward passes are one ``vmap`` (an ``nn.Sequential`` MLP: one
+batched matmul per layer, :class:`~goodfit.train.stacked.StackedModel`) and the K optimizer
+steps one step on the stacked tensors. That is exact for element-wise optimizers (the
+``torch.optim`` first-order rules in :data:`goodfit.train.vectorize_check.ELEMENTWISE` and
+goodfit's chains whose transforms are all element-wise, ``transform.chunkable``); global-norm
+clipping is per member (``clip_norm``).
 
 Equality is to rounding: the batched matmuls add in another order (~1e-16 in float64). Rules
 linear in the gradient keep it there; Adam divides by ``sqrt(v)``, so a parameter whose true
@@ -326,7 +327,11 @@ class _Group:
             n = xs.shape[1]
             for s in range(0, n, self.eval_batch_size):
                 xb, yb = xs[:, s : s + self.eval_batch_size], ys[:, s : s + self.eval_batch_size]
-                out, loss = self.stacked.forward(xb, loss=self.loss_fn, extra=(yb,))
+                if self.stacked_loss is not None:
+                    out = self.stacked.forward(xb)
+                    loss = self.stacked_loss(out, yb, None)
+                else:
+                    out, loss = self.stacked.forward(xb, loss=self.loss_fn, extra=(yb,))
                 total += loss.double().cpu() * xb.shape[1]
                 if self.task == "classification":
                     correct += (out.argmax(dim=-1) == hard_labels_k(yb)).sum(1).cpu()
