@@ -270,8 +270,8 @@ def test_penalty_and_augmentation_match_fit():
 
 
 def test_mlp_forward_without_vmap_equals_vmap():
-    """An nn.Sequential MLP runs as batched matmuls (StackedModel._mlp_forward); it gives the
-    vmap-over-functional_call outputs, dropout masks included, and a BN net keeps vmap."""
+    """An nn.Sequential MLP runs as batched matmuls (goodfit.train.stacked_sequential); it gives the
+    vmap-over-functional_call outputs, dropout masks included."""
     from goodfit.train.stacked import StackedModel
 
     class Net(nn.Sequential):  # a subclass that keeps Sequential's forward takes the fast path
@@ -288,13 +288,52 @@ def test_mlp_forward_without_vmap_equals_vmap():
         ).double()
 
     st = StackedModel([net(1), net(2), net(3)])
-    assert st._mlp is not None
-    assert StackedModel([_net(1, torch.float64), _net(2, torch.float64)])._mlp is None  # BN
+    assert st._plan is not None
+    assert (
+        StackedModel([_net(1, torch.float64), _net(2, torch.float64)])._plan is not None
+    )  # BN1d too
     x = torch.randn(3, 7, 3, 4, dtype=torch.float64)
     masks = st.draw_masks(x, [torch.Generator().manual_seed(s) for s in (4, 5, 6)])
     with torch.no_grad():
         fast = st.forward(x, masks)
-        st._mlp = None
+        st._plan = None
         slow = st.forward(x, masks)
     assert fast.shape == (3, 7, 5)
     assert float((fast - slow).abs().max()) < 1e-12
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_cnn_forward_without_vmap_equals_vmap(training):
+    """A plain CNN (conv, batch norm, pooling, both dropouts, flatten, linear, BN1d) runs
+    channel-stacked without vmap: the same outputs, running statistics and batch counts as the
+    vmap path, in training and in eval mode."""
+    from goodfit.train.stacked import StackedModel
+
+    def net(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(
+            nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout2d(0.3),
+            nn.MaxPool2d(2), nn.Conv2d(4, 6, 3, groups=2), nn.AvgPool2d(1), nn.Dropout(0.2),
+            nn.Flatten(), nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Linear(5, 3),
+        ).double()  # fmt: skip
+
+    members = [net(1), net(2), net(3)]
+    for m in members:  # running statistics away from their initial values
+        m.train()(torch.randn(8, 2, 6, 6, dtype=torch.float64))
+    fast_st, slow_st = StackedModel(members), StackedModel(members)
+    slow_st._plan = None
+    assert fast_st._plan is not None
+    x = torch.randn(3, 7, 2, 6, 6, dtype=torch.float64)
+    outs = []
+    for st in (fast_st, slow_st):
+        st.train(training)
+        gens = [torch.Generator().manual_seed(s) for s in (4, 5, 6)]
+        masks = st.draw_masks(x, gens) if training else []
+        with torch.no_grad():
+            outs.append(st.forward(x, masks))
+    assert outs[0].shape == (3, 7, 3)
+    assert float((outs[0] - outs[1]).abs().max()) < 1e-12
+    for name, buf in fast_st.buffers.items():
+        assert torch.allclose(buf.double(), slow_st.buffers[name].double(), atol=1e-12), name
+    if training:
+        assert int(fast_st.buffers["1.num_batches_tracked"][0]) == 2

@@ -1,8 +1,8 @@
 """K models of one architecture as one: parameters and buffers stacked along a leading member
 axis, the forward pass ``vmap`` over ``torch.func.functional_call`` — or, for an
-``nn.Sequential`` of ``Linear``, ``Flatten`` and element-wise layers (an MLP), one ``baddbmm``
-per layer on the stacked tensors, the same products without ``vmap``'s per-layer cost (measured:
-8 bagged MLPs trained in 0.20 s instead of 0.32 s, ``benchmarks/ensemble.py``).
+``nn.Sequential`` of the common layers (MLPs and plain CNNs), the same products written on the
+stacked tensors without ``vmap``'s per-layer cost (:mod:`goodfit.train.stacked_sequential`;
+measured: 8 bagged MLPs in 0.20 s instead of 0.32 s, ``benchmarks/ensemble.py``).
 
 ``torch.func.stack_module_state`` gives the stacked tensors; a *shell* (a copy of the first
 model whose parameters are the stacked ones) is what an optimizer is built on, so param-group
@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
+
+from goodfit.train.stacked_sequential import sequential_forward, sequential_plan
 
 __all__ = ["StackedModel", "architecture_mismatch"]
 
@@ -98,25 +100,6 @@ def _feed_dropouts(module: nn.Module, feed: _MaskFeed) -> None:
             _feed_dropouts(child, feed)
 
 
-#: Element-wise modules the batched-matmul forward of a Linear stack calls on stacked tensors.
-_ELEMENTWISE_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Hardtanh, nn.Identity, _FedDropout,
-)  # fmt: skip
-
-
-def _linear_stack(base: nn.Module) -> list[tuple[str, nn.Module]] | None:
-    """The layers of an ``nn.Sequential`` of ``nn.Linear``, ``nn.Flatten()`` and element-wise
-    modules (an MLP), which :meth:`StackedModel.forward` runs as batched matmuls; else None."""
-    if not isinstance(base, nn.Sequential) or type(base).forward is not nn.Sequential.forward:
-        return None
-    for m in base.children():
-        flat = type(m) is nn.Flatten and m.start_dim == 1 and m.end_dim == -1
-        if not (flat or type(m) is nn.Linear or type(m) in _ELEMENTWISE_MODULES):
-            return None
-    return list(base.named_children())
-
-
 class StackedModel:
     """The K members of one architecture, stacked.
 
@@ -144,7 +127,7 @@ class StackedModel:
         every = (*self.base.named_parameters(remove_duplicate=False),
                  *self.base.named_buffers(remove_duplicate=False))  # fmt: skip
         self._tied = len({id(t) for _, t in every}) < len(every)
-        self._mlp = _linear_stack(self.base)
+        self._plan = sequential_plan(self.base, _FedDropout)
         self._shapes: dict[tuple[int, ...], list[tuple[_FedDropout, tuple[int, ...]]]] = {}
 
     # -- one member's state ---------------------------------------------------------------------
@@ -214,8 +197,13 @@ class StackedModel:
         """All members' outputs for ``x`` (K, B, ...) — or (B, ...) shared when ``x_shared`` —
         and, with ``loss``, ``loss(out, *extra)`` per member (``extra`` stacked per member)."""
 
-        if loss is None and not x_shared and self._mlp is not None:
-            return self._mlp_forward(x, masks)
+        if loss is None and not x_shared and self._plan is not None:
+            self.feed.masks, self.feed.cursor = list(masks), 0
+            try:
+                state = {**self.params, **self.buffers}
+                return sequential_forward(self._plan, state, self.k, x, self.feed)
+            finally:
+                self.feed.masks = []
 
         def member(params, buffers, xk, mk, *ek):
             self.feed.masks, self.feed.cursor = list(mk), 0
@@ -227,31 +215,6 @@ class StackedModel:
             return vmap(member, in_dims=in_dims, randomness="error")(
                 self.params, self.buffers, x, tuple(masks), *extra
             )
-        finally:
-            self.feed.masks = []
-
-    def _mlp_forward(self, x: Tensor, masks: Sequence[Tensor]) -> Tensor:
-        """An MLP's forward without ``vmap`` (which costs ~0.1 ms a layer): each ``Linear`` one
-        ``baddbmm`` of the stacked inputs (K, B, F) with the stacked weights, ``Flatten`` from
-        the second axis, element-wise layers and the fed dropouts on the stacked tensors."""
-        self.feed.masks, self.feed.cursor = list(masks), 0
-        try:
-            for name, layer in self._mlp:
-                if type(layer) is nn.Linear:
-                    w, b = self.params[f"{name}.weight"], self.params.get(f"{name}.bias")
-                    lead = x.shape[1:-1]
-                    x2 = x.reshape(self.k, -1, x.shape[-1])
-                    y = (
-                        x2 @ w.transpose(1, 2)
-                        if b is None
-                        else torch.baddbmm(b.unsqueeze(1), x2, w.transpose(1, 2))
-                    )
-                    x = y.reshape(self.k, *lead, w.shape[1])
-                elif type(layer) is nn.Flatten:
-                    x = x.flatten(2)
-                else:
-                    x = layer(x)
-            return x
         finally:
             self.feed.masks = []
 
