@@ -44,6 +44,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from goodfit.train.stacked import has_tied_tensors
+
 __all__ = [
     "Landscape",
     "filter_normalized_direction",
@@ -225,12 +227,7 @@ def _surface(
     if vectorize is None:
         vectorize = device.type != "cpu"
 
-    # functional_call's weight-tying pass costs ~0.1 ms a call: skip it when nothing is tied
-    every = [
-        *net.named_parameters(remove_duplicate=False),
-        *net.named_buffers(remove_duplicate=False),
-    ]
-    tied = len({id(t) for _, t in every}) < len(every)
+    tied = has_tied_tensors(net)
 
     def loss_at(params: Params, xb: Tensor, yb: Tensor) -> Tensor:
         return loss_fn(functional_call(net, (params, buffers), (xb,), tie_weights=tied), yb)

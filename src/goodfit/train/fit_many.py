@@ -252,14 +252,7 @@ class _Group:
             xb, yb = self._augment(xb, yb)
         gens = [g if on else None for g, on in zip(self.dropout, self.active, strict=True)]
         masks = self.stacked.draw_masks(xb, gens)
-        if self.stacked_loss is not None:  # a built-in loss: on the stacked outputs, no vmap
-            out = self.stacked.forward(xb, masks)
-            loss = self.stacked_loss(out, yb, wb)
-        else:
-            extra, loss_fn = (yb,), self.loss_fn
-            if wb is not None:
-                extra, loss_fn = (yb, wb), weighted(self.loss_fn)
-            out, loss = self.stacked.forward(xb, masks, loss=loss_fn, extra=extra)
+        out, loss = self._forward_loss(xb, yb, wb, masks)
         total = loss
         if self.penalty is not None:  # each member's own penalty: the gradients stay apart
             pen = self.penalty.per_member(self.stacked.shell, self.k)
@@ -282,6 +275,19 @@ class _Group:
             cb.on_after_step(self)
             cb.on_batch_end(self)
         return loss.detach(), out.detach(), yb
+
+    def _forward_loss(
+        self, xb: Tensor, yb: Tensor, wb: Tensor | None, masks: Sequence[Tensor] = ()
+    ) -> tuple[Tensor, Tensor]:
+        """All members' outputs and batch losses (K,): a built-in loss on the stacked outputs,
+        any other under ``vmap`` (sample-weighted when ``wb`` is given)."""
+        if self.stacked_loss is not None:
+            out = self.stacked.forward(xb, masks)
+            return out, self.stacked_loss(out, yb, wb)
+        extra, loss_fn = (yb,), self.loss_fn
+        if wb is not None:
+            extra, loss_fn = (yb, wb), weighted(self.loss_fn)
+        return self.stacked.forward(xb, masks, loss=loss_fn, extra=extra)
 
     def _augment(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
         """Member k's batch through the pipeline with the global RNG in member k's state (its
@@ -327,11 +333,7 @@ class _Group:
             n = xs.shape[1]
             for s in range(0, n, self.eval_batch_size):
                 xb, yb = xs[:, s : s + self.eval_batch_size], ys[:, s : s + self.eval_batch_size]
-                if self.stacked_loss is not None:
-                    out = self.stacked.forward(xb)
-                    loss = self.stacked_loss(out, yb, None)
-                else:
-                    out, loss = self.stacked.forward(xb, loss=self.loss_fn, extra=(yb,))
+                out, loss = self._forward_loss(xb, yb, None)
                 total += loss.double().cpu() * xb.shape[1]
                 if self.task == "classification":
                     correct += (out.argmax(dim=-1) == hard_labels_k(yb)).sum(1).cpu()
