@@ -337,3 +337,34 @@ def test_cnn_forward_without_vmap_equals_vmap(training):
         assert torch.allclose(buf.double(), slow_st.buffers[name].double(), atol=1e-12), name
     if training:
         assert int(fast_st.buffers["1.num_batches_tracked"][0]) == 2
+
+
+@pytest.mark.parametrize(
+    "pool, shape",
+    [
+        (nn.MaxPool2d(2), (4, 3, 6, 6)),
+        (nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True), (4, 3, 7, 5)),
+        (nn.MaxPool1d(2, padding=1), (4, 3, 9)),
+    ],
+)
+def test_pool_before_relu_is_exact(pool, shape):
+    """The stacked plan runs ``ReLU, MaxPool`` as ``MaxPool, ReLU``: bit-identical outputs and
+    input gradients, on inputs full of ties (small integers: equal maxima, windows of zeros
+    and of negatives)."""
+    from goodfit.train.stacked import _FedDropout
+    from goodfit.train.stacked_sequential import sequential_plan
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-2, 3, shape, generator=g).double()
+    w = torch.randn(pool(x).shape, generator=g, dtype=torch.float64)
+    outs, grads = [], []
+    for net in (nn.Sequential(nn.ReLU(), pool), nn.Sequential(pool, nn.ReLU())):
+        xi = x.clone().requires_grad_()
+        y = net(xi)
+        (y * w).sum().backward()
+        outs.append(y.detach())
+        grads.append(xi.grad)
+    assert torch.equal(outs[0], outs[1])
+    assert torch.equal(grads[0], grads[1])
+    plan = sequential_plan(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), pool, nn.ReLU()), _FedDropout)
+    assert [type(m) for _, m in plan] == [nn.Linear, type(pool), nn.ReLU, nn.ReLU]
