@@ -11,8 +11,9 @@ benchmark-only (``pip install --no-deps torchensemble``; its metadata asks for t
 which it never imports).
 
 Study part: ``--study`` runs a copy of goodfit's default study reduced to ``--study-epochs``
-epochs with ``gradient_flow = false``, serial and with ``vectorize = true``, and prints both wall
-times and which variants vectorized.
+epochs with ``gradient_flow = false``, serial and with ``vectorize = true`` (after an untimed
+one-epoch run of each, so that neither pays the lazy imports), and prints both wall times and
+which variants vectorized.
 
 Run: ``python benchmarks/ensemble.py [--runs 3] [--epochs 5] [--threads 1] [--study]
 [--study-epochs 2] [--study-k 3] [--skip-cases]``
@@ -165,6 +166,11 @@ def bench_study(epochs: int, k: int | None) -> None:
     if k is not None:  # k-fold on the 1437 rows: folds of equal size (5x2's halves differ by one)
         base["study"]["splits"] = {"kind": "stratified_kfold", "k": k}
     with tempfile.TemporaryDirectory() as tmp:
+        for vec in (False, True):  # warm-up: lazy imports, kornia's and matplotlib's caches
+            cfg = copy.deepcopy(base)
+            cfg["train"]["epochs"] = 1
+            cfg["study"]["vectorize"] = vec
+            run_study(cfg, Path(tmp) / f"warm{vec}", progress=False)
         walls = {}
         for vec in (False, True):
             cfg = copy.deepcopy(base)

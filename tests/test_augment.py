@@ -406,3 +406,35 @@ def test_fit_trains_on_mixup_soft_targets():
     )
     record = hist.records[-1]
     assert np.isfinite(record["train_loss"]) and np.isfinite(record["val_loss"])
+
+
+@pytest.mark.parametrize("size", [4, 3])
+def test_kornia_ops_draw_apart(size):
+    """Every kornia op of the registry draws all of its randomness before transforming: three
+    parts of a batch drawn from three RNG states and transformed at once (``apply_drawn``:
+    joined parameters, or part by part where they do not join) equal the three parts through
+    the op one by one, bit for bit. Part size 4 matches the length of a colour jitter's
+    batch-wide ``order``, which must not be taken for a per-sample parameter."""
+    from goodfit.data.augment_image import KorniaOp
+
+    x = torch.rand(3 * size, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    checked = 0
+    for name, make in A.AUGMENTATIONS.items():
+        op = make()
+        inner = getattr(op, "ops", {2: op}).get(2)
+        if not isinstance(inner, KorniaOp):
+            continue
+        assert op.drawable(x), name
+        parts = [x[k * size : (k + 1) * size] for k in range(3)]
+        with torch.random.fork_rng(devices=[]):
+            one_by_one = []
+            for k, xk in enumerate(parts):
+                torch.manual_seed(100 + k)
+                one_by_one.append(op(xk))
+            drawn = []
+            for k, xk in enumerate(parts):
+                torch.manual_seed(100 + k)
+                drawn.append(op.draw(xk))
+        assert torch.equal(op.apply_drawn(x, drawn), torch.cat(one_by_one)), name
+        checked += 1
+    assert checked >= 20

@@ -230,10 +230,20 @@ def test_cnn_with_channel_dropout_matches_fit():
         assert _max_diff(models[k], ref) < 1e-10
 
 
-def test_penalty_and_augmentation_match_fit():
-    """An L1 + L2 penalty (each member's own, per_member on the stacked shell) and a kornia
-    affine + mixup pipeline (member k's draws from its own RNG stream, as fit's one global
-    stream interleaves augmentation and dropout) give fit's parameters and history, float64."""
+@pytest.mark.parametrize(
+    "ops",
+    [
+        [("affine", {"degrees": 15.0, "translate": 0.1}), ("mixup", {"p": 0.5})],
+        [("affine", {"degrees": 15.0, "translate": 0.1}), ("erasing", {"p": 0.5})],
+    ],
+    ids=["per-member", "drawn-apart"],
+)
+def test_penalty_and_augmentation_match_fit(ops):
+    """An L1 + L2 penalty (each member's own, per_member on the stacked shell) and an
+    augmentation pipeline (member k's draws from its own RNG stream, as fit's one global
+    stream interleaves augmentation and dropout) give fit's parameters and history, float64:
+    kornia affine + mixup (each member's batch through the pipeline) and kornia affine +
+    erasing (drawn per member, transformed in one call per op)."""
     from goodfit.data.augment import AUGMENTATIONS, AugmentPipeline
     from goodfit.regularize import elastic_net
 
@@ -248,8 +258,9 @@ def test_penalty_and_augmentation_match_fit():
         ).double()
 
     def pipeline():
-        ops = [AUGMENTATIONS["affine"](degrees=15.0, translate=0.1), AUGMENTATIONS["mixup"](p=0.5)]
-        return AugmentPipeline(ops, num_classes=3)
+        return AugmentPipeline([AUGMENTATIONS[n](**kw) for n, kw in ops], num_classes=3)
+
+    assert pipeline().drawable(X) == (ops[1][0] == "erasing")
 
     models = [net(1), net(2), net(3)]
     refs = [copy.deepcopy(m) for m in models]

@@ -243,6 +243,12 @@ class AugmentPipeline:
                     x = op(x)
         return x, y
 
+    def drawable(self, x: Tensor) -> bool:
+        """Whether every op that acts draws its parameters before transforming (none blends):
+        then parts of a batch may draw from their own RNG states and be transformed at once
+        (:meth:`Augmentation.apply_drawn`)."""
+        return all(op.drawable(x) and not op.blends for op in self.ops if op.p != 0.0)
+
     def __len__(self) -> int:
         return len(self.ops)
 

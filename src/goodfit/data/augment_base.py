@@ -114,6 +114,23 @@ class Augmentation:
             return x
         return self.apply(x)
 
+    def drawable(self, x: Tensor) -> bool:
+        """Whether all of the op's randomness for ``x`` is drawn before it touches the data
+        (:meth:`draw`), so that parts of one batch can take their draws from different RNG
+        states and be transformed at once (:meth:`apply_drawn`), as ``fit_many`` does for its
+        members. False unless a subclass says otherwise."""
+        return False
+
+    def draw(self, x: Tensor) -> Any:
+        """The random parameters that ``self(x)`` would draw, drawn as it draws them."""
+        raise NotImplementedError(f"augmentation {self.name!r} does not draw apart")
+
+    def apply_drawn(self, x: Tensor, parts: list[Any]) -> Tensor:
+        """``x`` (the parts' batches one after another, equal sizes) transformed with each
+        part's drawn parameters: ``cat([self(x_k) for k])`` where part ``k``'s RNG state drew
+        ``parts[k]``."""
+        raise NotImplementedError(f"augmentation {self.name!r} does not draw apart")
+
     def _params(self) -> dict[str, Any]:
         return {"p": self.p}
 
@@ -134,6 +151,15 @@ class DimDispatch(Augmentation):
 
     def apply(self, x: Tensor) -> Tensor:
         return self.ops[x.ndim - 2](x)
+
+    def drawable(self, x: Tensor) -> bool:
+        return self.ops[x.ndim - 2].drawable(x)
+
+    def draw(self, x: Tensor) -> Any:
+        return self.ops[x.ndim - 2].draw(x)
+
+    def apply_drawn(self, x: Tensor, parts: list[Any]) -> Tensor:
+        return self.ops[x.ndim - 2].apply_drawn(x, parts)
 
     def __repr__(self) -> str:
         return repr(self.ops[max(self.ops)])

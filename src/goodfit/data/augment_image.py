@@ -72,6 +72,7 @@ class KorniaOp(Augmentation):
         super().__init__(p)
         self._build = build
         self._modules: dict[tuple[int, int], Any] = {}
+        self._per_sample: dict[tuple[int, ...], frozenset[str]] = {}
         self.params = params
 
     def module(self, size: tuple[int, int]) -> Any:
@@ -82,7 +83,48 @@ class KorniaOp(Augmentation):
         return mod
 
     def apply(self, x: Tensor) -> Tensor:
-        return self.module((int(x.shape[-2]), int(x.shape[-1])))(x)
+        return self._module_for(x)(x)
+
+    def _module_for(self, x: Tensor) -> Any:
+        return self.module((int(x.shape[-2]), int(x.shape[-1])))
+
+    def drawable(self, x: Tensor) -> bool:
+        """kornia draws a batch's parameters (``forward_parameters``) before transforming it
+        (checked for every kornia op of the registry, ``tests/test_augment.py``)."""
+        return True
+
+    def draw(self, x: Tensor) -> dict[str, Any]:
+        """kornia's ``forward_parameters`` for ``x``: what ``self(x)`` draws first."""
+        return self._module_for(x).forward_parameters(x.shape)
+
+    def apply_drawn(self, x: Tensor, parts: list[dict[str, Any]]) -> Tensor:
+        """One kornia call on the whole batch with the parts' parameters joined (the
+        per-sample tensors concatenated), or a call per part where they do not join."""
+        mod = self._module_for(x)
+        joined = join_kornia_params(parts, x.shape, self._per_sample_keys(mod, x))
+        if joined is not None:
+            return mod(x, params=joined)
+        chunks = x.chunk(len(parts))
+        return torch.cat([mod(xk, params=q) for xk, q in zip(chunks, parts, strict=True)])
+
+    def _per_sample_keys(self, mod: Any, x: Tensor) -> frozenset[str]:
+        """The parameters kornia draws per sample for ``x``'s sample shape: those whose leading
+        dimension follows the batch size, found once by drawing for batches of 2 and 3 under
+        a forked RNG (a size alone could be a coincidence: a colour jitter's ``order`` holds
+        4 entries whatever the batch)."""
+        key = tuple(x.shape[1:])
+        found = self._per_sample.get(key)
+        if found is None:
+            with torch.random.fork_rng(devices=[]):
+                two, three = (mod.forward_parameters(torch.Size((n, *key))) for n in (2, 3))
+            found = frozenset(
+                k
+                for k, v in two.items()
+                if isinstance(v, Tensor) and v.ndim > 0 and v.shape[0] == 2
+                and isinstance(three[k], Tensor) and three[k].ndim > 0 and three[k].shape[0] == 3
+            )  # fmt: skip
+            self._per_sample[key] = found
+        return found
 
     def _params(self) -> dict[str, Any]:
         return {**self.params, "p": self.p}
@@ -90,6 +132,36 @@ class KorniaOp(Augmentation):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
         return f"KorniaOp({self.name!r}, {args})"
+
+
+def join_kornia_params(
+    parts: list[dict[str, Any]], shape: torch.Size, per_sample: frozenset[str]
+) -> dict[str, Any] | None:
+    """kornia parameter dicts of equal-sized parts of one batch as one dict for the whole batch
+    (``shape``): the ``per_sample`` tensors concatenated, ``forward_input_shape`` set to
+    ``shape``, everything else equal across the parts; None where they do not join (ragged
+    per-sample tensors, different batch-wide draws: the parts are then transformed one by
+    one)."""
+    joined: dict[str, Any] = {}
+    for key, first in parts[0].items():
+        values = [q[key] for q in parts]
+        if key == "forward_input_shape":
+            joined[key] = torch.tensor(shape, dtype=first.dtype)
+        elif key in per_sample:
+            if any(v.shape[1:] != first.shape[1:] for v in values[1:]):
+                return None
+            joined[key] = torch.cat(values)
+        elif all(_same(first, v) for v in values[1:]):
+            joined[key] = first
+        else:
+            return None
+    return joined
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        return a.shape == b.shape and bool(torch.equal(a, b))
+    return bool(a == b)
 
 
 # ----------------------------------------------------------------------------- kornia-backed ops

@@ -291,19 +291,30 @@ class _Group:
 
     def _augment(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
         """Member k's batch through the pipeline with the global RNG in member k's state (its
-        generator's), as ``fit`` draws augmentations and dropout masks from one stream."""
+        generator's), as ``fit`` draws augmentations and dropout masks from one stream. Ops
+        that draw before transforming (kornia's) draw per member and transform all K batches
+        in one call."""
         saved = torch.get_rng_state()
-        xs, ys = [], []
+
+        def draw_as(k: int, fn: Callable[..., Any], *args: Any) -> Any:
+            torch.set_rng_state(self.dropout[k].get_state())
+            out = fn(*args)
+            self.dropout[k].set_state(torch.get_rng_state())
+            return out
+
         try:
-            for k, gen in enumerate(self.dropout):
-                torch.set_rng_state(gen.get_state())
-                xk, yk = self.augment(xb[k], yb[k])
-                gen.set_state(torch.get_rng_state())
-                xs.append(xk)
-                ys.append(yk)
+            if not self.augment.drawable(xb[0]):
+                pairs = [draw_as(k, self.augment, xb[k], yb[k]) for k in range(self.k)]
+                return torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
+            self.augment.check_input(xb[0])
+            x = xb.reshape(-1, *xb.shape[2:])
+            with torch.no_grad():
+                for op in (op for op in self.augment.ops if op.p != 0.0):
+                    parts = [draw_as(k, op.draw, xk) for k, xk in enumerate(x.chunk(self.k))]
+                    x = op.apply_drawn(x, parts)
+            return x.reshape(self.k, -1, *x.shape[1:]), yb
         finally:
             torch.set_rng_state(saved)
-        return torch.stack(xs), torch.stack(ys)
 
     @torch.no_grad()
     def _clip(self) -> None:
