@@ -263,6 +263,14 @@ def _point_by_point(
     place with ``center + sum_k c_k d_k`` (skipping the directions that are zero for a tensor:
     biases, norms) — no ``functional_call`` and no allocation per point."""
     work = copy.deepcopy(net)
+    if any(isinstance(m, nn.Conv2d) for m in work.modules()):
+        # channels_last: the CPU's convolutions and pooling on these maps run faster in it
+        # (benchmarks/landscape.py: the 2-D CNN's forward 4x, the residual net's 1.5x); the
+        # weights' combinations are computed in the same layout, so none is converted back
+        work = work.to(memory_format=torch.channels_last)
+        batches = [(_channels_last(xb), yb) for xb, yb in batches]
+        center = {k: _channels_last(w) for k, w in center.items()}
+        directions = [{k: _channels_last(v) for k, v in d.items()} for d in directions]
     live = {**dict(work.named_parameters()), **dict(work.named_buffers())}
     moving = {k: [j for j, d in enumerate(directions) if bool(d[k].any())] for k in center}
     for k, w in center.items():
@@ -280,6 +288,10 @@ def _point_by_point(
             total += float(loss_fn(work(xb), yb)) * len(xb)
         out[i] = total / n
     return out.to(coords.dtype)
+
+
+def _channels_last(x: Tensor) -> Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
 def _grid(distance: float, steps: int) -> np.ndarray:
