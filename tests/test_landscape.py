@@ -43,10 +43,16 @@ def test_landscape_at_origin_is_the_models_loss(bn):
     assert abs(ls.losses[2][2] - expected) < 1e-6
 
 
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
 @pytest.mark.parametrize(("vectorize", "memory_mb"), [(True, 0.01), (True, 64.0), (False, 64.0)])
-def test_grid_points_match_loading_the_weights(vectorize, memory_mb):
+def test_grid_points_match_loading_the_weights(vectorize, memory_mb, kind):
+    """Grid points equal the loss with the combined weights loaded (for the CNN on the CPU's
+    loop: evaluated in channels_last memory, the reference in the default layout)."""
     torch.manual_seed(1)
-    model = mlp((1, 8, 8), (12,), 10)
+    if kind == "mlp":
+        model = mlp((1, 8, 8), (12,), 10)
+    else:
+        model = cnn2d((1, 8, 8), (4, 8), 10, hidden=(16,), norm="batch").eval()
     X, y = _data(40)
     center = L.trainable_params(model)
     g = torch.Generator().manual_seed(3)
