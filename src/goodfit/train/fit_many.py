@@ -240,8 +240,12 @@ class _Group:
         self._end_epoch(torch.stack(losses).sum(0) / n, correct, n, t0)
 
     def _gather(self, t: Tensor, idx: Tensor) -> Tensor:
-        rows = idx.reshape(idx.shape + (1,) * (t.ndim - 2)).expand(idx.shape + t.shape[2:])
-        return torch.gather(t, 1, rows)
+        """``t[k, idx[k]]`` for every member ``k``: one ``index_select`` of whole rows on the
+        flattened ``(K*n, ...)`` (``gather`` with an index expanded over the trailing
+        dimensions costs ~10x as much)."""
+        k, n = t.shape[:2]
+        flat = (idx + torch.arange(k, device=idx.device).unsqueeze(1) * n).reshape(-1)
+        return t.reshape(k * n, *t.shape[2:]).index_select(0, flat).reshape(idx.shape + t.shape[2:])
 
     def _train_batch(
         self, xb: Tensor, yb: Tensor, wb: Tensor | None
