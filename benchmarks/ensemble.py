@@ -6,17 +6,18 @@ Cases: (a) 8 MLPs (64-128-10, ReLU) on digits; (b) 8 small CNNs (conv 8 -> pool 
 pool -> 64 -> 10) on digits' 8x8 images. Same epochs, batch size 64, Adam lr 1e-3, each
 member on its own bootstrap sample (fit_many / sequential: the same samples; torchensemble
 draws its own bootstrap inside every batch, which is its algorithm). All in one process,
-``torch.set_num_threads(threads)``, interleaved, median of ``--runs`` runs. torchensemble is
+torch's default number of threads (all cores, as a user's run gets them; ``--threads N`` sets
+``torch.set_num_threads(N)``), interleaved, median of ``--runs`` runs. torchensemble is
 benchmark-only (``pip install --no-deps torchensemble``; its metadata asks for torchvision,
 which it never imports).
 
-Study part: ``--study`` runs a copy of goodfit's default study reduced to ``--study-epochs``
-epochs with ``gradient_flow = false``, serial and with ``vectorize = true`` (after an untimed
+Study part: ``--study`` runs goodfit's default study (``--study-epochs``, default its own 20),
+serial and with ``vectorize = true`` (after an untimed
 one-epoch run of each, so that neither pays the lazy imports), and prints both wall times and
 which variants vectorized.
 
-Run: ``python benchmarks/ensemble.py [--runs 3] [--epochs 5] [--threads 1] [--study]
-[--study-epochs 2] [--study-k 3] [--skip-cases]``
+Run: ``python benchmarks/ensemble.py [--runs 3] [--epochs 5] [--threads N] [--study]
+[--study-epochs 20] [--study-k 3] [--skip-cases]``
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import torch
 from torch import nn
 
 import goodfit as gf
+from goodfit.app.default_study import DEFAULT_STUDY
 from goodfit.data import load_dataset
 from goodfit.ensemble import bootstrap_indices
 from goodfit.train.fit_many import fit_many
@@ -157,12 +159,10 @@ def bench_case(name, make, data, epochs, runs):
 
 
 def bench_study(epochs: int, k: int | None) -> None:
-    from goodfit.app.default_study import DEFAULT_STUDY
     from goodfit.app.study import run_study
 
     base = copy.deepcopy(DEFAULT_STUDY)
     base["train"]["epochs"] = epochs
-    base["study"]["gradient_flow"] = False
     if k is not None:  # k-fold on the 1437 rows: folds of equal size (5x2's halves differ by one)
         base["study"]["splits"] = {"kind": "stratified_kfold", "k": k}
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,7 +180,7 @@ def bench_study(epochs: int, k: int | None) -> None:
             walls[vec] = time.perf_counter() - t
     splits = f"stratified {k}-fold" if k else "5x2"
     print(
-        f"\ndefault study ({splits}), {epochs} epochs, gradient_flow = false: "
+        f"\ndefault study ({splits}), {epochs} epochs: "
         f"serial {walls[False]:.1f} s, "
         f"vectorize = true {walls[True]:.1f} s (ratio {walls[True] / walls[False]:.2f})"
     )
@@ -190,17 +190,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None, help="default: torch's (all cores)")
     ap.add_argument("--study", action="store_true")
-    ap.add_argument("--study-epochs", type=int, default=3)
+    ap.add_argument("--study-epochs", type=int, default=DEFAULT_STUDY["train"]["epochs"])
     ap.add_argument("--study-k", type=int, default=None, help="k-fold splits instead of 5x2")
     ap.add_argument("--skip-cases", action="store_true", help="only the study part")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     logging.disable(logging.CRITICAL)  # torchensemble logs every epoch
     ds = load_dataset("digits")
     X, y, Xt, yt = ds.X_train.float(), ds.y_train, ds.X_test.float(), ds.y_test
-    print(f"threads={args.threads}, torch {torch.__version__}, python {sys.version.split()[0]}")
+    py = sys.version.split()[0]
+    print(f"threads={torch.get_num_threads()}, torch {torch.__version__}, python {py}")
     if not args.skip_cases:
         bench_case("MLP on digits", MLP, ((X, y), (Xt, yt)), args.epochs, args.runs)
         bench_case("small CNN on digits", CNN, ((X, y), (Xt, yt)), args.epochs, args.runs)

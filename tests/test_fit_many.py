@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -379,3 +380,35 @@ def test_pool_before_relu_is_exact(pool, shape):
     assert torch.equal(grads[0], grads[1])
     plan = sequential_plan(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), pool, nn.ReLU()), _FedDropout)
     assert [type(m) for _, m in plan] == [nn.Linear, type(pool), nn.ReLU, nn.ReLU]
+
+
+def test_gradient_flow_per_member_matches_fit():
+    """A GradientFlowCallback runs once per member: each member's copy records the per-layer
+    gradient norms, steps, flags and epoch logs of a separate fit run with the callback
+    (float64 BN + dropout + early stopping, members stopping at different epochs), and a
+    stopped member records nothing more."""
+    from goodfit.diagnose.gradient_flow import GradientFlowCallback
+
+    train, val = _data(torch.float64)
+    models = [_net(10 + s, torch.float64, True, True) for s in SEEDS]
+    refs = [copy.deepcopy(m) for m in models]
+    kw = dict(epochs=15, batch_size=16)
+    res = fit_many(models, train, val, optimizer=_sgd, seeds=SEEDS, vectorize=True,
+                   callbacks=[EarlyStopping(patience=2), GradientFlowCallback(every=2)], **kw)  # fmt: skip
+    assert res.vectorized
+    lengths = set()
+    for k, ref in enumerate(refs):
+        flow = GradientFlowCallback(every=2)
+        h = gf.fit(ref, train, val, optimizer=_sgd(ref), seed=SEEDS[k], progress=False,
+                   callbacks=[EarlyStopping(patience=2), flow], **kw)  # fmt: skip
+        (mine,) = res.member_callbacks[k]
+        assert mine is not flow and mine.layers == flow.layers == ["0", "1", "4"]
+        assert mine.steps == flow.steps
+        np.testing.assert_allclose(mine.norms, flow.norms, rtol=1e-6)
+        assert [f["kind"] for f in mine.flags] == [f["kind"] for f in flow.flags]
+        hm = res.histories[k]
+        assert len(hm) == len(h)
+        for key in ("grad_norm/0", "grad_norm/4", "grad_norm_max", "grad_vanishing"):
+            assert hm[key] == pytest.approx(h[key], rel=1e-6), key
+        lengths.add(len(h))
+    assert len(lengths) > 1  # members stopped at different epochs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from goodfit.app.study import run_study
@@ -17,7 +18,6 @@ STUDY = {
     "study": {
         "splits": {"kind": "stratified_kfold", "k": 2},
         "metric": "val_accuracy",
-        "gradient_flow": False,
         "variants": [
             {"name": "dropout", "set": {"model.dropout": {"kind": "standard", "p": 0.3}}},
             {"name": "l2", "set": {"regularize.l2": 1e-3}},
@@ -48,6 +48,13 @@ def test_vectorized_study_equals_serial(tmp_path, torch_globals, capsys):
             for key, value in fa["scores"].items():
                 # float32: ~20 steps of SGD on O(1) weights stay within 1e-5 of each other
                 assert fb["scores"][key] == pytest.approx(value, abs=1e-5), (name, key)
+    # the gradient flow (on by default) is recorded per fold as in the serial study
+    for run in sorted((tmp_path / "serial" / "runs").glob("*/fold*")):
+        fa = json.loads((run / "summary.json").read_text())["gradient_flow"]
+        vec_run = tmp_path / "vec" / "runs" / run.parent.name / run.name
+        fb = json.loads((vec_run / "summary.json").read_text())["gradient_flow"]
+        assert fa["layers"] == fb["layers"] and fa["steps"] == fb["steps"], run
+        np.testing.assert_allclose(fb["norms"], fa["norms"], rtol=1e-4, atol=1e-6)
 
 
 def test_folds_of_different_sizes_vectorize_by_size(tmp_path, torch_globals, capsys):

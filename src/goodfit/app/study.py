@@ -465,6 +465,7 @@ def _train_vectorized(
                 result,
                 plan.config_hash,
             )
+            record.update(result.extra)
             write_fold(out / "runs" / name / f"fold{f}", record)
             finished(name, f, record)
     return left

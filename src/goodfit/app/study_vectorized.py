@@ -5,13 +5,14 @@ with ``fit(seed=train.seed)`` on its own prepared data (``prepare_from_config`` 
 ``seed + fold``); here the same K models, data and seeds train as one vectorized group, so each
 fold's result equals the serial one within float32 rounding (the batched matmuls add up in
 another order). A variant the group cannot hold — an ensemble, a second-order optimizer, GBC
-7.2/7.3, ``val_every``, a device other than the CPU, the per-run diagnoses (gradient flow,
-LR range test, curvature), the training strategies ([output_noise], [weight_noise],
+7.2/7.3, ``val_every``, a device other than the CPU, the first fold's diagnoses (LR range test,
+curvature, landscape), the training strategies ([output_noise], [weight_noise],
 [adversarial], [curriculum], multitask data), class weights or a balanced sampler, frozen
 parameters or per-pattern learning rates, or what ``fit_many`` refuses (weight tying, a
 constraint or sparsity callback, ...) — trains serially, with a one-line notice. Folds of
 different sizes make one group per size (the members of a group share their batch schedule), so
 5x2's ten folds of an odd pool make two groups of five; a fold alone in its size trains serially.
+Gradient flow is recorded per fold as in a serial study (a per-member callback of ``fit_many``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 
 from goodfit.app.build import build_optimizer, build_run, is_second_order, prepare_from_config
 from goodfit.app.config import Config
+from goodfit.app.study_fold import one_network
 from goodfit.train.fit_many import fit_many
 from goodfit.train.loop import evaluate, seed_everything
 
@@ -55,7 +57,7 @@ def config_obstacle(cfg: Config, diagnostics: dict[str, bool]) -> str | None:
         return "model.heads (multitask)"
     if es is not None and es.enabled and es.monitor not in ("val_loss", "val_accuracy"):
         return f"early_stopping.monitor = {es.monitor!r} (fit_many validates loss and accuracy)"
-    on = [name for name, flag in diagnostics.items() if flag]
+    on = [name for name, flag in diagnostics.items() if flag and name != "gradient_flow"]
     if on:
         return f"the per-run diagnoses {', '.join(on)} (set them to false in [study])"
     return None
@@ -64,8 +66,11 @@ def config_obstacle(cfg: Config, diagnostics: dict[str, bool]) -> str | None:
 class _Result:
     """The part of :class:`goodfit.app.run.RunResult` a fold record reads."""
 
-    def __init__(self, summary: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, summary: dict[str, Any], records: list[dict[str, Any]], extra: dict[str, Any]
+    ) -> None:
         self.summary, self.records = summary, records
+        self.extra = extra  # what the fold record adds: the gradient flow
 
 
 def _size_groups(prepared: list[Any]) -> dict[tuple[int, int], list[int]]:
@@ -79,13 +84,17 @@ def _size_groups(prepared: list[Any]) -> dict[tuple[int, int], list[int]]:
     return groups
 
 
-def _train_group(cfg: Config, dataset: Any, prepared: list[Any]) -> Any:
+def _train_group(cfg: Config, dataset: Any, prepared: list[Any], flow: bool) -> Any:
     """``fit_many`` over the prepared folds of one size group, each fold's model built after
-    ``seed_everything(train.seed)`` as a serial fold's is."""
+    ``seed_everything(train.seed)`` as a serial fold's is; ``flow``: record each fold's
+    gradient flow."""
+    from goodfit.diagnose.gradient_flow import GradientFlowCallback
+
     parts = []
     for p in prepared:
         seed_everything(cfg.train.seed)  # as every serial fold: the same init
         parts.append(build_run(cfg, p))
+    callbacks = list(parts[0].callbacks) + ([GradientFlowCallback()] if flow else [])
     return fit_many(
         [pt.model for pt in parts],
         [p.train for p in prepared],
@@ -95,14 +104,16 @@ def _train_group(cfg: Config, dataset: Any, prepared: list[Any]) -> Any:
         batch_size=cfg.train.batch_size,
         seeds=[cfg.train.seed] * len(prepared),
         task=dataset.task,
-        callbacks=parts[0].callbacks,
+        callbacks=callbacks,
         penalty=parts[0].penalty,
         augment=parts[0].augment,
         vectorize=True,
     )
 
 
-def _fold_result(model: Any, p: Any, history: Any, dataset: Any, wall: float) -> _Result:
+def _fold_result(
+    model: Any, p: Any, history: Any, dataset: Any, wall: float, member_cbs: list[Any]
+) -> _Result:
     summary = {**history.summary, "wall_seconds": wall}
     summary.update(evaluate(model, *p.test, task=dataset.task, prefix="test_"))
     if dataset.task == "classification":  # as app.run adds to a serial run's summary
@@ -110,7 +121,9 @@ def _fold_result(model: Any, p: Any, history: Any, dataset: Any, wall: float) ->
 
         pred = predict_classes(model, p.test[0])
         summary.update(class_report(p.test[1], pred, dataset.num_classes, prefix="test_"))
-    return _Result(summary, history.records)
+    # the only per-member callback a study passes: the gradient flow
+    extra = {"gradient_flow": member_cbs[0].to_dict()} if member_cbs else {}
+    return _Result(summary, history.records, extra)
 
 
 def train_variant_vectorized(
@@ -137,7 +150,8 @@ def train_variant_vectorized(
             continue
         t0 = time.perf_counter()
         try:
-            res = _train_group(cfg, dataset, [prepared[i] for i in members])
+            flow = diagnostics["gradient_flow"] and one_network(cfg)
+            res = _train_group(cfg, dataset, [prepared[i] for i in members], flow)
         except ValueError as err:
             if not str(err).startswith("fit_many cannot vectorize"):
                 raise
@@ -148,7 +162,8 @@ def train_variant_vectorized(
         wall = (time.perf_counter() - t0) / len(members)
         for k, i in enumerate(members):
             p, f = prepared[i], folds[i]
-            result = _fold_result(res.models[k], p, res.histories[k], dataset, wall)
+            cbs = res.member_callbacks[k] if res.member_callbacks else []
+            result = _fold_result(res.models[k], p, res.histories[k], dataset, wall, cbs)
             trained[f] = (res.models[k], p, p.rows(splits[f][1]), result)
     if lone:
         print(

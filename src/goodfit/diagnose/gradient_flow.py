@@ -110,6 +110,10 @@ class GradientFlowCallback(Callback):
             f"explode_factor={self.explode_factor}, max_norm={self.max_norm})"
         )
 
+    #: ``fit_many`` keeps one copy per member and hands each copy its member's per-layer
+    #: norms (:meth:`record_norms`), computed for all members at once on the stacked gradients.
+    per_member_layer_norms = True
+
     # -- hooks ---------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Trainer) -> None:
         layers = layer_parameters(trainer.model)
@@ -125,12 +129,16 @@ class GradientFlowCallback(Callback):
         self._index = torch.tensor(index, dtype=torch.long, device=device)
         self._pending, self._pending_steps, self._last_step = [], [], -1
 
+    def samples(self, step: int) -> bool:
+        """Whether the norms of optimizer step ``step`` are recorded (every ``every``-th, the
+        first call of a step only)."""
+        return step % self.every == 0 and step != self._last_step and self._index is not None
+
     def on_after_backward(self, trainer: Trainer) -> None:
         step = trainer.step
         # closures (LBFGS) call this hook several times per step: record the first call only
-        if step % self.every or step == self._last_step or self._index is None:
+        if not self.samples(step):
             return
-        self._last_step = step
         grads = [p.grad for p in self._params]
         index = self._index
         if any(g is None for g in grads):  # unused / frozen parameters this step
@@ -142,7 +150,23 @@ class GradientFlowCallback(Callback):
         norms = torch._foreach_norm(grads)
         sq = torch.stack([n.to(torch.float32) for n in norms]).square()
         layer = torch.zeros(len(self.layers), dtype=sq.dtype, device=sq.device)
-        self._pending.append(layer.index_add_(0, index.to(sq.device), sq).sqrt_())
+        self.record_norms(step, layer.index_add_(0, index.to(sq.device), sq).sqrt_())
+
+    @staticmethod
+    def parameter_layers(model: torch.nn.Module) -> list[list[str]]:
+        """The names of each layer's parameters (``named_parameters`` names, layers as
+        :func:`layer_parameters` finds them): what ``fit_many`` sums per member."""
+        names = {id(p): n for n, p in model.named_parameters()}
+        return [[names[id(p)] for p in params] for _, params in layer_parameters(model)]
+
+    def record_norms(self, step: int, norms: torch.Tensor) -> None:
+        """Record step ``step``'s per-layer gradient norms (float32, one per layer, in
+        :attr:`layers` order), as :meth:`on_after_backward` does from the model's gradients;
+        ``fit_many`` calls it with a stacked member's norms. Steps not sampled are ignored."""
+        if not self.samples(step):
+            return
+        self._last_step = step
+        self._pending.append(norms)
         self._pending_steps.append(step)
 
     def on_epoch_end(self, trainer: Trainer) -> None:

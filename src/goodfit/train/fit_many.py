@@ -29,8 +29,8 @@ different architectures, training sets whose batch schedules differ, optimizers 
 cross-parameter reduction or their own randomness (goodfit's ``clip_by_global_norm`` and
 ``add_noise``, L-BFGS, closures), a penalty without a per-member form (weight tying), an
 augmentation that is not an ``AugmentPipeline`` or not on the CPU, a custom sampler, callbacks
-other than early stopping and learning-rate schedules, random operations other than
-``nn.Dropout*``.
+other than early stopping, learning-rate schedules and per-member ones (gradient flow:
+:mod:`goodfit.train.member_callbacks`), random operations other than ``nn.Dropout*``.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from goodfit.hooks import Callback
 from goodfit.train.early_stopping import EarlyStopping
 from goodfit.train.history import History
 from goodfit.train.loop import default_loss, fit, infer_task
+from goodfit.train.member_callbacks import MemberCallbacks, is_member_callback
 from goodfit.train.member_losses import hard_labels_k, stacked_loss, weighted
 from goodfit.train.stacked import StackedModel
 from goodfit.train.vectorize_check import batch_sizes, vectorize_obstacle
@@ -73,6 +74,8 @@ class FitManyResult:
     notice: str | None = None
     wall_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: each member's copies of the per-member callbacks (``goodfit.train.member_callbacks``)
+    member_callbacks: list[list[Any]] = field(default_factory=list)
 
 
 def _per_member(data: Any, k: int, name: str) -> list[Batch] | None:
@@ -161,7 +164,10 @@ class _Group:
         self.stacked_loss = stacked_loss(self.loss_fn)
         self.clip_norm, self.eval_batch_size = clip_norm, eval_batch_size
         self.stoppers = [cb for cb in callbacks if isinstance(cb, EarlyStopping)]
-        self.group_callbacks = [cb for cb in callbacks if not isinstance(cb, EarlyStopping)]
+        self.group_callbacks = [
+            cb for cb in callbacks if not (isinstance(cb, EarlyStopping) or is_member_callback(cb))
+        ]
+        self.member_cbs = MemberCallbacks(callbacks, self, self.models)
         self.views = [_MemberView(self, k) for k in range(self.k)]
         self.member_stoppers = [[copy.deepcopy(s) for s in self.stoppers] for _ in range(self.k)]
         self.order = [torch.Generator().manual_seed(s) for s in self.seeds]
@@ -189,6 +195,7 @@ class _Group:
     def run(self) -> None:
         self.stacked.train(True)
         self._call("on_fit_start")
+        self.member_cbs.call("on_fit_start", [True] * self.k)
         for k in range(self.k):
             for s in self.member_stoppers[k]:
                 s.on_fit_start(self.views[k])
@@ -210,6 +217,7 @@ class _Group:
                     s.on_fit_end(view)
                 self.histories[k].summary = view.summary
             self._call("on_fit_end")
+            self.member_cbs.call("on_fit_end", [True] * self.k)
             for k, model in enumerate(self.models):
                 model.load_state_dict(self.stacked.member_state(k))
 
@@ -270,6 +278,8 @@ class _Group:
             torch.where(active, total, torch.zeros_like(total)).sum().backward()
         for cb in self.group_callbacks:
             cb.on_after_backward(self)
+        if self.member_cbs:
+            self.member_cbs.after_backward(self.step, self.stacked.params, self.active)
         if self.clip_norm is not None:
             self._clip()
         self.optimizer.step()
@@ -369,6 +379,7 @@ class _Group:
             )
         val = self._validate(self.val) if self.val is not None else [{}] * self.k
         self._call("on_epoch_end")
+        self.member_cbs.call("on_epoch_end", self.active)
         lr = float(self.optimizer.param_groups[0]["lr"])
         acc = torch.stack(correct).sum(0) if correct else None
         for k in range(self.k):
@@ -386,6 +397,7 @@ class _Group:
             record.update(val[k])
             record["lr"] = lr
             record.update(self._logs)
+            record.update(self.member_cbs.pop_logs(k))
             record["epoch_seconds"] = time.perf_counter() - t0
             self.histories[k].append(record)
             if val[k]:
@@ -400,9 +412,10 @@ def _sequential(models, optimizer_factory, train, val, *, seeds, callbacks, weig
     if weights is not None:
         raise ValueError("sample_weights need the vectorized path; " + kw.pop("_why"))
     kw.pop("_why")
-    histories = []
+    histories, member_cbs = [], []
     for k, model in enumerate(models):
         cbs = [copy.deepcopy(cb) for cb in callbacks]
+        member_cbs.append([cb for cb in cbs if is_member_callback(cb)])
         vk = val[k] if val is not None else None
         histories.append(
             fit(
@@ -415,7 +428,7 @@ def _sequential(models, optimizer_factory, train, val, *, seeds, callbacks, weig
                 **kw,
             )
         )
-    return histories
+    return histories, member_cbs
 
 
 def _check_options(vectorize: Any, clip_norm: Any) -> None:
@@ -528,6 +541,7 @@ def fit_many(
     if group is not None:
         group.run()
         result = FitManyResult(list(models), group.histories, True)
+        result.member_callbacks = group.member_cbs.copies
     else:
         if vectorize is True:
             raise ValueError(f"fit_many cannot vectorize: {why}")
@@ -538,25 +552,13 @@ def fit_many(
             )
         if clip_norm is not None:
             raise ValueError("clip_norm is per member only when vectorized; " + str(why))
-        histories = _sequential(
-            models,
-            optimizer,
-            pairs,
-            vals,
-            seeds=seeds,
-            callbacks=callbacks,
-            weights=sample_weights,
-            epochs=epochs,
-            batch_size=batch_size,
-            loss=loss,
-            task=task,
-            penalty=penalty,
-            augment=augment,
-            sampler=sampler,
-            progress=progress,
-            _why=why,
-        )
-        result = FitManyResult(list(models), histories, False, why)
+        kw = dict(epochs=epochs, batch_size=batch_size, loss=loss, task=task, penalty=penalty,
+                  augment=augment, sampler=sampler, progress=progress)  # fmt: skip
+        histories, member_cbs = _sequential(
+            models, optimizer, pairs, vals, seeds=seeds, callbacks=callbacks,
+            weights=sample_weights, _why=why, **kw,
+        )  # fmt: skip
+        result = FitManyResult(list(models), histories, False, why, member_callbacks=member_cbs)
     result.wall_seconds = time.perf_counter() - t0
     for h in result.histories:
         h.summary.setdefault("wall_seconds", result.wall_seconds)

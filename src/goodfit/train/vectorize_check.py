@@ -4,7 +4,8 @@ The members must share their architecture and their batch schedule; the optimize
 element-wise (each listed ``torch.optim`` rule, or a goodfit chain whose transforms are all
 element-wise), so that one step on the stacked tensors is K independent steps; a penalty needs
 a per-member form, an augmentation must be an ``AugmentPipeline`` on the CPU; callbacks other
-than early stopping and learning-rate schedules are per model.
+than early stopping, learning-rate schedules and per-member callbacks (gradient flow,
+:mod:`goodfit.train.member_callbacks`) are per model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from goodfit.data.augment import AugmentPipeline
 from goodfit.hooks import Callback
 from goodfit.train.early_stopping import EarlyStopping
+from goodfit.train.member_callbacks import is_member_callback
 from goodfit.train.schedule_callbacks import ScheduleCallback
 from goodfit.train.stacked import architecture_mismatch
 
@@ -79,8 +81,8 @@ def vectorize_obstacle(
     elif type(optimizer) not in ELEMENTWISE:
         return f"{type(optimizer).__name__} is not an element-wise optimizer"
     for cb in callbacks:
-        if not isinstance(cb, EarlyStopping | ScheduleCallback) and not getattr(
-            cb, "vectorizable", False
+        if not isinstance(cb, EarlyStopping | ScheduleCallback) and not (
+            getattr(cb, "vectorizable", False) or is_member_callback(cb)
         ):
             return f"the callback {type(cb).__name__} is per model"
     return None
