@@ -78,7 +78,7 @@ class MemberCallbacks:
             want = [k for k in range(k_all) if active[k] and self.copies[k][j].samples(step)]
             if not want:
                 continue
-            norms = torch.stack([_layer_norm(params, names, k_all) for names in layers], dim=1)
+            norms = _layer_norms(params, layers, k_all)
             for k in want:
                 self.copies[k][j].record_norms(step, norms[k])
 
@@ -87,13 +87,18 @@ class MemberCallbacks:
         return logs
 
 
-def _layer_norm(params: dict[str, Tensor], names: list[str], k: int) -> Tensor:
-    """(K,) float32: per member, ``sqrt(sum_p ||grad_p||^2)`` over the layer's parameters with a
-    gradient (each parameter's norm taken in its own dtype, as ``torch._foreach_norm`` does for
-    ``fit``)."""
-    sq = [
-        torch.linalg.vector_norm(g.reshape(k, -1), dim=1).to(torch.float32).square()
-        for g in (params[n].grad for n in names)
-        if g is not None
-    ]
-    return torch.stack(sq).sum(0).sqrt() if sq else torch.zeros(k)
+def _layer_norms(params: dict[str, Tensor], layers: list[list[str]], k: int) -> Tensor:
+    """(K, L) float32: per member and layer, ``sqrt(sum_p ||grad_p||^2)`` over the layer's
+    parameters with a gradient (each parameter's norm taken in its own dtype and then squared
+    in float32, as ``GradientFlowCallback`` does with ``torch._foreach_norm`` for ``fit``)."""
+    grads, index = [], []
+    for i, names in enumerate(layers):
+        for n in names:
+            if params[n].grad is not None:
+                grads.append(params[n].grad.reshape(k, -1))
+                index.append(i)
+    out = torch.zeros(len(layers), k)
+    if grads:
+        sq = torch.stack([torch.linalg.vector_norm(g, dim=1) for g in grads]).float().square()
+        out = out.to(sq.device).index_add_(0, torch.tensor(index, device=sq.device), sq)
+    return out.sqrt_().T
