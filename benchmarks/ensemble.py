@@ -12,12 +12,12 @@ benchmark-only (``pip install --no-deps torchensemble``; its metadata asks for t
 which it never imports).
 
 Study part: ``--study`` runs goodfit's default study (``--study-epochs``, default its own 20),
-serial and with ``vectorize = true`` (after an untimed
-one-epoch run of each, so that neither pays the lazy imports), and prints both wall times and
-which variants vectorized.
+serial and with ``vectorize = true``, in ``--study-runs`` interleaved pairs after an untimed
+one-epoch run of each (so that neither pays the lazy imports), and prints the median wall times,
+their ratio and each pair's ratio.
 
 Run: ``python benchmarks/ensemble.py [--runs 3] [--epochs 5] [--threads N] [--study]
-[--study-epochs 20] [--study-k 3] [--skip-cases]``
+[--study-epochs 20] [--study-k 3] [--study-runs 3] [--skip-cases]``
 """
 
 from __future__ import annotations
@@ -158,31 +158,35 @@ def bench_case(name, make, data, epochs, runs):
         )
 
 
-def bench_study(epochs: int, k: int | None) -> None:
+def bench_study(epochs: int, k: int | None, runs: int) -> None:
     from goodfit.app.study import run_study
 
     base = copy.deepcopy(DEFAULT_STUDY)
     base["train"]["epochs"] = epochs
     if k is not None:  # k-fold on the 1437 rows: folds of equal size (5x2's halves differ by one)
         base["study"]["splits"] = {"kind": "stratified_kfold", "k": k}
+
+    def wall(vec: bool, tmp: str, tag: str, epochs: int | None = None) -> float:
+        cfg = copy.deepcopy(base)
+        cfg["study"]["vectorize"] = vec
+        if epochs is not None:
+            cfg["train"]["epochs"] = epochs
+        t = time.perf_counter()
+        run_study(cfg, Path(tmp) / f"{tag}{vec}", progress=False)
+        return time.perf_counter() - t
+
     with tempfile.TemporaryDirectory() as tmp:
         for vec in (False, True):  # warm-up: lazy imports, kornia's and matplotlib's caches
-            cfg = copy.deepcopy(base)
-            cfg["train"]["epochs"] = 1
-            cfg["study"]["vectorize"] = vec
-            run_study(cfg, Path(tmp) / f"warm{vec}", progress=False)
-        walls = {}
-        for vec in (False, True):
-            cfg = copy.deepcopy(base)
-            cfg["study"]["vectorize"] = vec
-            t = time.perf_counter()
-            run_study(cfg, Path(tmp) / f"vec{vec}", progress=False)
-            walls[vec] = time.perf_counter() - t
+            wall(vec, tmp, "warm", epochs=1)
+        # interleaved (serial, vectorized) pairs: a drift of the machine's speed hits both
+        pairs = [(wall(False, tmp, f"s{i}"), wall(True, tmp, f"v{i}")) for i in range(runs)]
+    serial = statistics.median(a for a, _ in pairs)
+    vec = statistics.median(b for _, b in pairs)
+    ratios = ", ".join(f"{b / a:.2f}" for a, b in pairs)
     splits = f"stratified {k}-fold" if k else "5x2"
     print(
-        f"\ndefault study ({splits}), {epochs} epochs: "
-        f"serial {walls[False]:.1f} s, "
-        f"vectorize = true {walls[True]:.1f} s (ratio {walls[True] / walls[False]:.2f})"
+        f"\ndefault study ({splits}), {epochs} epochs, median of {runs}: serial {serial:.1f} s, "
+        f"vectorize = true {vec:.1f} s (ratio {vec / serial:.2f}; per pair {ratios})"
     )
 
 
@@ -194,6 +198,7 @@ def main() -> None:
     ap.add_argument("--study", action="store_true")
     ap.add_argument("--study-epochs", type=int, default=DEFAULT_STUDY["train"]["epochs"])
     ap.add_argument("--study-k", type=int, default=None, help="k-fold splits instead of 5x2")
+    ap.add_argument("--study-runs", type=int, default=3, help="interleaved pairs, median")
     ap.add_argument("--skip-cases", action="store_true", help="only the study part")
     args = ap.parse_args()
     if args.threads is not None:
@@ -207,7 +212,7 @@ def main() -> None:
         bench_case("MLP on digits", MLP, ((X, y), (Xt, yt)), args.epochs, args.runs)
         bench_case("small CNN on digits", CNN, ((X, y), (Xt, yt)), args.epochs, args.runs)
     if args.study:
-        bench_study(args.study_epochs, args.study_k)
+        bench_study(args.study_epochs, args.study_k, args.study_runs)
 
 
 if __name__ == "__main__":
