@@ -51,7 +51,7 @@ from goodfit.hooks import Callback
 from goodfit.train.early_stopping import EarlyStopping
 from goodfit.train.history import History
 from goodfit.train.loop import default_loss, fit, infer_task
-from goodfit.train.member_callbacks import MemberCallbacks, is_member_callback
+from goodfit.train.member_callbacks import GroupClock, MemberCallbacks, is_member_callback
 from goodfit.train.member_losses import hard_labels_k, stacked_loss, weighted
 from goodfit.train.stacked import StackedModel
 from goodfit.train.vectorize_check import batch_sizes, vectorize_obstacle
@@ -103,7 +103,7 @@ class _MemberModel:
         self.stacked.load_member(self.k, state)
 
 
-class _MemberView:
+class _MemberView(GroupClock):
     """What a member's early-stopping callback sees: its model, the group's step and epoch, its
     own summary and stop request."""
 
@@ -112,14 +112,6 @@ class _MemberView:
         self.model = _MemberModel(group.stacked, k)
         self.summary: dict[str, Any] = {}
         self.stop_reason: str | None = None
-
-    @property
-    def step(self) -> int:
-        return self.group.step
-
-    @property
-    def epoch(self) -> int:
-        return self.group.epoch
 
     def request_stop(self, reason: str = "stopped by a callback") -> None:
         if self.stop_reason is None:

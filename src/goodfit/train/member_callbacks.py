@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from goodfit.hooks import Callback
 
-__all__ = ["MemberCallbacks", "is_member_callback"]
+__all__ = ["GroupClock", "MemberCallbacks", "is_member_callback"]
 
 
 def is_member_callback(cb: Callback) -> bool:
@@ -31,12 +31,10 @@ def is_member_callback(cb: Callback) -> bool:
     return bool(getattr(cb, "per_member_layer_norms", False))
 
 
-class _MemberTrainer:
-    """What one member's callback copy sees as ``trainer``."""
+class GroupClock:
+    """A member's view of its group's clock: the group's ``step`` and ``epoch``."""
 
-    def __init__(self, group: Any, model: nn.Module) -> None:
-        self.group, self.model = group, model
-        self.logs: dict[str, Any] = {}
+    group: Any
 
     @property
     def step(self) -> int:
@@ -45,6 +43,14 @@ class _MemberTrainer:
     @property
     def epoch(self) -> int:
         return self.group.epoch
+
+
+class _MemberTrainer(GroupClock):
+    """What one member's callback copy sees as ``trainer``."""
+
+    def __init__(self, group: Any, model: nn.Module) -> None:
+        self.group, self.model = group, model
+        self.logs: dict[str, Any] = {}
 
     def log(self, key: str, value: Any) -> None:
         self.logs[key] = value
