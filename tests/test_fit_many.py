@@ -393,8 +393,9 @@ def test_gradient_flow_per_member_matches_fit():
     models = [_net(10 + s, torch.float64, True, True) for s in SEEDS]
     refs = [copy.deepcopy(m) for m in models]
     kw = dict(epochs=15, batch_size=16)
+    callbacks = [EarlyStopping(patience=2), GradientFlowCallback(every=2)]
     res = fit_many(models, train, val, optimizer=_sgd, seeds=SEEDS, vectorize=True,
-                   callbacks=[EarlyStopping(patience=2), GradientFlowCallback(every=2)], **kw)  # fmt: skip
+                   callbacks=callbacks, **kw)  # fmt: skip
     assert res.vectorized
     lengths = set()
     for k, ref in enumerate(refs):

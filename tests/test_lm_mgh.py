@@ -16,7 +16,7 @@ import torch
 from scipy.optimize import least_squares
 from torch.func import jacrev
 
-from goodfit.optim.second_order import levenberg_marquardt
+from goodfit.optim.second_order import compiled_trust_region, levenberg_marquardt
 
 F64 = torch.float64
 
@@ -180,7 +180,12 @@ def _ours(fn, x0):
     return res.fun if math.isfinite(res.fun) else math.inf
 
 
-def test_solves_at_least_as_many_mgh_pairs_as_minpack():
+@pytest.mark.parametrize("host", ["compiled", "lapack"])
+def test_solves_at_least_as_many_mgh_pairs_as_minpack(host, monkeypatch):
+    if host == "compiled" and not compiled_trust_region.AVAILABLE:
+        pytest.skip("numba is not installed")
+    if host == "lapack":  # the NumPy/LAPACK host path, which problems above 48 parameters use
+        monkeypatch.setattr(compiled_trust_region, "COMPILED_MAX_PARAMS", 0)
     costs = {}
     for name, scale in CASES:
         fn, x0 = PROBLEMS[name]

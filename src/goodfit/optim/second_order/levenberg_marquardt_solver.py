@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from goodfit.checks import check_int, check_real
+from goodfit.optim.second_order import compiled_trust_region as compiled
 from goodfit.optim.second_order.bounds import BoxTransform
 from goodfit.optim.second_order.problem import (
     DENSE_MAX_PARAMS,
@@ -44,6 +45,10 @@ def _host(t: Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
 
 
+def _scaled_norm(d: np.ndarray, x: np.ndarray) -> float:
+    return _norm(d * x)
+
+
 class _More:
     """The state of ``lmder``'s iteration: the iterate, ``D``, ``delta``, ``par``."""
 
@@ -55,7 +60,11 @@ class _More:
         self.shared = x.dtype == torch.float64 and x.is_cpu
         self.x_host = _host(x)
         self.f = _host(r)
-        self.fnorm = _norm(self.f)
+        # the host work in a few compiled calls for small problems, else NumPy/LAPACK
+        self.compiled = compiled.use_compiled(self.f.shape[0], x.numel())
+        self.norm = compiled.enorm if self.compiled else _norm
+        self.scaled_norm = compiled.scaled_norm if self.compiled else _scaled_norm
+        self.fnorm = self.norm(self.f)
         self.cost = 0.5 * self.fnorm * self.fnorm  # inf, not OverflowError
         self.ftol, self.xtol, self.gtol = tols
         self.factor, self.callback = factor, callback
@@ -68,36 +77,49 @@ class _More:
         self.record: tuple[Tensor, Tensor] | None = None
         self.history, self.records = [cost0], []  # type: list[float], list[dict[str, Any]]
 
-    def _factor(self) -> tuple[np.ndarray, ...]:
-        """The Jacobian at the iterate, factored (``J P = Q R``, ``Q^T f``, column norms);
-        non-finite entries are reported with the columns they are in."""
+    def _factor(self) -> tuple[Any, float]:
+        """The Jacobian at the iterate, factored (``J P = Q R``, ``Q^T f``, column norms),
+        ``gnorm``, and ``D`` updated (MINPACK ``mode = 1``: the column norms at the start,
+        zeros replaced by 1, then their running maximum); non-finite entries of ``J`` are
+        reported with the columns they are in. Returns the trial steps' subproblem and
+        ``gnorm``."""
         if self.record is None:  # the start (or a model autograd cannot record): as jacrev
             self.record = self.prob.record(self.x)
         J_dev = self.prob.jacobian(self.x, self.r, check=False, record=self.record)
         self.record = None  # the recorded graph is no longer needed
         J = _host(J_dev)
-        R, ipvt, qtf, acnorm = factor_jacobian(J, self.f)
+        first = self.diag is None
+        if self.compiled:
+            if first:
+                self.diag = np.empty(J.shape[1])
+            sub, acnorm, gnorm, xnorm = compiled.factor(
+                J, self.f, self.fnorm, self.diag, first, self.x_host
+            )
+        else:
+            R, ipvt, qtf, acnorm = factor_jacobian(J, self.f)
+            if first:
+                self.diag = np.where(acnorm == 0.0, 1.0, acnorm)
+                xnorm = _norm(self.diag * self.x_host)
+            rtq = R.T @ qtf  # (J P)^T f: for gnorm and for lmpar's upper bound
+            gnorm = scaled_gradient_norm(R, ipvt, qtf, acnorm, self.fnorm, rtq)
+            self.diag = np.maximum(self.diag, acnorm)
+            sub = Subproblem(R, ipvt, self.diag, qtf, rtq)
         if not math.isfinite(acnorm.sum()):  # NaN/inf in J (or, harmlessly, a sum beyond 1e308)
             _check_jacobian(J_dev, self.prob.method)
-        return R, ipvt, qtf, acnorm
+        if first:
+            self.xnorm = xnorm
+            self.delta = self.factor * xnorm if xnorm != 0.0 else self.factor
+        return sub, gnorm
 
     def run(self, max_iter: int) -> tuple[bool, str]:
         """``lmder``'s outer loop: a Jacobian per accepted step, then trial steps until one is
         accepted or a test stops the iteration."""
         while True:
-            R, ipvt, qtf, acnorm = self._factor()
-            if self.diag is None:  # mode = 1: D from the column norms, zeros replaced by 1
-                self.diag = np.where(acnorm == 0.0, 1.0, acnorm)
-                self.xnorm = _norm(self.diag * self.x_host)
-                self.delta = self.factor * self.xnorm if self.xnorm != 0.0 else self.factor
-            rtq = R.T @ qtf  # (J P)^T f: for gnorm and for lmpar's upper bound
-            self.gnorm = scaled_gradient_norm(R, ipvt, qtf, acnorm, self.fnorm, rtq)
+            sub, self.gnorm = self._factor()
             if self.gnorm <= self.gtol:
                 if self.fnorm == 0.0:
                     return True, "zero residual"
                 return True, "gtol: the residual is orthogonal to the Jacobian's columns"
-            self.diag = np.maximum(self.diag, acnorm)  # D as the running maximum
-            sub = Subproblem(R, ipvt, self.diag, qtf, rtq)
             while True:
                 accepted, stop = self._trial(sub)
                 if stop is not None:
@@ -107,10 +129,12 @@ class _More:
                 if accepted:
                     break
 
-    def _evaluate(self, step: np.ndarray) -> tuple[Tensor, np.ndarray, Tensor, np.ndarray, Any]:
-        """``x - step`` (on the host and where ``x`` lives), the residuals there and their
-        autograd record (reverse mode, else ``None``: ``_LeastSquares.residuals_recorded``)."""
-        x_host = self.x_host - step
+    def _evaluate(
+        self, step: np.ndarray, x_host: np.ndarray
+    ) -> tuple[Tensor, np.ndarray, Tensor, np.ndarray, Any]:
+        """The trial point ``x - step`` (``x_host`` on the host, computed by the subproblem;
+        where ``x`` lives), the residuals there and their autograd record (reverse mode, else
+        ``None``: ``_LeastSquares.residuals_recorded``)."""
         if self.shared:
             x_new = torch.from_numpy(x_host)
         else:
@@ -119,19 +143,24 @@ class _More:
         r_new, record = self.prob.residuals_recorded(x_new)
         return x_new, x_host, r_new, _host(r_new), record
 
-    def _trial(self, sub: Subproblem) -> tuple[bool, tuple[bool, str] | None]:
+    def _trial(self, sub: Any) -> tuple[bool, tuple[bool, str] | None]:
         """One trial step of ``lmder``: ``lmpar``, the ratio, the radius update, the tests."""
         assert self.diag is not None
         self.n_iter += 1
-        self.par, z, pnorm = sub.lmpar(self.delta, self.par)  # pnorm = ||D p||
+        self.par, step, x_host, pnorm, prered, dirder = sub.step(
+            self.delta, self.par, self.fnorm, self.x_host
+        )  # the step is p = -step; pnorm = ||D p||
         if self.first:
             self.delta = min(self.delta, pnorm)
-        x_new, x_host, r_new, f_new, record = self._evaluate(sub.unpivot(z))  # step p = -x
-        fnorm1 = _norm(f_new)
-        if not math.isfinite(fnorm1):  # NaN or a norm beyond float64: a bad step
-            fnorm1 = math.inf
+        x_new, x_host, r_new, f_new, record = self._evaluate(step, x_host)
+        fnorm1 = self.norm(f_new)
+        if not math.isfinite(fnorm1):
+            # residuals not all finite (overflow, 0/0) at the trial point: nothing is known of
+            # how much they grew, so the norm is NaN, as MINPACK's enorm returns for them: the
+            # step is rejected (actred = -1) and the radius shrinks by the interpolation
+            # factor (at least 0.1), not by the "residual grew tenfold" 0.1
+            fnorm1 = math.nan
         actred = 1.0 - (fnorm1 / self.fnorm) ** 2 if P1 * fnorm1 < self.fnorm else -1.0
-        prered, dirder = sub.predicted_reduction(z, self.par, pnorm, self.fnorm)
         ratio = actred / prered if prered != 0.0 else 0.0
         self.delta, self.par = update_trust_region(
             ratio, actred, dirder, self.fnorm, fnorm1, pnorm, self.delta, self.par
@@ -141,7 +170,7 @@ class _More:
             self.x, self.x_host, self.r, self.f, self.fnorm = x_new, x_host, r_new, f_new, fnorm1
             self.record = record
             self.cost = 0.5 * fnorm1 * fnorm1
-            self.xnorm = _norm(self.diag * x_host)
+            self.xnorm = self.scaled_norm(self.diag, x_host)
             self.first = False
         self._record(accepted, ratio, pnorm)
         return accepted, self._tests(actred, prered, ratio)
@@ -209,7 +238,11 @@ def levenberg_marquardt(
     ``jacrev`` computes it: the same Jacobian bit for bit, without a second forward pass;
     ``problem._LeastSquares.residuals_recorded``). The residuals and the Jacobian are
     computed where ``x0`` lives (any device); the ``n x n`` factorizations and the one
-    ``m x n`` pivoted QR per Jacobian run on the host in float64 (LAPACK).
+    ``m x n`` pivoted QR per Jacobian run on the host in float64: for small problems (``n <=
+    48``, ``m n^2 <= 10^6``: ``compiled_trust_region.use_compiled``) in numba-compiled
+    transcriptions of MINPACK's ``qrfac``/``lmpar``/``qrsolv``, MINPACK's arithmetic (on the
+    38 NIST StRD starts, the same trial steps and counts as scipy's ``lmder``), else in LAPACK
+    (``geqp3``, ``tpqrt``: the same algorithm, rounded differently).
 
     Convergence, as ``lmder`` (its tests, unchanged): ``ftol`` — the actual and predicted
     relative reductions of ``||r||^2`` are both at most ``ftol``; ``xtol`` — ``delta <= xtol

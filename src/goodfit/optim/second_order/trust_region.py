@@ -239,7 +239,7 @@ class Subproblem:
         """``rtq = R^T qtb`` (``(J P)^T b``) when the caller has it (:func:`scaled_gradient_norm`
         needs it too)."""
         self.R, self.ipvt, self.qtb, self.n = R, ipvt, qtb, R.shape[1]
-        self.rtq = rtq
+        self.rtq, self.diag = rtq, diag
         self.dp = diag[ipvt]  # D, pivoted
         # the Gauss-Newton direction (least squares with the singular part set to zero)
         self.nsing = _rank(R)
@@ -311,6 +311,17 @@ class Subproblem:
                 paru = min(paru, par)
             par = max(parl, par + parc)
         return par, z, dxnorm
+
+    def step(
+        self, delta: float, par: float, fnorm: float, x: np.ndarray
+    ) -> tuple[float, np.ndarray, np.ndarray, float, float, float]:
+        """One trial step of ``lmder`` from ``x`` (``b = f``): :meth:`lmpar`, the step ``p =
+        -step`` and :meth:`predicted_reduction`; returns ``(par, step, x - step, ||D p||,
+        prered, dirder)``."""
+        par, z, pnorm = self.lmpar(delta, par)
+        step = self.unpivot(z)
+        prered, dirder = self.predicted_reduction(z, par, pnorm, fnorm)
+        return par, step, x - step, pnorm, prered, dirder
 
     def predicted_reduction(
         self, z: np.ndarray, par: float, pnorm: float, fnorm: float
