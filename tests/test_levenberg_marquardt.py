@@ -287,6 +287,35 @@ def test_whole_solve_tracks_minpack(host):
     np.testing.assert_allclose(loose.x.numpy(), ref.x, rtol=1e-4)
 
 
+def test_non_finite_trial_residuals_are_handled_as_minpack_does(host):
+    """Residuals that are NaN beyond x = 5: the first trial (the Gauss-Newton step to 10) is
+    rejected and the radius shrinks by the interpolation factor 1/3 (MINPACK's enorm gives a
+    NaN norm, so the "residual grew tenfold" factor 0.1 does not apply); the trial points
+    are MINPACK's."""
+
+    def res(x):
+        return torch.where(x < 5, x - 10.0, torch.nan)
+
+    seen_mp, seen = [], []
+
+    def f_np(b):
+        seen_mp.append(float(b[0]))
+        return res(torch.from_numpy(b)).numpy()
+
+    least_squares(f_np, np.array([1.0]), jac=lambda b: np.ones((1, 1)), method="lm", max_nfev=6)
+
+    def f(b):
+        seen.append(float(b.detach()[0]))
+        return res(b)
+
+    out = levenberg_marquardt(f, torch.tensor([1.0], dtype=F64), max_iter=5)
+    first = out.records[0]
+    assert not first["accepted"] and first["rho"] == -1.0
+    assert first["delta"] == pytest.approx(9.0 / 3.0)  # min(100 ||D x0||, ||p||) / 3
+    assert seen[0] == seen[1] == 1.0  # r(x0), then its autograd record for the first J
+    assert seen[2:] == pytest.approx(seen_mp[1:], rel=1e-15)
+
+
 def test_forward_difference_jacobian_matches_the_analytic_one():
     x = torch.tensor([2.0, 0.7, -0.3], dtype=F64)
     prob = _LeastSquares(_residuals, x, "fd", "test")
