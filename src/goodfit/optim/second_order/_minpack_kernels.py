@@ -102,6 +102,9 @@ def _qrfac(a, rdiag, acnorm, ipvt):
 
 @njit(cache=True, error_model="numpy")
 def _factor(J, f, fnorm, diag, first, x):
+    """The work of one Jacobian in ``lmder``: ``qrfac``, ``Q^T f``, ``R``, ``gnorm``, and
+    ``D`` updated in place (``first``: from the column norms; then their running maximum);
+    returns ``(r, ipvt, qtf, acnorm, gnorm, xnorm)``, ``xnorm = ||D x||`` when ``first``."""
     n = J.shape[1]
     mm = max(J.shape[0], n)  # a wide J is padded with zero rows (neither problem changes)
     a = np.zeros((n, mm))
@@ -314,4 +317,5 @@ def _lm_step(r, ipvt, diag, qtf, delta, par, fnorm, x, step, x_new):
 
 @njit(cache=True, error_model="numpy")
 def _scaled_norm(d, x):
+    """``||D x||`` (``lmder``'s ``xnorm``)."""
     return _enorm(d * x)
