@@ -5,6 +5,7 @@ reachable from the config (loss, sampler, summary, early-stopping monitor)."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from goodfit.app.config import parse_config
 from goodfit.app.run import run_config
 from goodfit.data.imbalance import BalancedSampler, class_weights
 from goodfit.errors import ConfigError
-from goodfit.train.class_metrics import class_report
+from goodfit.train.class_metrics import class_metrics, class_report
 
 Y = np.array([0] * 60 + [1] * 30 + [2] * 10)
 
@@ -35,6 +36,35 @@ def test_a_weight_table_names_classes_by_their_labels():
     np.testing.assert_allclose(got.numpy(), ref)
     with pytest.raises(ValueError, match="'cow' is not a class"):
         class_weights(Y, 3, {"cow": 2.0}, classes=("ant", "cat", "dog"))
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "present", "predicted"),
+    [
+        (3, 100, 3, 3),  # every class true and predicted
+        (5, 40, 3, 5),  # classes 3, 4 never true (balanced accuracy skips them)
+        (6, 30, 6, 2),  # most classes never predicted (their F1 is 0)
+        (4, 25, 2, 2),  # labels 2, 3 neither true nor predicted (F1 0 by zero_division=0)
+        (2, 1, 1, 1),  # one sample
+    ],
+)
+def test_class_metrics_are_scikit_learns(k, n, present, predicted):
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    g = np.random.default_rng(k * 100 + n)
+    for _ in range(20):
+        t, p = g.integers(0, present, n), g.integers(0, predicted, n)
+        p = np.where(g.random(n) < 0.5, t, p)  # about half right, the rest at random
+        got = class_metrics(torch.as_tensor(t), torch.as_tensor(p), k, prefix="val_")
+        with warnings.catch_warnings():  # predicted classes absent from t: it warns
+            warnings.simplefilter("ignore")
+            ba = balanced_accuracy_score(t, p)
+        f1 = f1_score(t, p, labels=range(k), average="macro", zero_division=0)
+        assert got["val_balanced_accuracy"] == pytest.approx(ba, rel=1e-12)
+        assert got["val_macro_f1"] == pytest.approx(f1, rel=1e-12, abs=1e-15)
+    # one-hot (soft) targets are reduced to their argmax, as elsewhere
+    onehot = F.one_hot(torch.as_tensor(t), k).float()
+    assert class_metrics(onehot, torch.as_tensor(p), k) == class_metrics(t, p, k)
 
 
 def test_the_balanced_sampler_draws_classes_equally_within_binomial_error():
