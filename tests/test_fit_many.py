@@ -176,6 +176,37 @@ def test_bootstrap_indices_and_sample_weights():
     assert _max_diff(m1[0], m2) < 1e-10
 
 
+@pytest.mark.parametrize("opt", [_sgd, _adam], ids=["sgd", "adam"])
+def test_members_of_different_sizes_match_fit(opt):
+    """Training sets of 101, 100 and 98 rows make seven batches of 16 each, the last of 5, 4
+    and 2 rows: that step runs per size (the members' own rows, their batch-norm statistics
+    written back); validation sets of 40, 37 and 40 rows evaluate per size. Member by member
+    the result is fit's, float64, with batch norm, dropout and early stopping."""
+    (X, y), (Xv, yv) = _data(torch.float64)
+    rows, val_rows = [101, 100, 98], [40, 37, 40]
+    train = [(X[:n], y[:n]) for n in rows]
+    val = [(Xv[:n], yv[:n]) for n in val_rows]
+    models = [_net(10 + s, torch.float64, True, True) for s in SEEDS]
+    refs = [copy.deepcopy(m) for m in models]
+    kw = dict(epochs=12, batch_size=16)
+    res = fit_many(models, train, val, optimizer=opt, seeds=SEEDS, vectorize=True,
+                   callbacks=[EarlyStopping(patience=2)], **kw)  # fmt: skip
+    assert res.vectorized
+    for k, ref in enumerate(refs):
+        h = gf.fit(ref, train[k], val[k], optimizer=opt(ref), seed=SEEDS[k], progress=False,
+                   callbacks=[EarlyStopping(patience=2)], **kw)  # fmt: skip
+        hm = res.histories[k]
+        # Adam: the biases before batch norm have zero true gradient, see fit_many's docstring
+        assert _max_diff(models[k], ref) < (1e-10 if opt is _sgd else 1e-6)
+        assert len(h) == len(hm)
+        assert h["train_loss"] == pytest.approx(hm["train_loss"], abs=1e-8)
+        assert h["val_loss"] == pytest.approx(hm["val_loss"], abs=1e-8)
+        assert h["train_accuracy"] == pytest.approx(hm["train_accuracy"], abs=1e-7)
+    with pytest.raises(ValueError, match="numbers of batches"):  # 97 rows: six batches of 16
+        fit_many([_net(1, torch.float64)] * 2, [train[0], (X[:97], y[:97])], optimizer=_sgd,
+                 epochs=1, batch_size=16, vectorize=True)  # fmt: skip
+
+
 def test_fallback_is_sequential_with_notice(capsys):
     train, _ = _data(torch.float64)
     models = [_net(1, torch.float64, False, False), nn.Sequential(nn.Linear(6, 3)).double()]

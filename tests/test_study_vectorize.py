@@ -57,11 +57,15 @@ def test_vectorized_study_equals_serial(tmp_path, torch_globals, capsys):
         np.testing.assert_allclose(fb["norms"], fa["norms"], rtol=1e-4, atol=1e-6)
 
 
-def test_folds_of_different_sizes_vectorize_by_size(tmp_path, torch_globals, capsys):
-    """k = 3 on moons' 800 rows: test folds of 267, 267, 266, so training parts of 533, 533
-    and 534 rows: folds 1 and 2 make one group, fold 3 trains alone; results equal serial."""
+@pytest.mark.parametrize("batch_size", [64, 199])
+def test_folds_of_different_sizes(tmp_path, torch_globals, capsys, batch_size):
+    """k = 3 on moons' 800 rows: training parts of 399, 399 and 400 rows. In batches of 64 all
+    three make seven batches (the last of 15, 15 and 16 rows) and train as one group; in
+    batches of 199, 399 rows make two (199 + 200: a lone last row joins the batch before) and
+    400 rows three, so fold 3 trains alone. Either way the results equal the serial study's."""
     study = {
         **STUDY,
+        "train": {**STUDY["train"], "batch_size": batch_size},
         "study": {
             **STUDY["study"],
             "splits": {"kind": "kfold", "k": 3},
@@ -72,7 +76,8 @@ def test_folds_of_different_sizes_vectorize_by_size(tmp_path, torch_globals, cap
     run_study({**study, "study": {**study["study"], "vectorize": True}}, tmp_path / "vec",
               progress=False)  # fmt: skip
     err = capsys.readouterr().err
-    assert "fold(s) [3] train alone" in err and "one after another" not in err
+    assert "one after another" not in err
+    assert ("fold(s) [3] train alone" in err) == (batch_size == 199)
     a, b = _folds(tmp_path / "serial"), _folds(tmp_path / "vec")
     for name in a:
         assert len(a[name]) == len(b[name]) == 3

@@ -10,8 +10,10 @@ curvature, landscape), the training strategies ([output_noise], [weight_noise],
 [adversarial], [curriculum], multitask data), class weights or a balanced sampler, frozen
 parameters or per-pattern learning rates, or what ``fit_many`` refuses (weight tying, a
 constraint or sparsity callback, ...) — trains serially, with a one-line notice. Folds of
-different sizes make one group per size (the members of a group share their batch schedule), so
-5x2's ten folds of an odd pool make two groups of five; a fold alone in its size trains serially.
+different sizes train in one group as long as they make the same number of batches (5x2's
+halves of an odd pool differ by a row: ``fit_many`` runs their last, unequal batches per size);
+folds that do not make one group per number of batches, and a fold alone in its group trains
+serially.
 Gradient flow is recorded per fold as in a serial study (a per-member callback of ``fit_many``).
 """
 
@@ -28,6 +30,7 @@ from goodfit.app.config import Config
 from goodfit.app.study_fold import one_network
 from goodfit.train.fit_many import fit_many
 from goodfit.train.loop import evaluate, seed_everything
+from goodfit.train.vectorize_check import batch_sizes
 
 __all__ = ["config_obstacle", "train_variant_vectorized"]
 
@@ -73,13 +76,13 @@ class _Result:
         self.extra = extra  # what the fold record adds: the gradient flow
 
 
-def _size_groups(prepared: list[Any]) -> dict[tuple[int, int], list[int]]:
-    """Positions of the folds by (training rows, early-stopping rows): one vectorized group
-    each, since members of one group must share their batch schedule (5x2's halves of an odd
-    pool differ by a row, so its ten folds make two groups of five)."""
-    groups: dict[tuple[int, int], list[int]] = {}
+def _size_groups(prepared: list[Any], batch_size: int) -> dict[tuple[int, bool], list[int]]:
+    """Positions of the folds by (number of training batches, early stopping or not): one
+    vectorized group each, since the members of a group step together (5x2's halves of an odd
+    pool differ by a row and usually make the same batches but the last)."""
+    groups: dict[tuple[int, bool], list[int]] = {}
     for i, p in enumerate(prepared):
-        key = (len(p.train[0]), 0 if p.val is None else len(p.val[0]))
+        key = (len(batch_sizes(len(p.train[0]), batch_size)), p.val is None)
         groups.setdefault(key, []).append(i)
     return groups
 
@@ -144,7 +147,7 @@ def train_variant_vectorized(
     trained: dict[int, tuple[Any, Any, Any, _Result]] = {}
     left: list[int] = []
     lone: list[int] = []
-    for members in _size_groups(prepared).values():
+    for members in _size_groups(prepared, cfg.train.batch_size).values():
         if len(members) < 2:
             lone += [folds[i] for i in members]
             continue
@@ -168,7 +171,7 @@ def train_variant_vectorized(
     if lone:
         print(
             f"goodfit: study fold(s) {[f + 1 for f in sorted(lone)]} train alone: no other "
-            "fold of this variant has their training size",
+            "fold of this variant makes their number of batches",
             file=sys.stderr,
         )
     return trained, sorted(left + lone)

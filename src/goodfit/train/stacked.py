@@ -158,13 +158,14 @@ class StackedModel:
         """The fed dropout layers a training forward on ``x`` (K, B, ...) calls, in order, with
         their per-member input shapes; found once per input shape by a probe pass under
         ``vmap(randomness="error")`` (so any other random operation raises here)."""
-        key = tuple(x.shape)
+        key = tuple(x.shape[1:])  # per member: the same for any subset of the members
         if key not in self._shapes:
             self.feed.probe = []
             buffers = {n: b.clone() for n, b in self.buffers.items()}  # the probe changes nothing
+            xs = x[:1].expand(self.k, *key)
             try:
                 with torch.no_grad():
-                    vmap(self._call, randomness="error")(self.params, buffers, x)
+                    vmap(self._call, randomness="error")(self.params, buffers, xs)
                 self._shapes[key] = self.feed.probe
             finally:
                 self.feed.probe = None
@@ -201,15 +202,41 @@ class StackedModel:
         loss: Callable[..., Tensor] | None = None,
         extra: tuple[Any, ...] = (),
         x_shared: bool = False,
+        members: Tensor | None = None,
     ) -> Any:
         """All members' outputs for ``x`` (K, B, ...) — or (B, ...) shared when ``x_shared`` —
-        and, with ``loss``, ``loss(out, *extra)`` per member (``extra`` stacked per member)."""
+        and, with ``loss``, ``loss(out, *extra)`` per member (``extra`` stacked per member).
+        ``members`` (an index tensor): only those members, ``x`` (len(members), B, ...); their
+        parameters are gathered (gradients flow back to the stacked ones) and their batch-norm
+        statistics written back."""
+        params, buffers, k = self.params, self.buffers, self.k
+        if members is not None:
+            params = {n: t.index_select(0, members) for n, t in params.items()}
+            buffers = {n: t.index_select(0, members) for n, t in buffers.items()}
+            k = len(members)
+        try:
+            return self._forward(params, buffers, k, x, masks, loss, extra, x_shared)
+        finally:
+            if members is not None:
+                with torch.no_grad():
+                    for name, t in buffers.items():
+                        self.buffers[name].index_copy_(0, members, t)
 
+    def _forward(
+        self,
+        params: dict[str, Tensor],
+        buffers: dict[str, Tensor],
+        k: int,
+        x: Tensor,
+        masks: Sequence[Tensor],
+        loss: Callable[..., Tensor] | None,
+        extra: tuple[Any, ...],
+        x_shared: bool,
+    ) -> Any:
         if loss is None and not x_shared and self._plan is not None:
             self.feed.masks, self.feed.cursor = list(masks), 0
             try:
-                state = {**self.params, **self.buffers}
-                return sequential_forward(self._plan, state, self.k, x, self.feed)
+                return sequential_forward(self._plan, {**params, **buffers}, k, x, self.feed)
             finally:
                 self.feed.masks = []
 
@@ -221,7 +248,7 @@ class StackedModel:
         in_dims = (0, 0, None if x_shared else 0, 0, *(0,) * len(extra))
         try:
             return vmap(member, in_dims=in_dims, randomness="error")(
-                self.params, self.buffers, x, tuple(masks), *extra
+                params, buffers, x, tuple(masks), *extra
             )
         finally:
             self.feed.masks = []

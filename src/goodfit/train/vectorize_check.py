@@ -1,6 +1,7 @@
 """What keeps a group of models from training as one :func:`goodfit.train.fit_many` pass.
 
-The members must share their architecture and their batch schedule; the optimizer must be
+The members must share their architecture and their number of batches per epoch (sizes may
+differ: a batch of different sizes runs per size); the optimizer must be
 element-wise (each listed ``torch.optim`` rule, or a goodfit chain whose transforms are all
 element-wise), so that one step on the stacked tensors is K independent steps; a penalty needs
 a per-member form, an augmentation must be an ``AugmentPipeline`` on the CPU; callbacks other
@@ -63,8 +64,11 @@ def vectorize_obstacle(
     mismatch = architecture_mismatch(models)
     if mismatch:
         return mismatch
-    if len({batch_sizes(n, batch_size) for n in sizes}) > 1:
-        return f"the members' training sets ({sorted(set(sizes))} rows) make different batches"
+    if len({len(batch_sizes(n, batch_size)) for n in sizes}) > 1:
+        return (
+            f"the members' training sets ({sorted(set(sizes))} rows) make different numbers "
+            f"of batches of {batch_size}"
+        )
     if sampler is not None:
         return "a custom sampler is per model"
     if penalty is not None and not hasattr(penalty, "per_member"):
