@@ -76,7 +76,7 @@ class _Result:
         self.extra = extra  # what the fold record adds: the gradient flow
 
 
-def _size_groups(prepared: list[Any], batch_size: int) -> dict[tuple[int, bool], list[int]]:
+def _batch_groups(prepared: list[Any], batch_size: int) -> dict[tuple[int, bool], list[int]]:
     """Positions of the folds by (number of training batches, early stopping or not): one
     vectorized group each, since the members of a group step together (5x2's halves of an odd
     pool differ by a row and usually make the same batches but the last)."""
@@ -147,7 +147,7 @@ def train_variant_vectorized(
     trained: dict[int, tuple[Any, Any, Any, _Result]] = {}
     left: list[int] = []
     lone: list[int] = []
-    for members in _size_groups(prepared, cfg.train.batch_size).values():
+    for members in _batch_groups(prepared, cfg.train.batch_size).values():
         if len(members) < 2:
             lone += [folds[i] for i in members]
             continue
