@@ -207,6 +207,40 @@ def test_members_of_different_sizes_match_fit(opt):
                  epochs=1, batch_size=16, vectorize=True)  # fmt: skip
 
 
+def test_members_of_different_sizes_on_the_vmap_path():
+    """The same ragged schedule through ``vmap`` (a model that is not an ``nn.Sequential``,
+    batch-norm buffers written back from under ``vmap``) with a loss that is not built in
+    (computed under ``vmap`` too): fit's parameters and early-stopping epochs, float64."""
+
+    class Net(nn.Module):
+        def __init__(self, seed):
+            super().__init__()
+            torch.manual_seed(seed)
+            self.a, self.bn, self.b = nn.Linear(6, 16), nn.BatchNorm1d(16), nn.Linear(16, 3)
+            self.drop = nn.Dropout(0.3)
+
+        def forward(self, x):
+            return self.b(self.drop(torch.relu(self.bn(self.a(x)))))
+
+    def smoothed(out, y):
+        return nn.functional.cross_entropy(out, y, label_smoothing=0.1)
+
+    (X, y), (Xv, yv) = _data(torch.float64)
+    train = [(X[:n], y[:n]) for n in (101, 100, 98)]
+    val = [(Xv[:n], yv[:n]) for n in (40, 37, 40)]
+    models = [Net(10 + s).double() for s in SEEDS]
+    refs = [copy.deepcopy(m) for m in models]
+    kw = dict(epochs=10, batch_size=16, loss=smoothed)
+    res = fit_many(models, train, val, optimizer=_sgd, seeds=SEEDS, vectorize=True,
+                   callbacks=[EarlyStopping(patience=2)], **kw)  # fmt: skip
+    for k, ref in enumerate(refs):
+        h = gf.fit(ref, train[k], val[k], optimizer=_sgd(ref), seed=SEEDS[k], progress=False,
+                   callbacks=[EarlyStopping(patience=2)], **kw)  # fmt: skip
+        assert _max_diff(models[k], ref) < 1e-10
+        assert len(h) == len(res.histories[k])
+        assert h["val_loss"] == pytest.approx(res.histories[k]["val_loss"], abs=1e-10)
+
+
 def test_fallback_is_sequential_with_notice(capsys):
     train, _ = _data(torch.float64)
     models = [_net(1, torch.float64, False, False), nn.Sequential(nn.Linear(6, 3)).double()]
