@@ -12,8 +12,8 @@ parameters or per-pattern learning rates, or what ``fit_many`` refuses (weight t
 constraint or sparsity callback, ...) — trains serially, with a one-line notice. Folds of
 different sizes train in one group as long as they make the same number of batches (5x2's
 halves of an odd pool differ by a row: ``fit_many`` runs their last, unequal batches per size);
-folds that do not make one group per number of batches, and a fold alone in its group trains
-serially.
+folds that make different numbers of batches form one group per number, and a fold alone in its
+group trains serially.
 Gradient flow is recorded per fold as in a serial study (a per-member callback of ``fit_many``).
 """
 
